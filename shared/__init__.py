@@ -1,0 +1,1 @@
+"""What the voxq API and the workers share: config, job schema, job store, storage, task names."""

@@ -1,0 +1,45 @@
+"""The Celery configuration both sides share, so the API can publish without importing the worker."""
+from __future__ import annotations
+
+from celery import Celery
+from kombu import Queue
+
+from shared import tasks
+from shared.config import Settings
+
+
+def celery_config(settings: Settings) -> dict:
+    return {
+        "broker_url": settings.redis_url,
+        # Job state lives in our own Redis records, so Celery keeps no results.
+        "result_backend": None,
+        "task_ignore_result": True,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "broker_transport_options": {
+            # Longer than the longest job, or Redis hands a running job to a second worker.
+            "visibility_timeout": settings.visibility_timeout_s,
+            "socket_connect_timeout": 1,
+            "socket_timeout": 5,
+            "queue_order_strategy": "priority",
+        },
+        "broker_connection_retry_on_startup": True,
+        # The API must answer 503 quickly when Redis is down, not retry the publish for minutes.
+        "broker_connection_timeout": 1,
+        "broker_connection_max_retries": 1,
+        "task_default_queue": tasks.BATCH,
+        "task_queues": [Queue(name) for name in (*tasks.SYNTHESIS_QUEUES, tasks.WEBHOOKS)],
+        "task_create_missing_queues": True,
+        "worker_hijack_root_logger": False,
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+    }
+
+
+def make_celery(settings: Settings, name: str = "voxq") -> Celery:
+    app = Celery(name)
+    app.conf.update(celery_config(settings))
+    return app

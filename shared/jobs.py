@@ -1,0 +1,131 @@
+"""The job schema: what a client sends, what a job record holds, and what the API shows."""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from shared.options import SynthesisOptions
+
+Status = Literal["queued", "running", "succeeded", "failed", "canceled"]
+TERMINAL = ("succeeded", "failed", "canceled")
+Priority = Literal["interactive", "batch"]
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class JobRequest(SynthesisOptions):
+    """POST /v1/jobs body."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    text: str = Field(..., description="the text to speak (UTF-8)")
+    callback_url: str | None = Field(None, max_length=2048)
+    metadata: dict[str, Any] | None = Field(None, description="echoed back; at most 4 KB as JSON")
+    priority: Priority = "interactive"
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata_size(cls, value):
+        if value is not None and len(json.dumps(value, ensure_ascii=False).encode()) > 4096:
+            raise ValueError("metadata is larger than 4096 bytes as JSON")
+        return value
+
+    def options(self) -> SynthesisOptions:
+        return SynthesisOptions(**self.model_dump(include=set(SynthesisOptions.model_fields)))
+
+
+class Progress(BaseModel):
+    segments_done: int = 0
+    segments_total: int | None = None
+
+
+class Result(BaseModel):
+    audio_url: str
+    format: str
+    sample_rate: int
+    duration_s: float
+    bytes: int
+    sha256: str
+    marks_url: str | None = None
+
+
+class JobError(BaseModel):
+    code: str
+    message: str
+
+
+class WebhookState(BaseModel):
+    status: Literal["pending", "delivering", "delivered", "failed", "disabled"] = "pending"
+    attempts: int = 0
+    last_status_code: int | None = None
+    next_attempt_at: datetime | None = None
+
+
+class JobRecord(BaseModel):
+    """What Redis holds for a job (the text itself is stored apart, never in this record)."""
+
+    id: str
+    owner: str = "anonymous"
+    status: Status = "queued"
+    priority: Priority = "interactive"
+    options: SynthesisOptions
+    text_chars: int
+    text_sha256: str
+    callback_url: str | None = None
+    metadata: dict[str, Any] | None = None
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    progress: Progress = Progress()
+    result: dict[str, Any] | None = None  # Result minus the URLs, which the API builds
+    error: JobError | None = None
+    cache_hit: bool = False
+    attempts: int = 0
+    webhook: WebhookState | None = None
+
+
+class JobView(BaseModel):
+    """GET /v1/jobs/{id}."""
+
+    id: str
+    status: Status
+    priority: Priority
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    progress: Progress
+    options: SynthesisOptions
+    text_chars: int
+    metadata: dict[str, Any] | None = None
+    result: Result | None = None
+    error: JobError | None = None
+    cache_hit: bool = False
+    webhook: WebhookState | None = None
+    links: dict[str, str]
+
+
+class JobAccepted(BaseModel):
+    id: str
+    status: Status
+    created_at: datetime
+    links: dict[str, str]
+
+
+class JobList(BaseModel):
+    jobs: list[JobView]
+    next_cursor: str | None = None
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    field: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody

@@ -1,0 +1,251 @@
+"""Job records in Redis: create, read, list, and atomic status transitions."""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from datetime import datetime
+from typing import Iterable
+
+import redis
+
+from shared.jobs import TERMINAL, JobError, JobRecord, JobRequest, Progress, WebhookState, now
+
+PREFIX = "voxq"
+
+# Move a job to a new status only if it is in one of the allowed ones, and set fields with it,
+# in one step: a redelivered task, a cancel and a finish can race, and exactly one must win.
+_TRANSITION = """
+local current = redis.call('HGET', KEYS[1], 'status')
+if not current then return {0, ''} end
+local n = tonumber(ARGV[1])
+for i = 2, n + 1 do
+  if ARGV[i] == current then
+    redis.call('HSET', KEYS[1], 'status', ARGV[n + 2])
+    for j = n + 3, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[j], ARGV[j + 1]) end
+    return {1, current}
+  end
+end
+return {0, current}
+"""
+
+
+def connect(url: str) -> redis.Redis:
+    # Short timeouts: when Redis is down the API must answer 503 at once, not hang.
+    return redis.Redis.from_url(
+        url, socket_connect_timeout=1, socket_timeout=5, health_check_interval=30, decode_responses=True
+    )
+
+
+def text_sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class JobStore:
+    def __init__(self, client: redis.Redis, ttl_s: int):
+        self.redis = client
+        self.ttl_s = ttl_s
+        self._transition = client.register_script(_TRANSITION)
+
+    # keys
+    @staticmethod
+    def job_key(job_id: str) -> str:
+        return f"{PREFIX}:job:{job_id}"
+
+    @staticmethod
+    def text_key(job_id: str) -> str:
+        return f"{PREFIX}:job:{job_id}:text"
+
+    @staticmethod
+    def owner_key(owner: str) -> str:
+        return f"{PREFIX}:jobs:{owner}"
+
+    # create
+    def create(self, request: JobRequest, owner: str) -> JobRecord:
+        record = JobRecord(
+            id=uuid.uuid4().hex,
+            owner=owner,
+            priority=request.priority,
+            options=request.options(),
+            text_chars=len(request.text),
+            text_sha256=text_sha256(request.text),
+            callback_url=request.callback_url,
+            metadata=request.metadata,
+            created_at=now(),
+            webhook=WebhookState() if request.callback_url else None,
+        )
+        fields = {
+            "record": record.model_dump_json(
+                include={"id", "owner", "priority", "options", "text_chars", "text_sha256",
+                         "callback_url", "metadata", "created_at"}
+            ),
+            "status": "queued",
+            "attempts": 0,
+        }
+        if record.webhook:
+            fields["webhook"] = record.webhook.model_dump_json()
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hset(self.job_key(record.id), mapping=fields)
+        pipe.expire(self.job_key(record.id), self.ttl_s)
+        pipe.set(self.text_key(record.id), request.text, ex=self.ttl_s)
+        pipe.zadd(self.owner_key(owner), {record.id: record.created_at.timestamp()})
+        pipe.execute()
+        return record
+
+    def discard(self, record: JobRecord) -> None:
+        """Undo a create whose publish failed, so no orphan record is left queued forever."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.delete(self.job_key(record.id), self.text_key(record.id))
+        pipe.zrem(self.owner_key(record.owner), record.id)
+        pipe.execute()
+
+    # read
+    def get(self, job_id: str) -> JobRecord | None:
+        return self._parse(self.redis.hgetall(self.job_key(job_id)))
+
+    def get_many(self, job_ids: Iterable[str]) -> list[JobRecord]:
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.hgetall(self.job_key(job_id))
+        return [r for r in map(self._parse, pipe.execute()) if r is not None]
+
+    def text(self, job_id: str) -> str | None:
+        return self.redis.get(self.text_key(job_id))
+
+    def status(self, job_id: str) -> str | None:
+        return self.redis.hget(self.job_key(job_id), "status")
+
+    @staticmethod
+    def _parse(fields: dict) -> JobRecord | None:
+        if not fields or "record" not in fields:
+            return None
+        data = json.loads(fields["record"])
+        data["status"] = fields.get("status", "queued")
+        data["attempts"] = int(fields.get("attempts", 0))
+        data["cache_hit"] = fields.get("cache_hit") == "1"
+        data["progress"] = Progress(
+            segments_done=int(fields.get("segments_done", 0)),
+            segments_total=int(fields["segments_total"]) if fields.get("segments_total") else None,
+        )
+        for name in ("started_at", "finished_at"):
+            if fields.get(name):
+                data[name] = fields[name]
+        if fields.get("result"):
+            data["result"] = json.loads(fields["result"])
+        if fields.get("error"):
+            data["error"] = json.loads(fields["error"])
+        if fields.get("webhook"):
+            data["webhook"] = json.loads(fields["webhook"])
+        return JobRecord.model_validate(data)
+
+    def list(self, owner: str, status: str | None, limit: int, cursor: str | None):
+        """Newest first. The cursor is '<score>:<id>' of the last job already returned."""
+        key = self.owner_key(owner)
+        max_score, after_id = "+inf", None
+        if cursor:
+            score, _, after_id = cursor.partition(":")
+            max_score = score
+        found: list[JobRecord] = []
+        offset = 0
+        page = max(limit * 2, 50)
+        while len(found) < limit:
+            entries = self.redis.zrevrangebyscore(key, max_score, "-inf", start=offset, num=page, withscores=True)
+            if not entries:
+                return found, None
+            offset += len(entries)
+            if after_id is not None:
+                # Skip everything up to and including the cursor's job (ties share a score).
+                ids = [e[0] for e in entries]
+                if after_id in ids:
+                    entries = entries[ids.index(after_id) + 1:]
+                after_id = None
+            records = {r.id: r for r in self.get_many(e[0] for e in entries)}
+            for job_id, score in entries:
+                record = records.get(job_id)
+                if record is None:
+                    continue
+                if status and record.status != status:
+                    continue
+                found.append(record)
+                if len(found) == limit:
+                    return found, f"{score!r}:{job_id}"
+        return found, None
+
+    # transitions
+    def transition(self, job_id: str, allowed: Iterable[str], new_status: str, **fields) -> tuple[bool, str]:
+        args: list = []
+        allowed = list(allowed)
+        args.append(len(allowed))
+        args.extend(allowed)
+        args.append(new_status)
+        for name, value in fields.items():
+            args.extend([name, _encode(value)])
+        ok, previous = self._transition(keys=[self.job_key(job_id)], args=args)
+        return bool(ok), previous
+
+    def start_attempt(self, job_id: str) -> int:
+        """Count a delivery of the job to a worker; the count survives worker crashes."""
+        return int(self.redis.hincrby(self.job_key(job_id), "attempts", 1))
+
+    def mark_running(self, job_id: str) -> bool:
+        ok, _ = self.transition(job_id, ("queued", "running"), "running", started_at=now())
+        return ok
+
+    def set_progress(self, job_id: str, done: int, total: int) -> None:
+        self.redis.hset(self.job_key(job_id), mapping={"segments_done": done, "segments_total": total})
+
+    def succeed(self, job_id: str, result: dict, cache_hit: bool = False) -> bool:
+        ok, _ = self.transition(
+            job_id, ("running",), "succeeded", finished_at=now(), result=result, cache_hit=int(cache_hit)
+        )
+        if ok:
+            self._refresh_ttl(job_id)
+        return ok
+
+    def fail(self, job_id: str, code: str, message: str) -> bool:
+        ok, _ = self.transition(
+            job_id, ("queued", "running"), "failed", finished_at=now(),
+            error=JobError(code=code, message=message),
+        )
+        if ok:
+            self._refresh_ttl(job_id)
+        return ok
+
+    def cancel(self, job_id: str) -> tuple[bool, str]:
+        ok, previous = self.transition(job_id, ("queued", "running"), "canceled", finished_at=now())
+        if ok:
+            self._refresh_ttl(job_id)
+        return ok, previous
+
+    def set_webhook(self, job_id: str, state: WebhookState) -> None:
+        self.redis.hset(self.job_key(job_id), "webhook", state.model_dump_json())
+
+    def delete(self, record: JobRecord) -> None:
+        self.discard(record)
+
+    def _refresh_ttl(self, job_id: str) -> None:
+        # Retention counts from the end of the job, not its submission.
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.expire(self.job_key(job_id), self.ttl_s)
+        pipe.expire(self.text_key(job_id), self.ttl_s)
+        pipe.execute()
+
+    # retention
+    def prune_index(self, owner_keys_pattern: str = f"{PREFIX}:jobs:*") -> int:
+        """Drop index entries older than the TTL (the records themselves expire in Redis)."""
+        cutoff = time.time() - self.ttl_s - 3600
+        removed = 0
+        for key in self.redis.scan_iter(owner_keys_pattern, count=100):
+            removed += self.redis.zremrangebyscore(key, "-inf", cutoff)
+        return removed
+
+
+def _encode(value) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if hasattr(value, "model_dump_json"):
+        return value.model_dump_json()
+    if isinstance(value, (dict, list)):
+        return json.dumps(value)
+    return str(value)

@@ -1,0 +1,1 @@
+"""voxq's command line: synth, up, bench, keys."""

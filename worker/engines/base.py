@@ -1,0 +1,57 @@
+"""The engine contract: load once, then turn text segments into audio chunks with timing marks."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Prosody:
+    """Per-segment controls. Ratios are relative to the model's own default (1.0)."""
+
+    speed: float = 1.0
+    pitch: float = 1.0
+    energy: float = 1.0
+    # Emphasis of the pitch contour (the model's own f0_ratios input): spread, not level.
+    pitch_range: float = 1.0
+
+
+@dataclass(frozen=True)
+class Mark:
+    """One spoken character and where it sits in the chunk, in milliseconds."""
+
+    char: str
+    start_ms: float
+    end_ms: float
+
+
+@dataclass
+class AudioChunk:
+    samples: np.ndarray  # mono float32 in [-1, 1]
+    sample_rate: int
+    marks: list[Mark] = field(default_factory=list)
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.samples) / self.sample_rate
+
+
+@dataclass(frozen=True)
+class VoiceInfo:
+    name: str
+    language: str
+    gender: str
+    description: str = ""
+
+
+class Engine(Protocol):
+    name: str
+    model_version: str
+    sample_rate: int
+    voices: list[VoiceInfo]
+
+    def synthesize(self, text: str, prosody: Prosody, voice: str | None = None) -> AudioChunk:
+        """Synthesize one segment (already normalised and split by the caller)."""
+        ...

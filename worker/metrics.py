@@ -1,0 +1,24 @@
+"""Worker metrics (prometheus-client). Prefork children share them through multiprocess mode."""
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+SYNTHESIS_SECONDS = Histogram(
+    "voxq_synthesis_seconds", "Wall time to synthesize one job", ["engine"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800),
+)
+RTF = Histogram(
+    "voxq_synthesis_rtf", "Real-time factor (wall time / audio time) per job", ["engine"],
+    buckets=(0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2),
+)
+AUDIO_SECONDS = Counter("voxq_audio_seconds_total", "Seconds of audio produced", ["engine"])
+CACHE_HITS = Counter("voxq_cache_hits_total", "Jobs served from the result cache")
+JOBS_FINISHED = Counter("voxq_jobs_finished_total", "Jobs that reached an end state", ["status"])
+WEBHOOK_DELIVERIES = Counter("voxq_webhook_deliveries_total", "Webhook delivery attempts", ["outcome"])
+
+
+def observe_synthesis(engine: str, wall_s: float, audio_s: float) -> None:
+    SYNTHESIS_SECONDS.labels(engine).observe(wall_s)
+    AUDIO_SECONDS.labels(engine).inc(audio_s)
+    if audio_s > 0:
+        RTF.labels(engine).observe(wall_s / audio_s)

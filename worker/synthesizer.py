@@ -1,0 +1,192 @@
+"""Long text to one audio file: normalise, split, synthesize segment by segment, stream to disk."""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from shared.config import Settings
+from shared.options import SynthesisOptions, check_format_rate
+from worker.audio import AudioWriter
+from worker.emotions import PRESETS
+from worker.engines.base import Engine, Prosody
+from worker.text.normalizer import normalize
+from worker.text.segmenter import Segment, split_segments
+
+log = logging.getLogger(__name__)
+
+
+class SynthesisError(ValueError):
+    """The request cannot be spoken; `code` is a stable machine-readable reason."""
+
+    def __init__(self, code: str, message: str, field: str | None = None):
+        super().__init__(message)
+        self.code = code
+        self.field = field
+
+
+class Canceled(Exception):
+    """The job was canceled between two segments."""
+
+
+@dataclass
+class SynthesisResult:
+    format: str
+    sample_rate: int
+    duration_s: float
+    bytes: int
+    sha256: str
+    segments: int
+
+
+def plan(text: str, settings: Settings) -> list[Segment]:
+    """Check and split the text; raise SynthesisError for text that cannot be spoken."""
+    if not text or not text.strip():
+        raise SynthesisError("empty_text", "text is empty", "text")
+    if len(text) > settings.max_chars:
+        raise SynthesisError(
+            "text_too_long", f"text has {len(text)} characters; the limit is {settings.max_chars}", "text"
+        )
+    segments = split_segments(normalize(text), settings.max_segment_chars)
+    if not segments:
+        raise SynthesisError("nothing_to_say", "nothing to say: the text has no speakable characters", "text")
+    return segments
+
+
+def check_options(options: SynthesisOptions, engine: Engine) -> None:
+    emotions = getattr(engine, "emotions", tuple(PRESETS))
+    if options.emotion not in emotions:
+        raise SynthesisError(
+            "unknown_emotion", f"unknown emotion {options.emotion!r}; valid: {', '.join(emotions)}", "emotion"
+        )
+    voices = [v.name for v in engine.voices]
+    if options.voice is not None and options.voice not in voices:
+        raise SynthesisError("unknown_voice", f"unknown voice {options.voice!r}; valid: {', '.join(voices)}", "voice")
+    problem = check_format_rate(options.format, options.sample_rate)
+    if problem:
+        raise SynthesisError("unsupported_sample_rate", problem, "sample_rate")
+
+
+def prosody_for(options: SynthesisOptions) -> Prosody:
+    preset = PRESETS.get(options.emotion, PRESETS["neutral"])
+    return Prosody(
+        speed=options.speed * preset.speed,
+        pitch=options.pitch * preset.pitch,
+        energy=preset.energy,
+        pitch_range=preset.pitch_range,
+    )
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class _MarksWriter:
+    """Stream marks to a JSON array so a 100,000-character job never holds them all."""
+
+    def __init__(self, path: Path | None):
+        self._fh = open(path, "w", encoding="utf-8") if path else None
+        self._first = True
+        if self._fh:
+            self._fh.write("[")
+
+    def write(self, marks, offset_ms: float) -> None:
+        if not self._fh:
+            return
+        for mark in marks:
+            entry = {
+                "type": "char",
+                "value": mark.char,
+                "start_ms": round(offset_ms + mark.start_ms, 1),
+                "end_ms": round(offset_ms + mark.end_ms, 1),
+            }
+            self._fh.write(("" if self._first else ",\n") + json.dumps(entry, ensure_ascii=False))
+            self._first = False
+
+    def close(self) -> None:
+        if self._fh:
+            self._fh.write("]\n")
+            self._fh.close()
+
+
+def render(
+    engine: Engine,
+    text: str,
+    options: SynthesisOptions,
+    out_path: str | os.PathLike,
+    settings: Settings,
+    marks_path: str | os.PathLike | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    segments: list[Segment] | None = None,
+) -> SynthesisResult:
+    """Synthesize `text` into `out_path` (and its timing marks into `marks_path`)."""
+    check_options(options, engine)
+    segments = segments if segments is not None else plan(text, settings)
+    prosody = prosody_for(options)
+    preset = PRESETS.get(options.emotion, PRESETS["neutral"])
+    gain = options.volume * preset.gain
+    rate = engine.sample_rate
+    pauses = {
+        "sentence": settings.sentence_pause_s * preset.pause_scale,
+        "clause": settings.clause_pause_s * preset.pause_scale,
+        "none": 0.0,
+    }
+    out_path = Path(out_path)
+    marks = _MarksWriter(Path(marks_path) if marks_path else None)
+    spoken = 0
+    total = len(segments)
+    try:
+        with AudioWriter(out_path, options.format, rate, options.sample_rate) as writer:
+            position = 0
+            for index, segment in enumerate(segments):
+                if should_stop and should_stop():
+                    raise Canceled()
+                try:
+                    chunk = engine.synthesize(segment.text, prosody, options.voice)
+                except ValueError:
+                    # A segment with nothing speakable (e.g. only symbols the voice lacks).
+                    log.debug("segment %d has nothing to say", index)
+                    chunk = None
+                last = index == total - 1
+                if chunk is not None and len(chunk.samples):
+                    marks.write(chunk.marks, position * 1000.0 / rate)
+                    audio = chunk.samples * gain
+                    spoken += len(audio)
+                    position += len(audio)
+                    writer.write(audio)
+                if not last:
+                    silence = np.zeros(int(pauses[segment.pause] * rate), dtype=np.float32)
+                    position += len(silence)
+                    writer.write(silence)
+                if on_progress:
+                    on_progress(index + 1, total)
+            if spoken == 0:
+                raise SynthesisError("nothing_to_say", "nothing to say: the text has no speakable characters", "text")
+            out_rate = writer.out_rate
+        frames = writer.frames
+    except BaseException:
+        marks.close()
+        out_path.unlink(missing_ok=True)
+        if marks_path:
+            Path(marks_path).unlink(missing_ok=True)
+        raise
+    marks.close()
+    return SynthesisResult(
+        format=options.format,
+        sample_rate=out_rate,
+        duration_s=round(frames / out_rate, 3),
+        bytes=out_path.stat().st_size,
+        sha256=_sha256(out_path),
+        segments=total,
+    )

@@ -1,0 +1,1 @@
+"""The Mandarin text front end: normalisation, segmentation and grapheme-to-phoneme."""
