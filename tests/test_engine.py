@@ -1,0 +1,103 @@
+"""The default engine on the real model: assets, determinism, marks, speed, streaming, length."""
+from __future__ import annotations
+
+import tracemalloc
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from shared.config import Settings
+from shared.options import SynthesisOptions
+from tests.audio_checks import rms, voiced_fraction
+from worker import assets, synthesizer
+from worker.engines.base import Prosody
+
+
+def test_assets_are_verified_by_hash(tmp_path):
+    found = assets.locate()
+    for path in (found.acoustic, found.vocoder, found.mapper):
+        (tmp_path / path.name).write_bytes(path.read_bytes())
+    assert assets.locate(tmp_path).acoustic == tmp_path / assets.ACOUSTIC
+    with open(tmp_path / assets.VOCODER, "r+b") as fh:  # one flipped byte
+        fh.seek(1000)
+        byte = fh.read(1)
+        fh.seek(1000)
+        fh.write(bytes([byte[0] ^ 0xFF]))
+    with pytest.raises(assets.AssetError, match="sha256"):
+        assets.locate(tmp_path)
+    (tmp_path / assets.MAPPER).unlink()
+    with pytest.raises(assets.AssetError, match="missing"):
+        assets.locate(tmp_path)
+
+
+def test_speech_is_real_and_deterministic(engine):
+    first = engine.synthesize("语音合成系统把文字转换成自然的语音。", Prosody())
+    second = engine.synthesize("语音合成系统把文字转换成自然的语音。", Prosody())
+    assert first.sample_rate == 24000
+    assert np.array_equal(first.samples, second.samples)
+    assert 1.5 < first.duration_s < 6
+    assert rms(first.samples) > 0.02
+    # Speech is mostly voiced; noise or silence is not.
+    assert voiced_fraction(first.samples, 24000) > 0.5
+
+
+def test_marks_cover_every_character_in_order(engine):
+    text = "今天天气很好"
+    chunk = engine.synthesize(text, Prosody())
+    assert [m.char for m in chunk.marks] == list(text)
+    ends = 0.0
+    for mark in chunk.marks:
+        assert mark.start_ms >= ends - 1e-6
+        assert mark.end_ms > mark.start_ms
+        ends = mark.end_ms
+    assert ends <= chunk.duration_s * 1000 + 1
+
+
+def test_speed_changes_duration(engine):
+    normal = engine.synthesize("请在十分钟后回电话。", Prosody()).duration_s
+    fast = engine.synthesize("请在十分钟后回电话。", Prosody(speed=1.25)).duration_s
+    slow = engine.synthesize("请在十分钟后回电话。", Prosody(speed=0.8)).duration_s
+    assert fast < normal * 0.9
+    assert slow > normal * 1.1
+
+
+def test_render_joins_segments_with_pauses_and_offsets_marks(engine, tmp_path):
+    settings = Settings.from_env({})
+    out, marks = tmp_path / "out.wav", tmp_path / "marks.json"
+    result = synthesizer.render(engine, "你好。再见！", SynthesisOptions(marks=True), out, settings, marks)
+    audio, rate = sf.read(out, dtype="float32")
+    assert rate == 24000 and result.segments == 2
+    assert abs(len(audio) / rate - result.duration_s) < 0.01
+    import json
+
+    entries = json.loads(marks.read_text(encoding="utf-8"))
+    assert [e["value"] for e in entries] == list("你好再见")
+    # The second sentence starts after the first one and its sentence pause.
+    assert entries[2]["start_ms"] >= entries[1]["end_ms"] + settings.sentence_pause_s * 1000 * 0.9
+    assert entries[-1]["end_ms"] <= result.duration_s * 1000 + 1
+
+
+def test_limits(settings):
+    with pytest.raises(synthesizer.SynthesisError, match="100000"):
+        synthesizer.plan("好" * (settings.max_chars + 1), settings)
+    assert synthesizer.plan("好", settings)
+    # The maximum length is accepted and split into bounded segments.
+    segments = synthesizer.plan("好" * settings.max_chars, settings)
+    assert max(len(s.text) for s in segments) <= settings.max_segment_chars + 1
+
+
+@pytest.mark.slow
+def test_long_text_streams_to_disk_in_bounded_memory(engine, tmp_path):
+    settings = Settings.from_env({})
+    text = "科学家们经过多年的努力，终于在这个领域取得了重大突破。" * 60  # 1,620 characters
+    out = tmp_path / "long.wav"
+    tracemalloc.start()
+    result = synthesizer.render(engine, text, SynthesisOptions(), out, settings)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    audio_bytes = result.duration_s * 24000 * 4  # what holding it whole as float32 would take
+    assert result.duration_s > 300
+    assert out.stat().st_size > 10_000_000
+    # Peak Python-side memory is a few segments, not the whole recording.
+    assert peak < audio_bytes / 5, (peak, audio_bytes)
