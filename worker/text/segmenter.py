@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import re
+import warnings
 from dataclasses import dataclass
 from functools import cache
 
@@ -24,7 +25,10 @@ class Segment:
 @cache
 def _jieba():
     # Imported and initialised on first use: jieba loads its dictionary when initialised.
-    import jieba
+    with warnings.catch_warnings():
+        # jieba 0.42 imports pkg_resources, whose deprecation notice is no news to our users.
+        warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+        import jieba
 
     jieba.setLogLevel(logging.WARNING)
     jieba.initialize()

@@ -1,0 +1,63 @@
+"""`voxq synth` as a user runs it: real process, real model; bad input is one clear line."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import soundfile as sf
+
+
+def voxq(*args, stdin: bytes | None = None):
+    return subprocess.run([sys.executable, "-m", "voxq", *args], input=stdin, capture_output=True, timeout=120)
+
+
+def test_synth_text_file_and_stdin(tmp_path):
+    text_file = tmp_path / "in.txt"
+    text_file.write_text("今天天气很好。", encoding="utf-8")
+    marks = tmp_path / "marks.json"
+    out = tmp_path / "out.flac"
+    run = voxq("synth", "--file", str(text_file), "-o", str(out), "--emotion", "happy",
+               "--speed", "1.2", "--pitch", "1.1", "--sample-rate", "16000", "--marks", str(marks))
+    assert run.returncode == 0, run.stderr
+    info = sf.info(out)
+    assert info.format == "FLAC" and info.samplerate == 16000 and info.duration > 0.5
+    assert '"value": "今"' in marks.read_text(encoding="utf-8")
+
+    out2 = tmp_path / "stdin.mp3"
+    run = voxq("synth", "-o", str(out2), stdin="你好".encode())
+    assert run.returncode == 0, run.stderr
+    assert sf.info(out2).format == "MP3"
+
+
+BAD = [
+    (["synth", "", "-o", "{out}"], "text is empty"),
+    (["synth", "   \n\t ", "-o", "{out}"], "text is empty"),
+    (["synth", "😀🎉", "-o", "{out}"], "nothing to say"),
+    (["synth", "\x01\x02\x03", "-o", "{out}"], "nothing to say"),
+    (["synth", "--file", "{bad_utf8}", "-o", "{out}"], "not valid UTF-8"),
+    (["synth", "--file", "{missing}", "-o", "{out}"], "cannot read"),
+    (["synth", "--file", "{too_long}", "-o", "{out}"], "limit is 100000"),
+    (["synth", "你好", "--emotion", "joyful", "-o", "{out}"], "valid: neutral, happy, sad, angry, calm, surprised"),
+    (["synth", "你好", "--format", "aiff", "-o", "{out}"], "valid: wav, flac, ogg, opus, mp3, pcm"),
+    (["synth", "你好", "--sample-rate", "11025", "-o", "{out}"], "valid: 8000, 16000, 22050, 24000, 44100, 48000"),
+    (["synth", "你好", "--speed", "3", "-o", "{out}"], "speed"),
+    (["synth", "你好", "--format", "opus", "--sample-rate", "44100", "-o", "{out}"], "opus supports"),
+]
+
+
+@pytest.mark.parametrize("args,message", BAD, ids=[b[1][:20] for b in BAD])
+def test_bad_input_is_one_line_and_nonzero(tmp_path, args, message):
+    bad_utf8 = tmp_path / "bad.txt"
+    bad_utf8.write_bytes(b"\xff\xfe\xfa hello")
+    too_long = tmp_path / "long.txt"
+    too_long.write_text("好" * 100_001, encoding="utf-8")
+    out = tmp_path / "out.wav"
+    paths = {"out": out, "bad_utf8": bad_utf8, "missing": tmp_path / "nope.txt", "too_long": too_long}
+    run = voxq(*[a.format(**paths) for a in args])
+    stderr = run.stderr.decode()
+    assert run.returncode != 0
+    assert message in stderr
+    assert "Traceback" not in stderr
+    assert len([line for line in stderr.splitlines() if line.startswith("voxq: error")]) == 1
+    assert not out.exists(), "no audio file for a failed request"
