@@ -26,6 +26,11 @@ def start(settings: Settings, load_engine: bool, queues: list[str]) -> None:
         from worker.runner import Runner
 
         engine = load(settings)
+        # Warm up before taking a task: the first call pays for jieba's dictionary and the
+        # runtime's allocations, which would otherwise land on the first user's job.
+        from worker.engines.base import Prosody
+
+        engine.synthesize("你好。", Prosody())
         _runner = Runner(settings, _store, storage, engine)
         caps = capabilities(engine, settings)
     _heartbeat = Heartbeat(settings, _store, storage, caps, queues)

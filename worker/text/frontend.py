@@ -11,7 +11,9 @@ logger = logging.getLogger(__name__)
 
 
 class Frontend:
-    def __init__(self, symbol_to_id: dict[str, int], pinyin_dict: dict[str, list[str]], max_segment_chars: int = 60):
+    def __init__(
+        self, symbol_to_id: dict[str, int], pinyin_dict: dict[str, list[str]], max_segment_chars: int = 60
+    ):
         self.g2p = G2P(symbol_to_id, pinyin_dict)
         self.max_segment_chars = max_segment_chars
 

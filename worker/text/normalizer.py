@@ -22,7 +22,8 @@ logger = logging.getLogger(__name__)
 #  * money ¥12.5 -> 十二点五元, $5 -> 五美元 (also € 欧元, £ 英镑); 50% -> 百分之五十,
 #    3-5% -> 百分之三到五; ranges 3-5 / 3~5 -> 三到五; units after a number (5km -> 五公里);
 #  * -5 -> 负五 (a minus not after a digit or letter), 3.14 -> 三点一四, 1/2 -> 二分之一,
-#    1,234 -> 一千二百三十四, every other digit run -> an integer (cn2an);
+#    1,234 -> 一千二百三十四, 2 before a measure word -> 两 (2个 -> 两个), every other digit
+#    run -> an integer (cn2an);
 #  * Latin letters are spelled one by one, case-insensitively, with Chinese approximations
 #    (A 诶, B 比, C 西 ...: LETTERS below), because the Baker voice has no English phones;
 #  * a newline is a sentence break 。; Western , . ! ? ; : become ，。！？；：; runs of
@@ -56,29 +57,35 @@ KEEP = "，。！？；：、"
 # NFKC would turn m² into m2 and ㎡ into m2, which then reads as "m two".
 PRE_FOLD = str.maketrans({"²": "^2", "³": "^3", "㎡": "m^2", "㎥": "m^3", "㎠": "cm^2", "…": "。"})
 
+# re.ASCII wherever digits are matched: \d must not match other scripts' digits, which cn2an cannot read.
 NUM = r"\d+(?:\.\d+)?"
 CODE_CONTEXT = re.compile(
     r"(?:号码|编号|单号|账号|帐号|卡号|学号|工号|尾号|证号|代码|密码|验证码|邮编|电话|手机|QQ|ID)(?:是|为|:|\s)*$",
-    re.IGNORECASE,
+    re.IGNORECASE | re.ASCII,
 )
 UNIT_RE = "|".join(re.escape(u) for u in sorted(UNITS, key=len, reverse=True))
 
-DATE = re.compile(r"(?<!\d)(\d{4})([-/.])(\d{1,2})\2(\d{1,2})(?!\d)")
-YEAR = re.compile(r"(?<!\d)(\d{4})(?:\s*[-~到至]\s*(\d{4}))?(?=年)")
-TIME = re.compile(r"(?<!\d)(\d{1,2}):(\d{2})(?::(\d{2}))?(?!\d)")
-RATIO = re.compile(r"(?<=\d):(?=\d)")
-PHONE = re.compile(r"(?<!\d)(?:1[3-9]\d{9}|0\d{2,3}-\d{7,8}|\d{3,4}-\d{3,4}-\d{4})(?![\d-])")
-THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
-CURRENCY = re.compile(rf"([¥$€£])\s*({NUM})")
-PERCENT_RANGE = re.compile(rf"({NUM})\s*%?\s*[-~～]\s*({NUM})\s*%")
-PERCENT = re.compile(rf"(-?{NUM})\s*%")
-PERMILLE = re.compile(rf"(-?{NUM})\s*‰")
-UNIT = re.compile(rf"({NUM})\s*({UNIT_RE})(?![A-Za-z])")
-RANGE = re.compile(rf"({NUM})\s*[-~～]\s*({NUM})")
-NEGATIVE = re.compile(rf"(?<![\dA-Za-z])-({NUM})")
-DOTTED = re.compile(r"\d+(?:\.\d+){2,}")
-FRACTION = re.compile(r"(?<!\d)(\d+)/(\d+)(?!\d)")
-AMOUNT = re.compile(NUM)
+DATE = re.compile(r"(?<!\d)(\d{4})([-/.])(\d{1,2})\2(\d{1,2})(?!\d)", re.ASCII)
+YEAR = re.compile(r"(?<!\d)(\d{4})(?:\s*[-~到至]\s*(\d{4}))?(?=年)", re.ASCII)
+TIME = re.compile(r"(?<!\d)(\d{1,2}):(\d{2})(?::(\d{2}))?(?!\d)", re.ASCII)
+RATIO = re.compile(r"(?<=\d):(?=\d)", re.ASCII)
+PHONE = re.compile(
+    r"(?<!\d)(?:(?:\+86[- ]?)?1[3-9]\d{9}|0\d{2,3}-\d{7,8}|\d{3,4}-\d{3,4}-\d{4})(?![\d-])", re.ASCII
+)
+THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))", re.ASCII)
+CURRENCY = re.compile(rf"([¥$€£])\s*({NUM})", re.ASCII)
+PERCENT_RANGE = re.compile(rf"({NUM})\s*%?\s*[-~～]\s*({NUM})\s*%", re.ASCII)
+PERCENT = re.compile(rf"(-?{NUM})\s*%", re.ASCII)
+PERMILLE = re.compile(rf"(-?{NUM})\s*‰", re.ASCII)
+UNIT = re.compile(rf"({NUM})\s*({UNIT_RE})(?![A-Za-z])", re.ASCII)
+RANGE = re.compile(rf"({NUM})\s*[-~～]\s*({NUM})", re.ASCII)
+NEGATIVE = re.compile(rf"(?<![\dA-Za-z])-({NUM})", re.ASCII)
+DOTTED = re.compile(r"\d+(?:\.\d+){2,}", re.ASCII)
+FRACTION = re.compile(r"(?<!\d)(\d+)/(\d+)(?!\d)", re.ASCII)
+AMOUNT = re.compile(NUM, re.ASCII)
+# A lone 2 counting things is 两 (两个人), but not as an ordinal (第2个).
+MEASURES = "个只位件条本张次天年岁名块辆台种把双对杯瓶斤公米小分秒元美欧英千万克升吨毫厘平立度"
+TWO = re.compile(rf"(?<![\d.第])2(?![\d.])(?=\s*[{MEASURES}])", re.ASCII)
 LATIN = re.compile(r"[A-Za-z]")
 NEWLINES = re.compile(r"\s*[\r\n\u2028\u2029]+\s*")
 DROP = re.compile(rf"[^\u3400-\u4dbf\u4e00-\u9fff{KEEP}]+")
@@ -170,6 +177,7 @@ def normalize(text: str) -> str:
     text = NEGATIVE.sub(lambda m: "负" + _number(m.group(1)), text)
     text = DOTTED.sub(lambda m: "点".join(_number(part) for part in m.group(0).split(".")), text)
     text = FRACTION.sub(lambda m: f"{_number(m.group(2))}分之{_number(m.group(1))}", text)
+    text = TWO.sub("两", text)
     text = AMOUNT.sub(_amount, text)
     text = LATIN.sub(lambda m: LETTERS[m.group(0).lower()], text)
     text = "".join(SYMBOLS.get(c, c) for c in text).translate(PUNCTUATION)
