@@ -25,6 +25,11 @@ def celery_config(settings: Settings) -> dict:
             "socket_connect_timeout": 1,
             "socket_timeout": 5,
             "queue_order_strategy": "priority",
+            # How often a worker looks for jobs whose worker died (unacked past the visibility
+            # timeout). kombu's default sweeps every ~100 s; a cheap check every few seconds
+            # gets a crashed job moving again soon after its timeout.
+            "unacked_restore_interval": max(1, min(10, settings.visibility_timeout_s // 2)),
+            "unacked_restore_throttle": 1,
         },
         "broker_connection_retry_on_startup": True,
         # The API must answer 503 quickly when Redis is down, not retry the publish for minutes.

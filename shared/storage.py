@@ -32,6 +32,13 @@ class Storage:
         final.parent.mkdir(parents=True, exist_ok=True)
         return final.with_name(f".{final.name}.{os.getpid()}.tmp")
 
+    def clear_temp(self, job_id: str) -> None:
+        """Remove what an interrupted attempt at this job left behind (a killed worker cannot)."""
+        folder = self._folder(job_id)
+        if folder.is_dir():
+            for path in folder.glob(f".{job_id}.*.tmp"):
+                path.unlink(missing_ok=True)
+
     @staticmethod
     def publish(temp: Path, final: Path) -> None:
         os.replace(temp, final)
@@ -57,6 +64,6 @@ class Storage:
         if not audio.is_dir():
             return
         for path in audio.glob("*/*"):
-            stem = path.name.split(".", 1)[0]
+            stem = path.name.lstrip(".").split(".", 1)[0]
             if JOB_ID.match(stem):
                 yield stem, path

@@ -59,6 +59,8 @@ class Runner:
             return "succeeded"
 
         self.store.set_progress(job_id, 0, len(segments))
+        if attempts > 1:
+            self.storage.clear_temp(job_id)
         temp_audio = self.storage.temp_path(audio)
         temp_marks = self.storage.temp_path(marks) if marks else None
         try:

@@ -36,6 +36,11 @@ class FastSpeech2Config:
     postnet_filters: int = 512
     postnet_kernel: int = 5
     layer_norm_eps: float = 1e-5
+    # LiteRT runs the layers whose weights are int8 with int8 inputs too (dynamic range
+    # quantization through XNNPACK: asymmetric, per row for dense layers, per item for convs).
+    # Doing the same keeps durations and mels matching the LiteRT engine; False computes those
+    # layers in float with the dequantized weights.
+    int8_inputs: bool = True
 
 
 @dataclass(frozen=True)
@@ -74,15 +79,63 @@ class AcousticOutput(NamedTuple):
 # --------------------------------------------------------------------------- FastSpeech2
 
 
-class MaskedConv1d(nn.Module):
-    """A 'same'-padded convolution over [B, T, C] that reads zeros past each item's end."""
+def int8_codes(x: torch.Tensor, dims: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Quantize as XNNPACK's dynamic quantization does: asymmetric int8 with the range taken
+    over `dims` and widened to include zero, rounding half to even. -> (q - zero_point, scale)."""
+    low = x.amin(dim=dims, keepdim=True).clamp(max=0)
+    high = x.amax(dim=dims, keepdim=True).clamp(min=0)
+    span = high - low
+    # Multiply by 255 / span rather than divide by span / 255: saturated tanh outputs (-1 exactly)
+    # sit on a rounding tie, and only this order of operations breaks the tie the same way.
+    inverse = 255 / torch.where(span > 0, span, torch.ones_like(span))
+    below, above = -128 - low * inverse, 127 - high * inverse
+    zero = torch.where(low * inverse + high * inverse - 1 > 0, below, above).clamp(-128, 127).round()
+    quantized = (torch.round(x * inverse) + zero).clamp(-128, 127)
+    return quantized - zero, 1 / inverse
 
-    def __init__(self, in_channels: int, out_channels: int, kernel: int):
+
+class Int8Linear(nn.Module):
+    """A dense layer with int8 weights, computed the way LiteRT computes it (see int8_inputs).
+
+    `weight` holds the int8 codes (as floats) and `weight_scale` one scale per output channel.
+    Products of codes are integers and their sums stay below 2**24, so a float32 matmul adds
+    them exactly, as XNNPACK's int32 accumulator does; only the final scaling rounds.
+    """
+
+    def __init__(self, in_features: int, out_features: int, int8_inputs: bool):
         super().__init__()
-        self.conv = nn.Conv1d(in_channels, out_channels, kernel, padding=kernel // 2)
+        self.int8_inputs = int8_inputs
+        self.weight = nn.Parameter(torch.zeros(out_features, in_features))
+        self.weight_scale = nn.Parameter(torch.ones(out_features))
+        self.bias = nn.Parameter(torch.zeros(out_features))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.int8_inputs:
+            return F.linear(x, self.weight) * self.weight_scale + self.bias
+        codes, scale = int8_codes(x, (-1,))  # one range per row (time step)
+        return F.linear(codes, self.weight) * scale * self.weight_scale + self.bias
+
+
+class MaskedConv1d(nn.Module):
+    """A 'same'-padded convolution over [B, T, C] with int8 weights (as Int8Linear) that reads
+    zeros past each item's end."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel: int, int8_inputs: bool):
+        super().__init__()
+        self.int8_inputs = int8_inputs
+        self.weight = nn.Parameter(torch.zeros(out_channels, in_channels, kernel))
+        self.weight_scale = nn.Parameter(torch.ones(out_channels))
+        self.bias = nn.Parameter(torch.zeros(out_channels))
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return self.conv((x * mask).transpose(1, 2)).transpose(1, 2)
+        x = x * mask
+        scale = 1.0
+        if self.int8_inputs:
+            # One range per item: padding is zero and the range always includes zero, so an
+            # item's range in a batch is the one it has alone.
+            x, scale = int8_codes(x, (1, 2))
+        y = F.conv1d(x.transpose(1, 2), self.weight, padding=self.weight.shape[-1] // 2)
+        return y.transpose(1, 2) * scale * self.weight_scale + self.bias
 
 
 class SelfAttention(nn.Module):
@@ -92,10 +145,10 @@ class SelfAttention(nn.Module):
         super().__init__()
         width = cfg.heads * cfg.head_size
         self.heads, self.head_size = cfg.heads, cfg.head_size
-        self.query = nn.Linear(cfg.hidden, width)
-        self.key = nn.Linear(cfg.hidden, width)
-        self.value = nn.Linear(cfg.hidden, width)
-        self.output = nn.Linear(width, cfg.hidden)
+        self.query = Int8Linear(cfg.hidden, width, cfg.int8_inputs)
+        self.key = Int8Linear(cfg.hidden, width, cfg.int8_inputs)
+        self.value = Int8Linear(cfg.hidden, width, cfg.int8_inputs)
+        self.output = Int8Linear(width, cfg.hidden, cfg.int8_inputs)
         self.norm = nn.LayerNorm(cfg.hidden, eps=cfg.layer_norm_eps)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
@@ -117,8 +170,8 @@ class FeedForward(nn.Module):
 
     def __init__(self, cfg: FastSpeech2Config):
         super().__init__()
-        self.conv1 = MaskedConv1d(cfg.hidden, cfg.ffn_filters, cfg.ffn_kernel)
-        self.conv2 = MaskedConv1d(cfg.ffn_filters, cfg.hidden, cfg.ffn_kernel)
+        self.conv1 = MaskedConv1d(cfg.hidden, cfg.ffn_filters, cfg.ffn_kernel, cfg.int8_inputs)
+        self.conv2 = MaskedConv1d(cfg.ffn_filters, cfg.hidden, cfg.ffn_kernel, cfg.int8_inputs)
         self.norm = nn.LayerNorm(cfg.hidden, eps=cfg.layer_norm_eps)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -143,12 +196,12 @@ class VariancePredictor(nn.Module):
         super().__init__()
         sizes = [cfg.hidden] + [cfg.predictor_filters] * cfg.predictor_layers
         self.convs = nn.ModuleList(
-            MaskedConv1d(i, o, cfg.predictor_kernel) for i, o in zip(sizes, sizes[1:])
+            MaskedConv1d(i, o, cfg.predictor_kernel, cfg.int8_inputs) for i, o in zip(sizes, sizes[1:])
         )
         self.norms = nn.ModuleList(
             nn.LayerNorm(cfg.predictor_filters, eps=cfg.layer_norm_eps) for _ in self.convs
         )
-        self.dense = nn.Linear(cfg.predictor_filters, 1)
+        self.dense = nn.Linear(cfg.predictor_filters, 1)  # float weights in the file
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         for conv, norm in zip(self.convs, self.norms):
@@ -175,7 +228,7 @@ class Postnet(nn.Module):
         super().__init__()
         sizes = [cfg.n_mels] + [cfg.postnet_filters] * (cfg.postnet_layers - 1) + [cfg.n_mels]
         self.convs = nn.ModuleList(
-            MaskedConv1d(i, o, cfg.postnet_kernel) for i, o in zip(sizes, sizes[1:])
+            MaskedConv1d(i, o, cfg.postnet_kernel, cfg.int8_inputs) for i, o in zip(sizes, sizes[1:])
         )
         self.norms = nn.ModuleList(ChannelAffine(o) for o in sizes[1:])
 
@@ -217,10 +270,10 @@ class FastSpeech2(nn.Module):
         self.duration_predictor = VariancePredictor(cfg)
         self.f0_predictor = VariancePredictor(cfg)
         self.energy_predictor = VariancePredictor(cfg)
-        self.f0_embedding = MaskedConv1d(1, cfg.hidden, cfg.embedding_kernel)
-        self.energy_embedding = MaskedConv1d(1, cfg.hidden, cfg.embedding_kernel)
+        self.f0_embedding = MaskedConv1d(1, cfg.hidden, cfg.embedding_kernel, cfg.int8_inputs)
+        self.energy_embedding = MaskedConv1d(1, cfg.hidden, cfg.embedding_kernel, cfg.int8_inputs)
         self.decoder = nn.ModuleList(TransformerLayer(cfg) for _ in range(cfg.decoder_layers))
-        self.mel_before = nn.Linear(cfg.hidden, cfg.n_mels)
+        self.mel_before = Int8Linear(cfg.hidden, cfg.n_mels, cfg.int8_inputs)
         self.postnet = Postnet(cfg)
 
     def _positions(self, count: int, mask: torch.Tensor) -> torch.Tensor:

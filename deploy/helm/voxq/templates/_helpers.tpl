@@ -182,7 +182,7 @@ Environment every voxq container shares. HOME points at the /tmp emptyDir becaus
 filesystem is read-only.
 */}}
 {{- define "voxq.appEnv" -}}
-{{ include "voxq.redisEnv" . }}
+{{ include "voxq.redisEnv" . | trim }}
 - name: HOME
   value: /tmp
 {{- end }}

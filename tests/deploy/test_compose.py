@@ -1,0 +1,247 @@
+"""docker-compose.yml: loaded by a real compose implementation, checked against the Compose spec.
+
+No Docker engine is needed: podman-compose (a compose implementation from PyPI) parses,
+interpolates and resolves profiles offline with --dry-run; the Compose Specification's JSON
+schema (as vendored in check-jsonschema) and the compose_spec parser then check the result.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from importlib import resources
+from pathlib import Path
+
+import pytest
+
+yaml = pytest.importorskip("yaml")
+
+REPO = Path(__file__).resolve().parents[2]
+COMPOSE_FILE = REPO / "docker-compose.yml"
+ENV_EXAMPLE = REPO / ".env.example"
+BASE_SERVICES = {"redis", "api", "worker-cpu", "webhooks", "flower"}
+APP_SERVICES = {"api", "worker-cpu", "worker-gpu", "webhooks", "flower"}
+# Every variable of the service contract; .env.example lists each one.
+CONTRACT_VARIABLES = {
+    "REDIS_URL", "VOXQ_DATA_DIR", "VOXQ_ENGINE", "VOXQ_DEVICE", "VOXQ_MODEL_DIR",
+    "VOXQ_WORKER_CONCURRENCY", "VOXQ_ENGINE_THREADS", "VOXQ_MAX_CHARS", "VOXQ_RESULT_TTL_S",
+    "VOXQ_API_KEYS", "VOXQ_API_KEYS_FILE", "VOXQ_WEBHOOK_SECRETS_FILE",
+    "VOXQ_WEBHOOK_ALLOW_NETWORKS", "FLOWER_BASIC_AUTH", "VOXQ_LOG_LEVEL",
+}
+
+
+def run_compose(tmp_path, *args, env_file=ENV_EXAMPLE):
+    """`podman-compose --dry-run ... config`: parse, interpolate, resolve profiles; no engine."""
+    pytest.importorskip("podman_compose")
+    # A clean environment, so a REDIS_PASSWORD in the developer's shell cannot hide a gap.
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    return subprocess.run(
+        [sys.executable, "-c", "import podman_compose; podman_compose.main()", "--dry-run",
+         "--env-file", str(env_file), "-f", str(COMPOSE_FILE), *args, "config"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
+    )
+
+
+def config(tmp_path, *args, env_file=ENV_EXAMPLE):
+    result = run_compose(tmp_path, *args, env_file=env_file)
+    assert result.returncode == 0, result.stderr
+    return yaml.safe_load(result.stdout)
+
+
+@pytest.fixture(scope="module")
+def cpu(tmp_path_factory):
+    """The file as compose resolves it with .env.example and no profile."""
+    return config(tmp_path_factory.mktemp("compose"))
+
+
+@pytest.fixture(scope="module")
+def gpu(tmp_path_factory):
+    """The same with --profile gpu."""
+    return config(tmp_path_factory.mktemp("compose"), "--profile", "gpu")
+
+
+@pytest.fixture(scope="module")
+def raw():
+    return yaml.safe_load(COMPOSE_FILE.read_text())
+
+
+@pytest.fixture(scope="module")
+def compose_schema():
+    pytest.importorskip("check_jsonschema")
+    vendored = resources.files("check_jsonschema.builtin_schemas.vendor")
+    return json.loads(vendored.joinpath("compose-spec.json").read_text())
+
+
+def schema_errors(schema, document):
+    jsonschema = pytest.importorskip("jsonschema")
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
+            for e in validator.iter_errors(document)]
+
+
+def env_example_values():
+    values = {}
+    for line in ENV_EXAMPLE.read_text().splitlines():
+        match = re.match(r"^#?\s*([A-Z][A-Z0-9_]*)=(.*)$", line)
+        if match:
+            values.setdefault(match.group(1), match.group(2))
+    return values
+
+
+# --- a compose implementation loads it -------------------------------------------------------
+
+
+def test_compose_loads_the_cpu_stack(cpu):
+    services = cpu["services"]
+    assert set(services) == BASE_SERVICES
+
+
+def test_compose_adds_the_gpu_worker_only_under_its_profile(gpu):
+    services = gpu["services"]
+    assert set(services) == BASE_SERVICES | {"worker-gpu"}
+
+
+@pytest.mark.parametrize("variable", ["REDIS_PASSWORD", "FLOWER_BASIC_AUTH", "VOXQ_API_KEYS"])
+def test_compose_refuses_to_start_without_a_secret(tmp_path, variable):
+    env_file = tmp_path / "env"
+    env_file.write_text("".join(line + "\n" for line in ENV_EXAMPLE.read_text().splitlines()
+                                if not line.startswith(f"{variable}=")))
+    result = run_compose(tmp_path, env_file=env_file)
+    assert result.returncode != 0
+    assert variable in result.stderr
+
+
+# --- the Compose specification ---------------------------------------------------------------
+
+
+def test_file_matches_the_compose_spec_schema(raw, compose_schema):
+    assert schema_errors(compose_schema, raw) == []
+
+
+def test_interpolated_file_matches_the_compose_spec_schema(cpu, gpu, compose_schema):
+    assert schema_errors(compose_schema, cpu) == []
+    assert schema_errors(compose_schema, gpu) == []
+
+
+def test_compose_spec_parser_accepts_the_interpolated_file(gpu):
+    compose_spec = pytest.importorskip("compose_spec")
+    parsed = compose_spec.PyCompose.from_yaml(yaml.safe_dump(gpu)).to_spec()
+    assert set(parsed.services) == BASE_SERVICES | {"worker-gpu"}
+    (device,) = parsed.services["worker-gpu"].deploy.resources.reservations.devices
+    assert device.driver == "nvidia" and device.count == 1 and device.capabilities == {"gpu"}
+
+
+# --- what each service does ------------------------------------------------------------------
+
+
+def test_redis_keeps_jobs_safe_and_needs_a_password(cpu, raw):
+    redis = cpu["services"]["redis"]
+    script = " ".join(redis["command"])
+    for setting in ("--appendonly yes", "--appendfsync everysec", "--maxmemory-policy noeviction",
+                    "requirepass"):
+        assert setting in script, setting
+    # The password comes from the environment at run time and is never on the command line.
+    assert '"$REDIS_PASSWORD"' in script
+    assert "change-me" not in script
+    assert raw["services"]["redis"]["environment"]["REDIS_PASSWORD"].startswith("${REDIS_PASSWORD:?")
+    assert "REDISCLI_AUTH" in " ".join(redis["healthcheck"]["test"])
+    assert "redis-data:/data" in redis["volumes"]
+    assert redis["user"] == "redis"
+
+
+def test_flower_runs_with_basic_auth_on_loopback(cpu, raw):
+    flower = cpu["services"]["flower"]
+    assert flower["command"] == ["sh", "-c", 'exec celery --broker "$REDIS_URL" flower '
+                                             '--port=5555 --basic-auth="$FLOWER_BASIC_AUTH"']
+    assert flower["environment"]["FLOWER_BASIC_AUTH"] == env_example_values()["FLOWER_BASIC_AUTH"]
+    assert raw["services"]["flower"]["environment"]["FLOWER_BASIC_AUTH"].startswith(
+        "${FLOWER_BASIC_AUTH:?")
+    assert flower["ports"] == ["127.0.0.1:5555:5555"]
+    assert "/healthcheck" in " ".join(flower["healthcheck"]["test"])
+
+
+def test_gpu_worker_has_its_profile_and_a_device_reservation(raw):
+    gpu = raw["services"]["worker-gpu"]
+    assert gpu["profiles"] == ["gpu"]
+    assert gpu["deploy"]["resources"]["reservations"]["devices"] == [
+        {"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}]
+    assert gpu["environment"]["VOXQ_ENGINE"] == "fastspeech2-torch"
+    assert gpu["environment"]["VOXQ_DEVICE"] == "cuda"
+    assert gpu["command"] == ["celery", "-A", "worker.app", "worker", "--pool", "solo",
+                              "-Q", "gpu-interactive,gpu-batch,interactive,batch",
+                              "--loglevel", "INFO", "-n", "gpu@%h"]
+    assert gpu["build"]["target"] == "worker-gpu"
+
+
+def test_commands_follow_the_process_contract(cpu):
+    services = cpu["services"]
+    assert services["api"]["command"] == [
+        "gunicorn", "--bind", "0.0.0.0:5000", "--workers", "2", "--threads", "4",
+        "--worker-tmp-dir", "/tmp", "api.app:create_app()"]
+    assert services["worker-cpu"]["command"] == [
+        "sh", "-c", 'exec celery -A worker.app worker --pool prefork --concurrency '
+                    '"${VOXQ_WORKER_CONCURRENCY}" -Q interactive,batch --loglevel INFO -n cpu@%h']
+    assert services["worker-cpu"]["environment"]["VOXQ_WORKER_CONCURRENCY"] == "2"
+    assert services["webhooks"]["command"] == [
+        "celery", "-A", "worker.app", "worker", "--pool", "threads", "--concurrency", "8",
+        "-Q", "webhooks", "--loglevel", "INFO", "-n", "webhooks@%h"]
+
+
+def test_workers_ping_their_own_node_and_get_time_to_finish_jobs(gpu):
+    services = gpu["services"]
+    for name, node in (("worker-cpu", "cpu"), ("worker-gpu", "gpu"), ("webhooks", "webhooks")):
+        test = services[name]["healthcheck"]["test"]
+        assert test[0] == "CMD-SHELL"
+        assert f'inspect ping -d "{node}@$HOSTNAME"' in test[1], name
+    for name in ("worker-cpu", "worker-gpu"):
+        assert services[name]["stop_grace_period"] == "15m"
+
+
+def test_audio_lives_in_one_named_volume_every_app_service_mounts(gpu):
+    assert "audio" in gpu["volumes"]
+    for name in ("api", "worker-cpu", "worker-gpu", "webhooks"):
+        service = gpu["services"][name]
+        assert "audio:/data" in service["volumes"], name
+        assert service["environment"]["VOXQ_DATA_DIR"] == "/data"
+        assert service["environment"]["REDIS_URL"] == "redis://:change-me@redis:6379/0"
+
+
+def test_every_service_is_hardened_and_has_a_healthcheck(gpu):
+    services = gpu["services"]
+    for name, service in services.items():
+        assert service.get("healthcheck", {}).get("test"), name
+        assert service["read_only"] is True, name
+        assert "/tmp" in service["tmpfs"], name
+        assert service["restart"] == "unless-stopped", name
+    for name in APP_SERVICES:
+        assert services[name]["cap_drop"] == ["ALL"], name
+        assert "no-new-privileges:true" in services[name]["security_opt"], name
+        # The images run as uid 10001 (see the Dockerfile); compose does not override it.
+        assert "user" not in services[name], name
+
+
+def test_app_services_wait_for_a_healthy_redis(raw):
+    for name in APP_SERVICES:
+        assert raw["services"][name]["depends_on"]["redis"]["condition"] == "service_healthy", name
+
+
+# --- .env.example ----------------------------------------------------------------------------
+
+
+def test_env_example_lists_every_variable():
+    listed = env_example_values()
+    interpolated = set(re.findall(r"(?<!\$)\$\{([A-Z][A-Z0-9_]*)", COMPOSE_FILE.read_text()))
+    passed_through = {name for service in yaml.safe_load(COMPOSE_FILE.read_text())["services"].values()
+                      for name, value in (service.get("environment") or {}).items() if value is None}
+    missing = (interpolated | passed_through | CONTRACT_VARIABLES) - set(listed)
+    assert not missing, f".env.example does not list {sorted(missing)}"
+
+
+def test_env_example_holds_placeholders_only():
+    listed = env_example_values()
+    assert listed["REDIS_PASSWORD"] == "change-me"
+    assert listed["VOXQ_API_KEYS"] == "change-me"
+    assert listed["FLOWER_BASIC_AUTH"] == "admin:change-me"
+    assert "change-me" not in json.dumps(yaml.safe_load(COMPOSE_FILE.read_text()))
