@@ -101,3 +101,12 @@ def test_long_text_streams_to_disk_in_bounded_memory(engine, tmp_path):
     assert out.stat().st_size > 10_000_000
     # Peak Python-side memory is a few segments, not the whole recording.
     assert peak < audio_bytes / 5, (peak, audio_bytes)
+
+
+def test_windowed_vocoder_is_identical_to_one_call(engine):
+    from worker.engines import baker
+
+    phonemes = engine.g2p.convert("随着人工智能技术的快速发展，越来越多的企业开始在客户服务中使用智能语音助手")
+    mel, _ = engine._text_to_mel(phonemes.ids, baker.model_inputs(Prosody()))
+    assert mel.shape[1] > 300  # long enough for several windows
+    assert np.array_equal(engine._mel_to_audio(mel), engine._vocode(mel))

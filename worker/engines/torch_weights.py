@@ -81,6 +81,29 @@ class GraphConstants:
             raise WeightError(f"expected one weight on {pattern!r}, found {len(values)}")
         return values[0]
 
+    def int8_weight(self, pattern: str) -> tuple[np.ndarray, np.ndarray]:
+        """The int8 weight of the op `pattern` names: (codes - zero point as float32, one scale
+        per output channel), whether the file has one scale per tensor or one per channel."""
+        found = []
+        for op_index in self.find(pattern):
+            for i in self._graph.operators[op_index].inputs:
+                tensor = self._graph.tensors[i] if i >= 0 else None
+                data = self._model.buffers[tensor.buffer].data if tensor is not None else None
+                if data is not None and tensor.type == 9 and tensor.quantization is not None:
+                    found.append((tensor, np.frombuffer(bytes(data), np.int8).reshape(tensor.shape)))
+        if len(found) != 1:
+            raise WeightError(f"expected one int8 weight on {pattern!r}, found {len(found)}")
+        tensor, values = found[0]
+        q = tensor.quantization
+        scale = np.asarray(q.scale, dtype=np.float32)
+        zero = np.asarray(q.zeroPoint if q.zeroPoint is not None else [0], dtype=np.float32)
+        if scale.size > 1 and q.quantizedDimension != 0:
+            raise WeightError(f"{pattern!r}: per-channel scales on axis {q.quantizedDimension}, not 0")
+        if zero.size > 1:
+            zero = zero.reshape(-1, *[1] * (values.ndim - 1))
+        codes = values.astype(np.float32) - zero
+        return codes, np.broadcast_to(scale, values.shape[:1]).copy()
+
     def quantization_scale(self, tensor_name: str) -> float | None:
         for tensor in self._graph.tensors:
             if tensor.name.decode() == tensor_name:
@@ -89,24 +112,44 @@ class GraphConstants:
         raise WeightError(f"tensor {tensor_name!r} not in the graph")
 
 
-def _conv(graph: GraphConstants, conv_op: str, bias_op: str) -> tuple[np.ndarray, np.ndarray]:
-    """A TF conv1d stored as CONV_2D [out, 1, k, in] plus its BiasAdd -> torch [out, in, k], [out]."""
+def _conv(graph: GraphConstants, conv_op: str, bias_op: str) -> dict[str, np.ndarray]:
+    """A float TF conv1d stored as CONV_2D [out, 1, k, in] plus its BiasAdd, for nn.Conv1d."""
     kernel, own_bias = graph.constants(conv_op)
-    return kernel[:, 0].transpose(0, 2, 1), own_bias + graph.constant(bias_op)
+    return {"weight": kernel[:, 0].transpose(0, 2, 1), "bias": own_bias + graph.constant(bias_op)}
 
 
-def _linear(graph: GraphConstants, matmul_op: str, bias_op: str) -> tuple[np.ndarray, np.ndarray]:
-    return graph.constant(matmul_op), graph.constant(bias_op)
+def _int8_conv(graph: GraphConstants, conv_op: str, bias_op: str) -> dict[str, np.ndarray]:
+    """An int8 conv1d (CONV_2D [out, 1, k, in]) plus its BiasAdd, for MaskedConv1d."""
+    codes, scale = graph.int8_weight(conv_op)
+    *_, own_bias = graph.constants(conv_op)  # CONV_2D's inputs: input, filter, bias
+    return {
+        "weight": codes[:, 0].transpose(0, 2, 1),
+        "weight_scale": scale,
+        "bias": own_bias + graph.constant(bias_op),
+    }
 
 
-def _layer_norm(graph: GraphConstants, prefix: str) -> tuple[np.ndarray, np.ndarray]:
+def _int8_linear(graph: GraphConstants, matmul_op: str, bias_op: str) -> dict[str, np.ndarray]:
+    codes, scale = graph.int8_weight(matmul_op)
+    return {"weight": codes, "weight_scale": scale, "bias": graph.constant(bias_op)}
+
+
+def _linear(graph: GraphConstants, matmul_op: str, bias_op: str) -> dict[str, np.ndarray]:
+    return {"weight": graph.constant(matmul_op), "bias": graph.constant(bias_op)}
+
+
+def _layer_norm(graph: GraphConstants, prefix: str) -> dict[str, np.ndarray]:
     # Exported as x * (gamma * rsqrt(var + eps)) + (beta - mean * ...): gamma feeds
     # batchnorm/mul, beta feeds batchnorm/sub.
-    return graph.constant(f"{prefix}/batchnorm/mul"), graph.constant(f"{prefix}/batchnorm/sub")
+    return {
+        "weight": graph.constant(f"{prefix}/batchnorm/mul"),
+        "bias": graph.constant(f"{prefix}/batchnorm/sub"),
+    }
 
 
-def _put(state: dict, name: str, pair: tuple[np.ndarray, np.ndarray]) -> None:
-    state[f"{name}.weight"], state[f"{name}.bias"] = pair
+def _put(state: dict, name: str, parameters: dict[str, np.ndarray]) -> None:
+    for suffix, values in parameters.items():
+        state[f"{name}.{suffix}"] = values
 
 
 def fastspeech2_state(path: str | PathLike) -> dict[str, torch.Tensor]:
@@ -120,40 +163,40 @@ def fastspeech2_state(path: str | PathLike) -> dict[str, torch.Tensor]:
         for i in range(3):
             tf, pt = f"{stack}/layer_\\._{i}", f"{stack}.{i}"
             for part in ("query", "key", "value"):
-                _put(state, f"{pt}.attention.{part}", _linear(
+                _put(state, f"{pt}.attention.{part}", _int8_linear(
                     graph, f"{tf}/attention/self/{part}/Tensordot/MatMul", f"{tf}/attention/self/{part}/BiasAdd"
                 ))
-            _put(state, f"{pt}.attention.output", _linear(
+            _put(state, f"{pt}.attention.output", _int8_linear(
                 graph, f"{tf}/attention/output/dense/Tensordot/MatMul", f"{tf}/attention/output/dense/BiasAdd"
             ))
             _put(state, f"{pt}.attention.norm", _layer_norm(graph, f"{tf}/attention/output/LayerNorm"))
             for n in (1, 2):
-                _put(state, f"{pt}.feed_forward.conv{n}.conv", _conv(
+                _put(state, f"{pt}.feed_forward.conv{n}", _int8_conv(
                     graph, f"{tf}/intermediate/conv1d_{n}/conv1d", f"{tf}/intermediate/conv1d_{n}/BiasAdd"
                 ))
             _put(state, f"{pt}.feed_forward.norm", _layer_norm(graph, f"{tf}/output/LayerNorm"))
     for predictor in ("duration", "f0", "energy"):
         tf, pt = f"{predictor}_predictor", f"{predictor}_predictor"
         for i in range(2):
-            _put(state, f"{pt}.convs.{i}.conv", _conv(
+            _put(state, f"{pt}.convs.{i}", _int8_conv(
                 graph, f"{tf}/sequential_\\d+/conv_\\._{i}/conv1d", f"{tf}/sequential_\\d+/conv_\\._{i}/BiasAdd"
             ))
             _put(state, f"{pt}.norms.{i}", _layer_norm(graph, f"{tf}/sequential_\\d+/LayerNorm_\\._{i}"))
         _put(state, f"{pt}.dense", _linear(graph, f"{tf}/dense_\\d+/Tensordot/MatMul", f"{tf}/dense_\\d+/BiasAdd"))
     for feature in ("f0", "energy"):
-        _put(state, f"{feature}_embedding.conv", _conv(
+        _put(state, f"{feature}_embedding", _int8_conv(
             graph, f"{feature}_embeddings/conv1d", f"{feature}_embeddings/BiasAdd"
         ))
     # The graph names mel_before's bias add "Identity": it is the model's first output.
-    _put(state, "mel_before", _linear(graph, "mel_before/Tensordot/MatMul", "Identity"))
+    _put(state, "mel_before", _int8_linear(graph, "mel_before/Tensordot/MatMul", "Identity"))
     for i in range(5):
-        _put(state, f"postnet.convs.{i}.conv", _conv(
+        _put(state, f"postnet.convs.{i}", _int8_conv(
             graph, f"postnet/conv_\\._{i}/conv1d", f"postnet/conv_\\._{i}/BiasAdd"
         ))
-        _put(state, f"postnet.norms.{i}", (
-            graph.constant(f"postnet/batch_norm_\\._{i}/batchnorm/mul_1"),
-            graph.constant(f"postnet/batch_norm_\\._{i}/batchnorm/add_1"),
-        ))
+        _put(state, f"postnet.norms.{i}", {
+            "weight": graph.constant(f"postnet/batch_norm_\\._{i}/batchnorm/mul_1"),
+            "bias": graph.constant(f"postnet/batch_norm_\\._{i}/batchnorm/add_1"),
+        })
     return {name: torch.from_numpy(np.ascontiguousarray(v)) for name, v in state.items()}
 
 

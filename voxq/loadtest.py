@@ -1,0 +1,156 @@
+"""`voxq bench cluster`: drive the HTTP API with many jobs and compare with one engine in-process."""
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
+
+import requests
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def _texts(count: int) -> list[str]:
+    from voxq.bench import corpus
+
+    sentences = corpus()
+    # A distinct prefix per job, so the result cache cannot flatter the figures.
+    return [f"第{i + 1}条。{sentences[i % len(sentences)]}" for i in range(count)]
+
+
+def _single_process_throughput(texts: list[str]) -> tuple[float, dict[str, float]]:
+    """Audio seconds per wall second of one engine with one thread, in this process."""
+    from shared.config import Settings
+    from worker import synthesizer
+    from worker.engines import load_engine
+    from worker.engines.base import Prosody
+
+    settings = Settings.from_env(engine_threads=1)
+    engine = load_engine(settings)
+    engine.synthesize("你好。", Prosody())
+    audio = wall = 0.0
+    per_text: dict[str, float] = {}
+    for text in texts:
+        started = time.perf_counter()
+        seconds = sum(engine.synthesize(s.text, Prosody()).duration_s for s in synthesizer.plan(text, settings))
+        elapsed = time.perf_counter() - started
+        per_text[text] = elapsed
+        audio += seconds
+        wall += elapsed
+    return audio / wall, per_text
+
+
+class _Run:
+    def __init__(self, url: str, headers: dict):
+        self.url = url.rstrip("/")
+        self.headers = headers
+        self.local = threading.local()
+
+    def session(self) -> requests.Session:
+        if not hasattr(self.local, "session"):
+            self.local.session = requests.Session()
+            self.local.session.headers.update(self.headers)
+        return self.local.session
+
+    def job(self, text: str, priority: str) -> dict:
+        session = self.session()
+        started = time.perf_counter()
+        response = session.post(f"{self.url}/v1/jobs", json={"text": text, "priority": priority}, timeout=30)
+        submit_s = time.perf_counter() - started
+        response.raise_for_status()
+        job_id = response.json()["id"]
+        while True:
+            body = session.get(f"{self.url}/v1/jobs/{job_id}", timeout=30).json()
+            if body["status"] in ("succeeded", "failed", "canceled"):
+                break
+            time.sleep(0.02)
+        done_s = time.perf_counter() - started
+        if body["status"] != "succeeded":
+            raise RuntimeError(f"job {job_id} ended {body['status']}: {body.get('error')}")
+        return {"submit_s": submit_s, "done_s": done_s, "audio_s": body["result"]["duration_s"]}
+
+
+def cmd_cluster(args) -> int:
+    from voxq.cluster import Cluster
+
+    headers = {"Authorization": f"Bearer {args.api_key}"} if args.api_key else {}
+    cluster = None
+    url = args.url
+    if not url:
+        data_dir = tempfile.mkdtemp(prefix="voxq-bench-")
+        port = 5000 + os.getpid() % 1000
+        cluster = Cluster(SimpleNamespace(
+            host="127.0.0.1", port=port, flower_port=port + 1, workers=args.workers,
+            data_dir=data_dir, redis_url=None,
+        ))
+        cluster.data_dir.joinpath("logs").mkdir(parents=True, exist_ok=True)
+        redis_url = cluster.start_redis()
+        env = dict(os.environ, REDIS_URL=redis_url, VOXQ_DATA_DIR=data_dir)
+        cluster.spawn("api", [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "2",
+                              "--threads", "8", "api.app:create_app()"], env)
+        cluster.spawn("worker", [sys.executable, "-m", "celery", "-A", "worker.app", "worker", "--pool", "prefork",
+                                 "--concurrency", str(args.workers), "-Q", "interactive,batch", "-n", "bench@%h",
+                                 "--loglevel", "WARNING"], env)
+        url = f"http://127.0.0.1:{port}"
+    try:
+        texts = _texts(args.jobs)
+        print(f"measuring one engine in this process on {min(40, len(texts))} of the job texts ...", flush=True)
+        single, per_text = _single_process_throughput(texts[:40])
+        deadline = time.time() + 120
+        while True:
+            try:
+                if requests.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            if time.time() > deadline:
+                raise SystemExit("voxq: error: the cluster did not become ready")
+            time.sleep(0.2)
+        run = _Run(url, headers)
+        run.job("你好。", "interactive")  # warm every path once
+
+        # Queue overhead: short jobs one at a time on an idle cluster, minus the engine's own time.
+        overhead = []
+        for text in texts[:20]:
+            row = run.job(text, "interactive")
+            overhead.append(row["done_s"] - per_text[text])
+
+        print(f"submitting {args.jobs} jobs with concurrency {args.concurrency} to {url} ...", flush=True)
+        started = time.perf_counter()
+        with ThreadPoolExecutor(args.concurrency) as pool:
+            rows = list(pool.map(lambda t: run.job(t, "batch"), texts))
+        wall = time.perf_counter() - started
+    finally:
+        if cluster:
+            cluster.stop()
+    submit = [r["submit_s"] * 1000 for r in rows]
+    done = [r["done_s"] for r in rows]
+    throughput = sum(r["audio_s"] for r in rows) / wall
+    ideal = args.workers * single
+    print(f"jobs                         {len(rows)} (concurrency {args.concurrency}, {args.workers} worker processes)")
+    print(f"submit latency ms            p50 {_percentile(submit, 50):.1f}  p99 {_percentile(submit, 99):.1f}")
+    print(f"submit-to-succeeded s        p50 {_percentile(done, 50):.2f}  p99 {_percentile(done, 99):.2f}")
+    print(f"queue overhead per short job p50 {statistics.median(overhead) * 1000:.1f} ms (sequential, idle cluster)")
+    print(f"cluster throughput           {throughput:.2f} audio s / wall s")
+    print(f"single-process engine        {single:.2f} audio s / wall s (1 thread, same run)")
+    print(f"ratio to workers x single    {throughput / ideal:.3f}  (target >= 0.85)")
+    return 0
+
+
+def add_parser(which) -> None:
+    cluster = which.add_parser("cluster", help="drive the HTTP API and compare with one in-process engine")
+    cluster.add_argument("--jobs", type=int, default=200)
+    cluster.add_argument("--concurrency", type=int, default=20)
+    cluster.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="worker processes to start")
+    cluster.add_argument("--url", help="an already running API (default: start a private cluster)")
+    cluster.add_argument("--api-key", default=os.environ.get("VOXQ_API_KEY"))
+    cluster.set_defaults(func=cmd_cluster)
