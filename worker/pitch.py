@@ -26,7 +26,12 @@ def shift(samples: np.ndarray, sample_rate: int, ratio: float) -> np.ndarray:
     """Scale F0 by `ratio` with WORLD analysis and resynthesis, keeping the spectral envelope."""
     if abs(ratio - 1.0) < 1e-3 or len(samples) < sample_rate // 20:
         return samples
-    import pyworld  # imported here: only needed for pitch outside the model's clean range
+    import warnings
+
+    with warnings.catch_warnings():
+        # pyworld 0.3.5 imports the deprecated pkg_resources; the warning is noise for users.
+        warnings.simplefilter("ignore", UserWarning)
+        import pyworld  # imported here: only needed for pitch outside the model's clean range
 
     x = samples.astype(np.float64)
     f0, times = pyworld.dio(x, sample_rate)
