@@ -129,3 +129,23 @@ class ErrorBody(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: ErrorBody
+
+
+def job_view(record: JobRecord, base: str = "/v1/jobs") -> JobView:
+    """The job as GET {base}/{id} shows it; the API passes its own mount point, a webhook the default."""
+    result = None
+    if record.status == "succeeded" and record.result:
+        data = dict(record.result)
+        has_marks = data.pop("marks", False)
+        result = Result(
+            audio_url=f"{base}/{record.id}/audio",
+            marks_url=f"{base}/{record.id}/marks" if has_marks else None,
+            **data,
+        )
+    return JobView(
+        id=record.id, status=record.status, priority=record.priority, created_at=record.created_at,
+        started_at=record.started_at, finished_at=record.finished_at, progress=record.progress,
+        options=record.options, text_chars=record.text_chars, metadata=record.metadata,
+        result=result, error=record.error, cache_hit=record.cache_hit, webhook=record.webhook,
+        links={"self": f"{base}/{record.id}", "audio": f"{base}/{record.id}/audio"},
+    )

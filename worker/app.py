@@ -34,6 +34,14 @@ def _init_child(**_):
 @worker_init.connect
 def _init_main(sender=None, **_):
     logs.configure(settings.log_level)
+    if _consumes_synthesis():
+        from worker.engines import EngineError, preflight
+
+        try:
+            preflight(settings)
+        except EngineError as exc:
+            # Exit before forking children that would each die the same way, over and over.
+            raise SystemExit(f"voxq worker: error: {exc}") from None
     pool = getattr(sender, "pool_cls", None)
     pool_name = getattr(pool, "__module__", str(pool)) if pool else ""
     if "solo" in pool_name or "thread" in pool_name:

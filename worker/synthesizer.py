@@ -73,13 +73,21 @@ def check_options(options: SynthesisOptions, engine: Engine) -> None:
         raise SynthesisError("unsupported_sample_rate", problem, "sample_rate")
 
 
-def prosody_for(options: SynthesisOptions) -> Prosody:
-    preset = PRESETS.get(options.emotion, PRESETS["neutral"])
+def preset_for(options: SynthesisOptions, engine: Engine):
+    # An engine with trained emotions speaks them itself; the others get a prosody recipe.
+    if getattr(engine, "native_emotions", False):
+        return PRESETS["neutral"]
+    return PRESETS.get(options.emotion, PRESETS["neutral"])
+
+
+def prosody_for(options: SynthesisOptions, engine: Engine) -> Prosody:
+    preset = preset_for(options, engine)
     return Prosody(
         speed=options.speed * preset.speed,
         pitch=options.pitch * preset.pitch,
         energy=preset.energy,
         pitch_range=preset.pitch_range,
+        emotion=options.emotion,
     )
 
 
@@ -133,8 +141,8 @@ def render(
     """Synthesize `text` into `out_path` (and its timing marks into `marks_path`)."""
     check_options(options, engine)
     segments = segments if segments is not None else plan(text, settings)
-    prosody = prosody_for(options)
-    preset = PRESETS.get(options.emotion, PRESETS["neutral"])
+    prosody = prosody_for(options, engine)
+    preset = preset_for(options, engine)
     gain = options.volume * preset.gain
     rate = engine.sample_rate
     pauses = {

@@ -7,9 +7,14 @@ import hashlib
 import json
 import os
 import re
+import shutil
+import signal
+import socket
 import subprocess
 import sys
 import threading
+import time
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Iterator
@@ -756,3 +761,155 @@ def test_helm_test_script_polls_to_success_and_fails_otherwise(final_status, key
     assert (result.returncode == 0) is succeeds, result.stdout + result.stderr
     if succeeds:
         assert "succeeded: job-1 4100 bytes of audio/wav" in result.stdout
+
+
+# --- the chart's own commands, run for real --------------------------------------------------
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def k8s_expand(text, env):
+    """Kubernetes' $(VAR) expansion in command and env values."""
+    return re.sub(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", lambda m: env.get(m.group(1), m.group(0)), text)
+
+
+def container_env(container, objs, secrets, base):
+    """The environment Kubernetes would give this container, with paths moved under tmp."""
+    env = dict(base)
+    configmaps = by_kind(objs, "ConfigMap")
+    for source in container.get("envFrom", []):
+        env.update(configmaps[source["configMapRef"]["name"]]["data"])
+    for item in container.get("env", []):
+        if "value" in item:
+            env[item["name"]] = k8s_expand(item["value"], env)
+        else:
+            ref = item["valueFrom"]["secretKeyRef"]
+            env[item["name"]] = secrets[ref["name"]][ref["key"]]
+    return env
+
+
+def wait_until(check, timeout, what, processes=()):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for process in processes:
+            assert process.poll() is None, f"{process.args[0]} exited while waiting for {what}"
+        if check():
+            return
+        time.sleep(0.5)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def probe(container, kind, env):
+    command = container[kind]["exec"]["command"]
+    return subprocess.run(command, env=env, capture_output=True, timeout=60).returncode == 0
+
+
+@pytest.mark.slow
+def test_chart_commands_serve_a_real_job(tmp_path):
+    """Redis, a CPU worker and the API started with the exact commands, environment and probes
+    the chart renders (ports and /data moved to this machine), then the `helm test` script."""
+    redis_client = pytest.importorskip("redis")
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed (`make install` installs it)")
+    objs = objects({"workers": {"cpu": {"concurrency": 1}}})
+    secrets = {name: secret_data(s) for name, s in by_kind(objs, "Secret").items()}
+    redis_port, api_port = free_port(), free_port()
+    data = tmp_path / "data"
+    data.mkdir()
+    bin_dir = os.path.dirname(sys.executable)
+    base = {"PATH": f"{bin_dir}:/usr/local/bin:/usr/bin:/bin", "HOSTNAME": socket.gethostname(),
+            "PYTHONUNBUFFERED": "1"}
+
+    def relocate(env):
+        env = dict(env, HOME=str(tmp_path), VOXQ_DATA_DIR=str(data))
+        if "REDIS_URL" in env:
+            env["REDIS_URL"] = env["REDIS_URL"].replace(f"{FULLNAME}-redis:6379",
+                                                        f"127.0.0.1:{redis_port}")
+        return env
+
+    processes = []
+
+    def start(command, env, name):
+        log = open(tmp_path / f"{name}.log", "wb")
+        process = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=log,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+        processes.append(process)
+        return process
+
+    try:
+        # Redis, as the StatefulSet runs it.
+        redis_container = main_container(by_kind(objs, "StatefulSet")[f"{FULLNAME}-redis"])
+        redis_env = container_env(redis_container, objs, secrets, base)
+        script = redis_container["command"][2].replace("/tmp/", f"{tmp_path}/")
+        script = script.replace("--dir /data", f"--dir {data.parent} --port {redis_port} "
+                                               "--bind 127.0.0.1")
+        start(["sh", "-c", script], redis_env, "redis")
+        redis_probe = dict(redis_container["readinessProbe"])
+        redis_probe["exec"] = {"command": [c.replace("-h 127.0.0.1", f"-h 127.0.0.1 -p {redis_port}")
+                                           for c in redis_probe["exec"]["command"]]}
+        wait_until(lambda: probe({"readinessProbe": redis_probe}, "readinessProbe", redis_env),
+                   30, "Redis readiness", processes)
+        password = secrets[f"{FULLNAME}-redis"]["redis-password"]
+        client = redis_client.Redis(port=redis_port, password=password)
+        assert client.config_get("appendonly") == {"appendonly": "yes"}
+        assert client.config_get("appendfsync") == {"appendfsync": "everysec"}
+        assert client.config_get("maxmemory-policy") == {"maxmemory-policy": "noeviction"}
+        with pytest.raises(redis_client.AuthenticationError):
+            redis_client.Redis(port=redis_port).ping()
+
+        # The CPU worker: the Deployment's command after Kubernetes' $(VAR) expansion.
+        worker_container = main_container(by_kind(objs, "Deployment")[f"{FULLNAME}-worker-cpu"])
+        worker_env = relocate(container_env(worker_container, objs, secrets, base))
+        worker = start([k8s_expand(c, worker_env) for c in worker_container["command"]],
+                       worker_env, "worker")
+        # The startup probe (a Celery ping to this worker's node) passes once the model is loaded.
+        wait_until(lambda: probe(worker_container, "startupProbe", worker_env), 240,
+                   "the worker's startup probe", processes)
+        assert probe(worker_container, "livenessProbe", worker_env)
+
+        # The API, as its Deployment runs it.
+        api_container = main_container(by_kind(objs, "Deployment")[f"{FULLNAME}-api"])
+        api_env = relocate(container_env(api_container, objs, secrets, base))
+        api_command = [c.replace("0.0.0.0:5000", f"127.0.0.1:{api_port}")
+                       for c in api_container["command"]]
+        start(api_command, api_env, "api")
+
+        def http_ok(path):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{api_port}{path}", timeout=5) as r:
+                    return r.status == 200
+            except OSError:
+                return False
+
+        wait_until(lambda: http_ok(api_container["startupProbe"]["httpGet"]["path"]), 60,
+                   "the API's startup probe", processes)
+        wait_until(lambda: http_ok(api_container["readinessProbe"]["httpGet"]["path"]), 60,
+                   "the API's readiness probe", processes)
+
+        # The `helm test` Pod's script, with the key from the chart's Secret.
+        test_container = hook_pod(objs)["spec"]["containers"][0]
+        test_env = container_env(test_container, objs, secrets, base)
+        test_env["VOXQ_URL"] = f"http://127.0.0.1:{api_port}"
+        result = subprocess.run([sys.executable, "-c", test_container["command"][2]],
+                                env=test_env, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "succeeded:" in result.stdout and "audio/wav" in result.stdout
+
+        # SIGTERM is Celery's warm shutdown: the worker leaves well inside its grace period.
+        grace = by_kind(objs, "Deployment")[f"{FULLNAME}-worker-cpu"]["spec"]["template"]["spec"][
+            "terminationGracePeriodSeconds"]
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=min(grace, 60)) == 0
+    finally:
+        for process in reversed(processes):
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+                try:
+                    process.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait()

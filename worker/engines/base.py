@@ -16,6 +16,8 @@ class Prosody:
     energy: float = 1.0
     # Emphasis of the pitch contour (the model's own f0_ratios input): spread, not level.
     pitch_range: float = 1.0
+    # For engines with trained emotions (native_emotions = True); others get it as a recipe.
+    emotion: str = "neutral"
 
 
 @dataclass(frozen=True)

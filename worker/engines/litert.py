@@ -36,6 +36,10 @@ class LiteRTEngine:
         self._audio_out = vocoder.get_output_details()[0]["index"]
 
     @classmethod
+    def check(cls, settings: Settings) -> None:
+        assets.locate(settings.model_dir)
+
+    @classmethod
     def load(cls, settings: Settings) -> "LiteRTEngine":
         from ai_edge_litert.interpreter import Interpreter
 
