@@ -20,11 +20,13 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.json.ensure_ascii = False
     app.json.sort_keys = False
 
-    from api import errors, health, jobs, services, voices
+    from api import auth, errors, health, jobs, services, voices, webhooks
 
     services.init_app(app)
     errors.init_app(app)
+    auth.init_app(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(jobs.bp)
     app.register_blueprint(voices.bp)
+    app.register_blueprint(webhooks.bp)
     return app

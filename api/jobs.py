@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from api import services
 from api.errors import ApiError, validation_error
 from shared import registry, tasks
-from shared.jobs import TERMINAL, JobAccepted, JobList, JobRecord, JobRequest, JobView, Result
+from shared.jobs import TERMINAL, JobAccepted, JobList, JobRecord, JobRequest, JobView, job_view
 from shared.options import CONTENT_TYPES, EMOTIONS, check_format_rate
 from shared.storage import JOB_ID
 
@@ -84,22 +84,7 @@ def links(job_id: str) -> dict[str, str]:
 
 
 def view(record: JobRecord) -> JobView:
-    result = None
-    if record.status == "succeeded" and record.result:
-        data = dict(record.result)
-        has_marks = data.pop("marks", False)
-        result = Result(
-            audio_url=url_for("jobs.get_audio", job_id=record.id),
-            marks_url=url_for("jobs.get_marks", job_id=record.id) if has_marks else None,
-            **data,
-        )
-    return JobView(
-        id=record.id, status=record.status, priority=record.priority, created_at=record.created_at,
-        started_at=record.started_at, finished_at=record.finished_at, progress=record.progress,
-        options=record.options, text_chars=record.text_chars, metadata=record.metadata,
-        result=result, error=record.error, cache_hit=record.cache_hit, webhook=record.webhook,
-        links=links(record.id),
-    )
+    return job_view(record, url_for("jobs.list_jobs"))
 
 
 def owned_job(job_id: str) -> JobRecord:
@@ -179,14 +164,16 @@ def create_job():
     body = json_body()
     job = parse_job_request(body)
     owner = current_owner()
-    from api import auth
+    from api import auth, webhooks
 
-    auth.charge(owner, len(job.text))
+    if job.callback_url:
+        webhooks.check_callback(owner, job.callback_url)
     key = request.headers.get("Idempotency-Key")
     if key:
         existing, remember = _idempotent(owner, key, body)
         if existing is not None:
             return _accepted(existing, 200)
+        auth.charge(owner, len(job.text))
         record = submit(job, owner)
         if not remember(record):
             # Lost a race with an identical request: answer with the winner's job.
@@ -195,6 +182,7 @@ def create_job():
                 services.get().store.cancel(record.id)
                 return _accepted(existing, 200)
         return _accepted(record)
+    auth.charge(owner, len(job.text))
     return _accepted(submit(job, owner))
 
 
@@ -282,6 +270,10 @@ def delete_job(job_id: str):
         svc.store.delete(record)
         return "", 204
     ok, previous = svc.store.cancel(record.id)
+    if ok and record.callback_url:
+        from api import webhooks
+
+        webhooks.notify(record.id)
     if not ok and previous in TERMINAL:
         # It finished while we asked: delete its files, as for any finished job.
         svc.storage.delete(record.id)

@@ -26,6 +26,9 @@ class Settings(BaseModel):
     max_metadata_bytes: int = 4096
     max_request_bytes: int = 1 << 20
     log_level: str = "INFO"
+    # Batching engines (fastspeech2-torch): segments per batch and how long a batch waits to fill.
+    batch_max: int = Field(16, ge=1)
+    batch_wait_ms: float = Field(10, ge=0)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> "Settings":
@@ -48,6 +51,8 @@ class Settings(BaseModel):
             "idempotency_ttl_s": "VOXQ_IDEMPOTENCY_TTL_S",
             "max_request_bytes": "VOXQ_MAX_REQUEST_BYTES",
             "log_level": "VOXQ_LOG_LEVEL",
+            "batch_max": "VOXQ_BATCH_MAX",
+            "batch_wait_ms": "VOXQ_BATCH_WAIT_MS",
         }
         values = {field: env[var] for field, var in names.items() if env.get(var)}
         values.update(overrides)

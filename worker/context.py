@@ -31,7 +31,12 @@ def start(settings: Settings, load_engine: bool, queues: list[str]) -> None:
         from worker.engines.base import Prosody
 
         engine.synthesize("你好。", Prosody())
-        _runner = Runner(settings, _store, storage, engine)
+        batcher = None
+        if hasattr(engine, "synthesize_batch") and settings.batch_max > 1:
+            from worker.batcher import Batcher
+
+            batcher = Batcher(engine, settings.batch_max, settings.batch_wait_ms / 1000)
+        _runner = Runner(settings, _store, storage, engine, batcher)
         caps = capabilities(engine, settings)
     _heartbeat = Heartbeat(settings, _store, storage, caps, queues)
     _heartbeat.start()

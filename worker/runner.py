@@ -1,7 +1,9 @@
 """One job, start to finish, on a worker: claim it, synthesize or reuse, publish, record."""
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 import time
 
 from shared.config import Settings
@@ -15,11 +17,15 @@ log = logging.getLogger(__name__)
 
 
 class Runner:
-    def __init__(self, settings: Settings, store: JobStore, storage: Storage, engine):
+    def __init__(self, settings: Settings, store: JobStore, storage: Storage, engine, batcher=None):
         self.settings = settings
         self.store = store
         self.storage = storage
         self.engine = engine
+        self.batcher = batcher
+        # Without a batcher the engine is called directly, and a runtime such as LiteRT's
+        # interpreter is not thread-safe: under a threads pool, jobs take turns.
+        self._engine_lock = threading.Lock() if batcher is None else contextlib.nullcontext()
 
     def run(self, job_id: str) -> str:
         """Run a job; return the status it ended in (or why nothing was done)."""
@@ -64,13 +70,15 @@ class Runner:
         temp_audio = self.storage.temp_path(audio)
         temp_marks = self.storage.temp_path(marks) if marks else None
         try:
-            result = synthesizer.render(
-                self.engine, text, options, temp_audio, self.settings,
-                marks_path=temp_marks,
-                on_progress=lambda done, total: self.store.set_progress(job_id, done, total),
-                should_stop=lambda: self.store.status(job_id) != "running",
-                segments=segments,
-            )
+            with self._engine_lock:
+                result = synthesizer.render(
+                    self.engine, text, options, temp_audio, self.settings,
+                    marks_path=temp_marks,
+                    on_progress=lambda done, total: self.store.set_progress(job_id, done, total),
+                    should_stop=lambda: self.store.status(job_id) != "running",
+                    segments=segments,
+                    batcher=self.batcher,
+                )
         except synthesizer.Canceled:
             log.info("job %s canceled mid-synthesis", job_id)
             return self.store.status(job_id) or "canceled"

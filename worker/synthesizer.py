@@ -5,6 +5,7 @@ import hashlib
 import json
 import logging
 import os
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -137,8 +138,13 @@ def render(
     on_progress: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     segments: list[Segment] | None = None,
+    batcher=None,
 ) -> SynthesisResult:
-    """Synthesize `text` into `out_path` (and its timing marks into `marks_path`)."""
+    """Synthesize `text` into `out_path` (and its timing marks into `marks_path`).
+
+    With a batcher, up to a batch of the job's next segments are in flight at once, so a long
+    job fills batches on its own and shares them with whatever else is waiting.
+    """
     check_options(options, engine)
     segments = segments if segments is not None else plan(text, settings)
     prosody = prosody_for(options, engine)
@@ -154,6 +160,17 @@ def render(
     marks = _MarksWriter(Path(marks_path) if marks_path else None)
     spoken = 0
     total = len(segments)
+    in_flight: deque = deque()
+    submitted = 0
+
+    def next_chunk(index: int, segment: Segment):
+        nonlocal submitted
+        if batcher is None:
+            return engine.synthesize(segment.text, prosody, options.voice)
+        while submitted < total and len(in_flight) < batcher.max_batch:
+            in_flight.append(batcher.submit(segments[submitted].text, prosody))
+            submitted += 1
+        return in_flight.popleft().result()
     try:
         with AudioWriter(out_path, options.format, rate, options.sample_rate) as writer:
             position = 0
@@ -161,7 +178,7 @@ def render(
                 if should_stop and should_stop():
                     raise Canceled()
                 try:
-                    chunk = engine.synthesize(segment.text, prosody, options.voice)
+                    chunk = next_chunk(index, segment)
                 except ValueError:
                     # A segment with nothing speakable (e.g. only symbols the voice lacks).
                     log.debug("segment %d has nothing to say", index)
