@@ -20,7 +20,7 @@ def readyz():
     svc = services.get()
     client = svc.store.redis
     client.ping()  # a RedisError becomes a quick 503 in errors.py
-    workers = registry.alive(client, svc.settings.heartbeat_ttl_s)
+    workers = registry.alive_synthesis(client, svc.settings.heartbeat_ttl_s)
     if not workers:
-        return error_response(503, "no_workers", "no worker has sent a heartbeat recently")
+        return error_response(503, "no_workers", "no synthesis worker has sent a heartbeat recently")
     return jsonify({"status": "ready", "workers": len(workers)})

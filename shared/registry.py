@@ -27,6 +27,17 @@ def alive(client: redis.Redis, ttl_s: int) -> list[str]:
     return client.zrangebyscore(WORKERS, time.time() - ttl_s, "+inf")
 
 
+def alive_synthesis(client: redis.Redis, ttl_s: int) -> list[str]:
+    """Live workers that consume a synthesis queue (a webhooks-only worker does not count)."""
+    from shared.tasks import SYNTHESIS_QUEUES
+
+    names = alive(client, ttl_s)
+    if not names:
+        return []
+    return [name for name, raw in zip(names, client.hmget(QUEUES, names))
+            if raw and set(json.loads(raw)) & set(SYNTHESIS_QUEUES)]
+
+
 def alive_queues(client: redis.Redis, ttl_s: int) -> set[str]:
     names = alive(client, ttl_s)
     if not names:

@@ -82,7 +82,12 @@ class Cluster:
                 "or bind 127.0.0.1"
             )
         (self.data_dir / "logs").mkdir(parents=True, exist_ok=True)
-        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+        def interrupt(*_):
+            raise KeyboardInterrupt()
+
+        # Explicit handlers: a shell that starts us in the background leaves SIGINT ignored.
+        signal.signal(signal.SIGTERM, interrupt)
+        signal.signal(signal.SIGINT, interrupt)
         try:
             redis_url = self.start_redis()
             env = dict(os.environ, REDIS_URL=redis_url, VOXQ_DATA_DIR=str(self.data_dir), PYTHONUNBUFFERED="1")
