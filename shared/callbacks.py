@@ -159,7 +159,7 @@ def check(url: str, policy: Policy, resolve: Callable = socket.getaddrinfo) -> T
         reason = blocked(address, policy.allow)
         if reason:
             raise CallbackError("callback_url_blocked",
-                                f"callback_url resolves to {address}, a {reason} address; webhooks go only to "
+                                f"callback_url resolves to {address} ({reason}); webhooks go only to "
                                 f"public addresses (or networks in VOXQ_WEBHOOK_ALLOW_NETWORKS)")
     path = parts.path or "/"
     if parts.query:

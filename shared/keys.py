@@ -53,7 +53,7 @@ class Tenant:
     name: str
     requests_per_minute: int = 0  # 0: no limit
     chars_per_day: int = 0
-    webhook_secrets: tuple[str, ...] = ()
+    webhook_secrets: tuple[str, ...] = field(default=(), repr=False)  # never in a log line
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,16 @@ import sys
 import time
 
 
+# Fields a call may pass with `extra=`; the text itself is never one of them.
+_FIELDS = ("job_id", "text_chars", "text_sha256", "duration_s", "status",
+           "http_method", "route", "http_status")
+
+
+def job_fields(record, **more) -> dict:
+    """The `extra=` for a log line about a job: its ID, text length and text hash, never the text."""
+    return {"job_id": record.id, "text_chars": record.text_chars, "text_sha256": record.text_sha256, **more}
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry = {
@@ -15,7 +25,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        for name in ("job_id", "text_chars", "text_sha256", "duration_s", "status"):
+        for name in _FIELDS:
             if hasattr(record, name):
                 entry[name] = getattr(record, name)
         if record.exc_info:

@@ -9,10 +9,11 @@ from shared import tasks
 from shared.broker import make_celery
 from shared.config import Settings
 from shared import logs
+from worker import metrics_server
 
 settings = Settings.from_env()
 app = make_celery(settings, "voxq.worker")
-app.conf.include = ["worker.tasks"]
+app.conf.include = ["worker.tasks", "worker.webhooks"]
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,7 @@ def _init_child(**_):
 @worker_init.connect
 def _init_main(sender=None, **_):
     logs.configure(settings.log_level)
+    metrics_server.start(settings)  # in the main process, before the pool forks
     if _consumes_synthesis():
         from worker.engines import EngineError, preflight
 

@@ -10,7 +10,7 @@ from shared.config import Settings
 from shared.jobs import TERMINAL
 from shared.jobstore import JobStore
 from shared.storage import Storage
-from worker import metrics, synthesizer
+from worker import metrics, synthesizer, webhooks
 from worker.cache import cache_key
 
 log = logging.getLogger(__name__)
@@ -29,6 +29,13 @@ class Runner:
 
     def run(self, job_id: str) -> str:
         """Run a job; return the status it ended in (or why nothing was done)."""
+        status = self._run(job_id)
+        if status in ("succeeded", "failed"):
+            # At most one webhook per job, whoever asks; this never raises.
+            webhooks.notify(self.store, job_id)
+        return status
+
+    def _run(self, job_id: str) -> str:
         record = self.store.get(job_id)
         if record is None:
             return "missing"

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import redis
 from celery import shared_task
 
-from shared import tasks
+from shared import logs, tasks
 from worker import context, metrics
 
 log = logging.getLogger(__name__)
@@ -21,7 +22,15 @@ log = logging.getLogger(__name__)
     max_retries=5,
 )
 def synthesize(job_id: str) -> str:
+    started = time.perf_counter()
     status = context.runner().run(job_id)
     if status in ("succeeded", "failed", "canceled"):
         metrics.JOBS_FINISHED.labels(status).inc()
+    try:
+        record = context.store().get(job_id)
+    except redis.RedisError:  # only for the log line: never redo a finished job for it
+        record = None
+    fields = {"status": status, "duration_s": round(time.perf_counter() - started, 3)}
+    log.info("job %s ended: %s", job_id, status,
+             extra=logs.job_fields(record, **fields) if record else {"job_id": job_id, **fields})
     return status

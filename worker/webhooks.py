@@ -141,7 +141,7 @@ def deliver_webhook(self, job_id: str, webhook_id: str, generation: int = 0) -> 
     store.redis.set(claim, outcome, ex=int(max(cfg.schedule) * 2 + 86400))
     metrics.WEBHOOK_DELIVERIES.labels(outcome).inc()
     if retry_in is not None:
-        raise self.retry(countdown=retry_in)
+        raise self.retry(countdown=retry_in, argsrepr="(hidden)", kwargsrepr="{}")
     return outcome
 
 
@@ -151,7 +151,7 @@ def _attempt(cfg: Config, store, job_id: str, webhook_id: str, generation: int, 
     record = store.get(job_id)
     if record is None or not record.callback_url:
         return "gone", None
-    if fields[0] is not None and int(fields[0]) != generation or fields[1] not in (None, webhook_id):
+    if (fields[0] is not None and int(fields[0]) != generation) or fields[1] not in (None, webhook_id):
         return "superseded", None  # a redelivery took over
     state = record.webhook or WebhookState()
     state = state.model_copy(update={"attempts": state.attempts + 1, "status": "delivering",
@@ -219,7 +219,9 @@ def _retry(cfg: Config, store, job_id: str, state: WebhookState, attempt: int, c
         return "failed", None
     delay = cfg.schedule[attempt + 1] * random.uniform(0.8, 1.2)  # jitter: receivers recover unherded
     if retry_after is not None:
-        delay = max(delay, min(retry_after, max(cfg.schedule)))
+        # Honoured up to an hour, or the schedule's longest wait if longer: a receiver cannot
+        # park a message for a year.
+        delay = max(delay, min(retry_after, max(3600.0, *cfg.schedule)))
     state = state.model_copy(update={"status": "pending", "last_status_code": code,
                                      "next_attempt_at": now() + timedelta(seconds=delay)})
     callbacks.save_state(store, job_id, state)

@@ -29,6 +29,7 @@ CONTRACT_VARIABLES = {
     "VOXQ_WORKER_CONCURRENCY", "VOXQ_ENGINE_THREADS", "VOXQ_MAX_CHARS", "VOXQ_RESULT_TTL_S",
     "VOXQ_API_KEYS", "VOXQ_API_KEYS_FILE", "VOXQ_WEBHOOK_SECRETS_FILE",
     "VOXQ_WEBHOOK_ALLOW_NETWORKS", "FLOWER_BASIC_AUTH", "VOXQ_LOG_LEVEL",
+    "VOXQ_RATE_LIMIT_PER_MINUTE", "VOXQ_CHARS_PER_DAY",
 }
 
 
@@ -242,6 +243,6 @@ def test_env_example_lists_every_variable():
 def test_env_example_holds_placeholders_only():
     listed = env_example_values()
     assert listed["REDIS_PASSWORD"] == "change-me"
-    assert listed["VOXQ_API_KEYS"] == "change-me"
+    assert listed["VOXQ_API_KEYS"] == "mytenant:change-me"
     assert listed["FLOWER_BASIC_AUTH"] == "admin:change-me"
     assert "change-me" not in json.dumps(yaml.safe_load(COMPOSE_FILE.read_text()))

@@ -185,11 +185,11 @@ def requirement_lists(parsed, tmp_path):
                             text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     read = lambda name: (tmp_path / name).read_text().split()
-    return read("requirements-api.txt"), read("requirements-all.txt")
+    return read("requirements-api.txt"), read("requirements-all.txt"), read("requirements-torch.txt")
 
 
 def test_api_requirements_are_pyproject_pins_of_the_api_libraries_only(parsed, tmp_path):
-    api, everything = requirement_lists(parsed, tmp_path)
+    api, everything, _ = requirement_lists(parsed, tmp_path)
     pinned = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
     assert everything == pinned
     names = {re.split(r"[\[=<>!~;]", spec, maxsplit=1)[0].lower() for spec in api}
@@ -214,12 +214,19 @@ def test_worker_images_bake_and_verify_the_model_assets(parsed, target, build):
     assert all(cmd != "COPY" for cmd, _ in instructions[verify:])
 
 
-def test_gpu_build_installs_pinned_torch(parsed):
+def test_gpu_image_installs_the_torch_that_pyproject_pins(parsed, tmp_path):
     _, stages = parsed
+    *_, torch = requirement_lists(parsed, tmp_path)
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert torch == extras["torch"]
+    assert all(re.fullmatch(r"torch==\d+\.\d+\.\d+", spec) for spec in torch)
     stage = stages["gpu-build"]
-    args = dict(i.value[0].split("=", 1) for i in stage.all("ARG"))
-    assert re.fullmatch(r"\d+\.\d+\.\d+", args["TORCH_VERSION"])
-    assert '"torch==${TORCH_VERSION}"' in stage.text()
+    assert "requirements" in copied_from(stage)
+    assert any("-r /tmp/requirements-torch.txt" in i.value[0] for i in stage.all("RUN"))
+    # Only the GPU image carries torch.
+    for target in ("api", "worker-cpu"):
+        text = "\n".join(s.text() for s in every_stage_behind(stages, target) if s.name != "requirements")
+        assert "requirements-torch" not in text, target
 
 
 def test_hadolint_finds_nothing():

@@ -55,12 +55,15 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "workers": {"gpu": {"enabled": True}},
     },
     "everything": {
-        "auth": {"apiKeyHashes": ["a" * 64]},
+        "auth": {
+            "apiKeys": ["acme:" + "a" * 64],
+            "keysFile": {"content": '[[keys]]\ntenant = "beta"\nsha256 = "' + "b" * 64 + '"\n'},
+        },
         "workers": {
             "gpu": {"enabled": True},
             "extraPools": [{"name": "batch", "queues": ["batch"], "replicas": 3}],
         },
-        "webhooks": {"secretsFile": {"content": '{"k": "whsec_c2VjcmV0c2VjcmV0c2VjcmV0"}'}},
+        "webhooks": {"secretsFile": {"content": 'acme = "whsec_c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0"\n'}},
         "flower": {"auth": {"password": "flowerPw123"}},
         "redis": {"auth": {"password": "redisPw456"}},
         "networkPolicy": {"enabled": True},
@@ -181,7 +184,8 @@ BAD_VALUES = {
     "unknown device": {"workers": {"gpu": {"device": "rocm"}}},
     "extra pool without a name": {"workers": {"extraPools": [{"queues": ["batch"]}]}},
     "extra pool name not a DNS label": {"workers": {"extraPools": [{"name": "Big_Pool"}]}},
-    "plaintext key instead of a hash": {"auth": {"apiKeyHashes": ["my-secret-key"]}},
+    "plaintext key instead of a hash": {"auth": {"apiKeys": ["acme:my-secret-key"]}},
+    "key entry without a tenant": {"auth": {"apiKeys": ["a" * 64]}},
     "storage not shared": {"persistence": {"accessModes": ["ReadWriteOnce"]}},
     "no redis at all": {"redis": {"enabled": False}},
     "redis url of another scheme": {"redis": {"enabled": False},
@@ -564,27 +568,38 @@ def test_secrets_reach_pods_only_through_secret_key_refs(value_set):
                     assert ref["key"] in secret_data(secrets[ref["name"]]), ref
 
 
-def test_api_keys_and_webhook_secrets_are_mounted_from_secrets():
+def test_api_keys_and_secret_files_come_from_secrets():
     objs = objects(VALUE_SETS["everything"])
+    secrets = by_kind(objs, "Secret")
     api = main_container(by_kind(objs, "Deployment")[f"{FULLNAME}-api"])
     assert env_of(api)["VOXQ_API_KEYS"]["valueFrom"]["secretKeyRef"] == {
-        "name": f"{FULLNAME}-api-keys", "key": "api-key-hashes"}
-    hashes = secret_data(by_kind(objs, "Secret")[f"{FULLNAME}-api-keys"])["api-key-hashes"]
-    assert hashes.split(",")[0] == "a" * 64
-    webhook_secret = by_kind(objs, "Secret")[f"{FULLNAME}-webhook-secrets"]
-    assert "whsec_" in secret_data(webhook_secret)["webhook-secrets"]
+        "name": f"{FULLNAME}-api-keys", "key": "api-keys"}
+    entries = secret_data(secrets[f"{FULLNAME}-api-keys"])["api-keys"].split(",")
+    assert entries[0] == "acme:" + "a" * 64
+    assert re.fullmatch(r"helm-test:[0-9a-f]{64}", entries[1])
+    files = {
+        # env variable: (volume, Secret, key in the Secret, what the file holds)
+        "VOXQ_API_KEYS_FILE": ("api-keys-file", f"{FULLNAME}-api-keys-file", "api-keys.toml",
+                               "[[keys]]"),
+        "VOXQ_WEBHOOK_SECRETS_FILE": ("webhook-secrets", f"{FULLNAME}-webhook-secrets",
+                                      "webhook-secrets.toml", "whsec_"),
+    }
     for name in ("api", "webhooks"):
         deployment = by_kind(objs, "Deployment")[f"{FULLNAME}-{name}"]
         container = main_container(deployment)
-        path = env_of(container)["VOXQ_WEBHOOK_SECRETS_FILE"]["value"]
-        mount = next(m for m in container["volumeMounts"] if m["name"] == "webhook-secrets")
-        assert path.startswith(mount["mountPath"] + "/") and mount["readOnly"]
-        volume = next(v for v in deployment["spec"]["template"]["spec"]["volumes"]
-                      if v["name"] == "webhook-secrets")
-        assert volume["secret"]["secretName"] == f"{FULLNAME}-webhook-secrets"
-    # Synthesis workers never see the signing secrets.
+        volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+        for variable, (volume, secret, key, content) in files.items():
+            path = env_of(container)[variable]["value"]
+            mount = next(m for m in container["volumeMounts"] if m["name"] == volume)
+            assert mount["readOnly"] is True
+            assert volumes[volume]["secret"]["secretName"] == secret
+            (item,) = volumes[volume]["secret"]["items"]
+            assert item["key"] == key
+            assert path == f"{mount['mountPath']}/{item['path']}"
+            assert content in secret_data(secrets[secret])[key]
+    # Synthesis workers never see the keys file or the signing secrets.
     cpu = main_container(by_kind(objs, "Deployment")[f"{FULLNAME}-worker-cpu"])
-    assert "VOXQ_WEBHOOK_SECRETS_FILE" not in env_of(cpu)
+    assert not set(files) & set(env_of(cpu))
 
 
 def test_everything_runs_as_non_root_with_a_read_only_root(value_set):
@@ -687,9 +702,10 @@ def test_helm_test_hook_submits_with_the_key_from_the_secret():
     assert env["VOXQ_URL"]["value"] == f"http://{FULLNAME}-api:80"
     ref = env["VOXQ_API_KEY"]["valueFrom"]["secretKeyRef"]
     secret = secret_data(by_kind(objs, "Secret")[ref["name"]])
-    # The API accepts the test key: its digest is among the accepted hashes.
+    # The API accepts the test key: its digest is among the accepted entries.
     test_key = secret[ref["key"]]
-    assert hashlib.sha256(test_key.encode()).hexdigest() in secret["api-key-hashes"].split(",")
+    digest = hashlib.sha256(test_key.encode()).hexdigest()
+    assert f"helm-test:{digest}" in secret["api-keys"].split(",")
 
 
 class _StubAPI(BaseHTTPRequestHandler):

@@ -72,13 +72,13 @@ def _timed(run, repeats: int) -> tuple[float, float]:
 
 
 def bench(batch_sizes, device: str = "cpu", settings: Settings | None = None,
-          repeats: int = 2) -> list[dict]:
+          repeats: int = 2, sentences: int | None = None) -> list[dict]:
     """Throughput (audio seconds per wall second) and RTF of the PyTorch engine per batch size,
     with the LiteRT engine's on the same corpus and the ratio between them.
 
     The corpus is synthesized whole at every batch size, in batches of that size, from model
     ids to audio (the G2P is left out: both engines share it). Each figure is the best of
-    `repeats` runs after one warm-up run.
+    `repeats` runs after one warm-up run. `sentences` takes only the corpus's first few.
     """
     from worker import assets
 
@@ -88,7 +88,7 @@ def bench(batch_sizes, device: str = "cpu", settings: Settings | None = None,
     settings = settings or Settings.from_env()
     settings = settings.model_copy(update={"device": device})
     found = assets.locate(settings.model_dir)
-    ids = corpus_ids(found.mapper)
+    ids = corpus_ids(found.mapper)[:sentences]
     controls = baker.model_inputs(Prosody())
 
     litert = LiteRTEngine.load(settings)

@@ -1,6 +1,7 @@
 """PyTorch modules for the Baker voice: TensorFlowTTS's FastSpeech2 and Multi-band MelGAN, batched with masks."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -157,10 +158,14 @@ class SelfAttention(nn.Module):
         def split(t: torch.Tensor) -> torch.Tensor:
             return t.view(batch, length, self.heads, self.head_size).transpose(1, 2)
 
+        # Written out rather than F.scaled_dot_product_attention, and the weighted sum of values
+        # taken in float64: its length is the batch's padded length, and a float32 sum's last
+        # bits depend on it, bits that the int8 layers after it can turn into a whole rounding
+        # step. Rounded back to float32, an item gets the same context in any batch.
         # `keys` [B, 1, 1, T] hides padded keys: the graph adds -1e9 there, the same after softmax.
-        context = F.scaled_dot_product_attention(
-            split(self.query(x)), split(self.key(x)), split(self.value(x)), attn_mask=keys
-        )
+        scores = split(self.query(x)) @ split(self.key(x)).transpose(2, 3) / math.sqrt(self.head_size)
+        weights = torch.softmax(scores.masked_fill(~keys, -math.inf), dim=-1)
+        context = (weights.double() @ split(self.value(x)).double()).float()
         context = context.transpose(1, 2).reshape(batch, length, -1)
         return self.norm(self.output(context) + x) * mask
 
@@ -206,7 +211,9 @@ class VariancePredictor(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         for conv, norm in zip(self.convs, self.norms):
             x = norm(F.relu(conv(x, mask)))
-        return self.dense(x).squeeze(-1) * mask.squeeze(-1)
+        # A dot product per symbol instead of a matmul, whose kernel (and so its last bits)
+        # would depend on how many rows the batch has.
+        return ((x * self.dense.weight[0]).sum(-1) + self.dense.bias) * mask.squeeze(-1)
 
 
 class ChannelAffine(nn.Module):

@@ -192,14 +192,35 @@ filesystem is read-only.
     name: {{ include "voxq.fullname" . }}-config
 {{- end }}
 
-{{- define "voxq.webhookSecretsEnv" -}}
+{{- define "voxq.keysFileSecretName" -}}
+{{- .Values.auth.keysFile.existingSecret | default (printf "%s-api-keys-file" (include "voxq.fullname" .)) }}
+{{- end }}
+
+{{- define "voxq.keysFileEnabled" -}}
+{{- if or .Values.auth.keysFile.existingSecret .Values.auth.keysFile.content }}true{{ end }}
+{{- end }}
+
+{{/*
+The key and webhook-secret files, for the API and the webhook worker: env, mounts, volumes.
+Each is a file from a Secret, so a rotation reaches the pods without a restart.
+*/}}
+{{- define "voxq.secretFilesEnv" -}}
+{{- if include "voxq.keysFileEnabled" . }}
+- name: VOXQ_API_KEYS_FILE
+  value: /etc/voxq/keys/api-keys.toml
+{{- end }}
 {{- if include "voxq.webhookSecretsEnabled" . }}
 - name: VOXQ_WEBHOOK_SECRETS_FILE
-  value: /etc/voxq/webhooks/webhook-secrets
+  value: /etc/voxq/webhooks/webhook-secrets.toml
 {{- end }}
 {{- end }}
 
-{{- define "voxq.webhookSecretsVolumeMount" -}}
+{{- define "voxq.secretFilesVolumeMounts" -}}
+{{- if include "voxq.keysFileEnabled" . }}
+- name: api-keys-file
+  mountPath: /etc/voxq/keys
+  readOnly: true
+{{- end }}
 {{- if include "voxq.webhookSecretsEnabled" . }}
 - name: webhook-secrets
   mountPath: /etc/voxq/webhooks
@@ -207,15 +228,24 @@ filesystem is read-only.
 {{- end }}
 {{- end }}
 
-{{- define "voxq.webhookSecretsVolume" -}}
+{{- define "voxq.secretFilesVolumes" -}}
+{{- if include "voxq.keysFileEnabled" . }}
+- name: api-keys-file
+  secret:
+    secretName: {{ include "voxq.keysFileSecretName" . }}
+    defaultMode: 0440
+    items:
+      - key: api-keys.toml
+        path: api-keys.toml
+{{- end }}
 {{- if include "voxq.webhookSecretsEnabled" . }}
 - name: webhook-secrets
   secret:
     secretName: {{ include "voxq.webhookSecretName" . }}
     defaultMode: 0440
     items:
-      - key: webhook-secrets
-        path: webhook-secrets
+      - key: webhook-secrets.toml
+        path: webhook-secrets.toml
 {{- end }}
 {{- end }}
 

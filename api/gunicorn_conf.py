@@ -1,0 +1,47 @@
+"""gunicorn settings for the API: JSON logs, and Prometheus multiprocess bookkeeping.
+
+    PROMETHEUS_MULTIPROC_DIR=/tmp/voxq-metrics \
+    gunicorn -c python:api.gunicorn_conf --bind 0.0.0.0:5000 --workers 2 --threads 4 'api.app:create_app()'
+
+PROMETHEUS_MULTIPROC_DIR must name a folder private to this API instance: it is emptied here when
+gunicorn starts, so a restart does not add the previous run's counts to this one's.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+# gunicorn's own lines (start, worker boots and exits) in the same JSON as the app's.
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"json": {"()": "shared.logs.JsonFormatter"}},
+    "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}},
+    "root": {"level": "INFO", "handlers": ["stderr"]},
+    "loggers": {
+        "gunicorn.error": {"level": "INFO", "handlers": ["stderr"], "propagate": False},
+        # The app logs every request itself (api.access: route, status, duration, job ID).
+        "gunicorn.access": {"level": "WARNING", "handlers": ["stderr"], "propagate": False},
+    },
+}
+
+
+def _metrics_dir() -> Path | None:
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    return Path(folder) if folder else None
+
+
+def on_starting(server) -> None:
+    folder = _metrics_dir()
+    if folder is None:
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in folder.glob("*.db"):
+        path.unlink(missing_ok=True)
+
+
+def child_exit(server, worker) -> None:
+    if _metrics_dir() is not None:
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)

@@ -1,0 +1,218 @@
+"""POST /v1/audio/speech: OpenAI's speech API on voxq, so tools that already speak it work unchanged.
+
+The request runs as an interactive job (same queue, cache, limits and job record as POST /v1/jobs,
+visible in GET /v1/jobs) and the answer is the audio itself, once the job ends, within
+VOXQ_SPEECH_TIMEOUT_S (default 60 s; past it: 504, and the job is canceled).
+
+Mapping (documented in VOICES, INSTRUCTION_WORDS and SPEECH_TYPES below):
+- model: "tts-1", "tts-1-hd", "gpt-4o-mini-tts" and voxq's engine names are accepted; they all
+  run on the cluster's engine. Anything else: 404 model_not_found, as OpenAI answers.
+- voice: every OpenAI voice name is the engine's default voice ("baker" for the default engine)
+  with an emotion that suits it (VOICES); voxq's own voice names work as they are, neutral.
+  Anything else: 400, param "voice".
+- instructions: the first emotion word found (English or Chinese, INSTRUCTION_WORDS) sets the
+  emotion, e.g. "say it happily" or "开心地说" -> happy. No other instruction is followed.
+- response_format: mp3, opus (Ogg Opus), flac, wav, pcm (raw 24 kHz 16-bit little-endian mono).
+  aac: 400, because the audio stack (libsndfile) has no AAC encoder.
+- speed: 0.5 to 2.0 (OpenAI allows 0.25 to 4.0; outside voxq's range is a 400, not a silent clamp).
+- input: at most 4096 characters, as OpenAI (and the server's VOXQ_MAX_CHARS if lower).
+
+Every error has OpenAI's shape, {"error": {"message", "type", "param", "code"}}, so the official
+SDKs raise their own classes (BadRequestError, NotFoundError, ...). The SDKs retry 5xx answers,
+a 504 timeout included, twice by default.
+"""
+from __future__ import annotations
+
+import logging
+import re
+from typing import Literal
+
+import redis
+from flask import Blueprint, jsonify, send_file
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from werkzeug.exceptions import HTTPException
+
+from api import blocking, services
+from api.errors import ApiError, validation_error
+from api.jobs import _known_emotions, _known_voices, json_body, parse_job_request
+from shared import registry
+
+bp = Blueprint("openai_speech", __name__)
+log = logging.getLogger(__name__)
+
+OPENAI_MODELS = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts")
+MAX_INPUT_CHARS = 4096
+SAMPLE_RATE = 24000  # OpenAI's output rate, pcm included
+
+# OpenAI voice -> emotion on the engine's default voice.
+VOICES = {
+    "alloy": "neutral", "ash": "calm", "ballad": "calm", "coral": "happy", "echo": "calm",
+    "fable": "happy", "nova": "happy", "onyx": "calm", "sage": "calm", "shimmer": "surprised",
+    "verse": "neutral", "marin": "neutral", "cedar": "calm",
+}
+
+# Emotion words looked for in `instructions`; the earliest one in the text wins. English words
+# match at a word start ("cheer" finds "cheerful"); there is no negation ("not happy" is happy).
+INSTRUCTION_WORDS = {
+    "happy": ("happy", "happily", "cheer", "joy", "excit", "upbeat", "开心", "高兴", "快乐", "愉快", "兴奋", "欢快"),
+    "sad": ("sad", "sorrow", "melanchol", "gloomy", "悲伤", "难过", "伤心", "忧伤"),
+    "angry": ("angry", "angrily", "furious", "annoyed", "生气", "愤怒", "恼火"),
+    "surprised": ("surprise", "amazed", "astonish", "惊讶", "吃惊", "惊喜"),
+    "calm": ("calm", "sooth", "relax", "gentle", "quiet", "平静", "冷静", "温柔", "舒缓", "轻柔"),
+    "neutral": ("neutral", "plain", "flat", "中性", "平淡"),
+}
+_INSTRUCTION_RE = re.compile(
+    "|".join(
+        f"(?P<{emotion}>" + "|".join(
+            re.escape(word) if not word.isascii() else rf"\b{re.escape(word)}" for word in words
+        ) + ")"
+        for emotion, words in INSTRUCTION_WORDS.items()
+    ),
+    re.IGNORECASE,
+)
+
+SPEECH_TYPES = {
+    "mp3": "audio/mpeg",
+    "opus": "audio/ogg; codecs=opus",
+    "flac": "audio/flac",
+    "wav": "audio/wav",
+    "pcm": "audio/pcm",
+}
+
+_INPUT_CODES = {400, 404, 409, 413, 415, 422}
+
+
+class SpeechRequest(BaseModel):
+    """POST /v1/audio/speech body (OpenAI's shape)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(..., max_length=128, description=f"{', '.join(OPENAI_MODELS)}, or a voxq engine name")
+    input: str = Field(..., max_length=MAX_INPUT_CHARS, description="the text to speak")
+    voice: str = Field(..., max_length=64,
+                       description=f"an OpenAI voice ({', '.join(VOICES)}) or a voxq voice name")
+    response_format: Literal["mp3", "opus", "aac", "flac", "wav", "pcm"] = Field(
+        "mp3", description="aac is refused with a 400: the server has no AAC encoder")
+    speed: float = Field(1.0, ge=0.5, le=2.0)
+    instructions: str | None = Field(None, max_length=4096,
+                                     description="an emotion word in it (happy, 开心, sad, calm, ...) sets the emotion")
+    stream_format: Literal["audio"] | None = Field(None, description="only 'audio' (a whole file) is offered")
+
+
+class OpenAIErrorBody(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class OpenAIError(BaseModel):
+    error: OpenAIErrorBody
+
+
+def openai_error(status: int, message: str, param: str | None = None, code: str | None = None, headers=None):
+    if status in _INPUT_CODES or status == 401 or status == 403:
+        kind = "invalid_request_error"
+    elif status == 429:
+        kind = "rate_limit_error"
+    else:
+        kind = "server_error"
+    body = OpenAIError(error=OpenAIErrorBody(message=message, type=kind, param=param, code=code))
+    response = jsonify(body.model_dump(mode="json"))
+    # OpenAI answers a malformed request with 400 where voxq's own API says 422.
+    response.status_code = 400 if status == 422 else status
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+@bp.errorhandler(ApiError)
+def _api_error(exc: ApiError):
+    return openai_error(exc.status, exc.message, exc.field, exc.code, exc.headers)
+
+
+@bp.errorhandler(HTTPException)
+def _http_error(exc: HTTPException):
+    return openai_error(exc.code or 500, exc.description or exc.name, None, None)
+
+
+@bp.errorhandler(redis.RedisError)
+def _redis_down(exc):
+    log.warning("redis unavailable: %s", exc.__class__.__name__)
+    return openai_error(503, "the job store is unavailable; retry shortly", None, "unavailable",
+                        {"Retry-After": "5"})
+
+
+@bp.errorhandler(Exception)
+def _unexpected(exc: Exception):
+    log.exception("unhandled error")
+    return openai_error(500, "internal error", None, "internal_error")
+
+
+@bp.record_once
+def _configure(state) -> None:
+    blocking.configure(state.app)
+
+
+def emotion_from_instructions(instructions: str | None) -> str | None:
+    match = _INSTRUCTION_RE.search(instructions or "")
+    return match.lastgroup if match else None
+
+
+def _check_model(model: str) -> None:
+    engines = {caps["engine"] for caps in registry.engines(services.get().store.redis)}
+    engines.add(services.get().settings.engine)
+    if model not in OPENAI_MODELS and model not in engines:
+        raise ApiError(404, "model_not_found", f"The model '{model}' does not exist; use one of "
+                       f"{', '.join([*OPENAI_MODELS, *sorted(engines)])}", "model")
+
+
+def _job_body(speech: SpeechRequest) -> dict:
+    ours = _known_voices()
+    if speech.voice in VOICES:
+        voice, emotion = None, VOICES[speech.voice]
+    elif speech.voice in ours:
+        voice, emotion = speech.voice, "neutral"
+    else:
+        raise ApiError(400, "invalid_voice", f"Unknown voice '{speech.voice}'; use one of "
+                       f"{', '.join([*VOICES, *sorted(ours)])}", "voice")
+    emotion = emotion_from_instructions(speech.instructions) or emotion
+    if emotion not in _known_emotions():
+        emotion = "neutral"
+    if speech.response_format == "aac":
+        raise ApiError(400, "unsupported_response_format",
+                       "response_format 'aac' is not supported by this server (it has no AAC encoder); "
+                       "use mp3, opus, flac, wav or pcm", "response_format")
+    if not speech.input.strip():
+        raise ApiError(400, "empty_input", "input is empty", "input")
+    return {
+        "text": speech.input, "voice": voice, "emotion": emotion, "speed": speech.speed,
+        "format": speech.response_format, "sample_rate": SAMPLE_RATE, "priority": "interactive",
+        "metadata": {"via": "/v1/audio/speech", "model": speech.model, "voice": speech.voice},
+    }
+
+
+@bp.post("/v1/audio/speech")
+def create_speech():
+    try:
+        speech = SpeechRequest.model_validate(json_body())
+    except ValidationError as exc:
+        raise validation_error(exc) from None
+    _check_model(speech.model)
+    job = parse_job_request(_job_body(speech))
+    try:
+        record = blocking.run(job)
+    except blocking.TimedOut as exc:
+        raise ApiError(504, "timeout", f"speech was not ready within {exc.timeout_s:g} s; the request was "
+                       "canceled (shorter input, or a larger VOXQ_SPEECH_TIMEOUT_S, helps)") from None
+    if record.status != "succeeded":
+        error = record.error
+        code = error.code if error else record.status
+        message = error.message if error else f"the job was {record.status}"
+        raise ApiError(400 if code in blocking.INPUT_ERRORS else 500, code, message,
+                       "input" if code in blocking.INPUT_ERRORS else None)
+    path = services.get().storage.audio_path(record.id, record.options.format)
+    response = send_file(path, mimetype=SPEECH_TYPES[speech.response_format], max_age=0,
+                         download_name=f"speech.{speech.response_format}")
+    response.headers["X-Voxq-Job-Id"] = record.id
+    return response

@@ -1,0 +1,540 @@
+// voxq web page: submit a job, follow its progress, play and download the audio. Vanilla JS,
+// talking only to this server's own API (/v1/voices, /v1/jobs).
+"use strict";
+
+(() => {
+  const $ = (id) => document.getElementById(id);
+  const STORE = { lang: "voxq.lang", key: "voxq.apiKey", history: "voxq.history" };
+  const HISTORY_MAX = 20;
+  const POLL_MS = 400;
+  const FALLBACK = {
+    emotions: ["neutral", "happy", "sad", "angry", "calm", "surprised"],
+    formats: ["wav", "mp3", "ogg", "opus", "flac", "pcm"],
+  };
+  const EXTENSIONS = { wav: "wav", mp3: "mp3", ogg: "ogg", opus: "opus", flac: "flac", pcm: "pcm" };
+  const FORMAT_LABELS = { wav: "WAV", mp3: "MP3", ogg: "Ogg Vorbis", opus: "Opus", flac: "FLAC", pcm: "PCM" };
+
+  const TEXT = {
+    zh: {
+      pageTitle: "voxq 语音合成", title: "语音合成", apiKey: "API 密钥",
+      apiKeyHelp: "服务器启用了 API 密钥时才需要填写；密钥只保存在这个浏览器里。",
+      save: "保存", clear: "清除", keySaved: "已保存", keyCleared: "已清除",
+      textLabel: "要朗读的文字", textPlaceholder: "在这里输入中文，例如：今天天气很好，我们去公园散步吧。",
+      voice: "音色", emotion: "情感", format: "格式", speed: "语速", pitch: "音高",
+      submit: "合成语音", hint: "Ctrl + Enter 也可以提交",
+      queued: "排队中…", running: "正在合成：第 {done} / {total} 段", starting: "正在合成…",
+      succeeded: "合成完成", info: "{duration} 秒 · {format}",
+      download: "下载", pcmNote: "PCM 是原始音频数据，浏览器无法直接播放，请下载后使用。",
+      history: "最近的合成", historyEmpty: "还没有合成记录。", historyClear: "清空记录",
+      play: "播放", remove: "删除", chars: "{n} 字",
+      noWorkers: "目前没有在线的合成节点；提交的任务会排队，等节点上线后再合成。",
+      footer: "voxq · 自托管中文语音合成", langButton: "English",
+      statuses: { queued: "排队中", running: "合成中", succeeded: "已完成", failed: "失败", canceled: "已取消", expired: "已过期" },
+      emotions: { neutral: "中性", happy: "开心", sad: "悲伤", angry: "生气", calm: "平静", surprised: "惊讶" },
+    },
+    en: {
+      pageTitle: "voxq text to speech", title: "Text to speech", apiKey: "API key",
+      apiKeyHelp: "Only needed when the server has API keys enabled; the key is kept in this browser only.",
+      save: "Save", clear: "Clear", keySaved: "Saved", keyCleared: "Cleared",
+      textLabel: "Text to speak", textPlaceholder: "Type Chinese text here, e.g. 今天天气很好，我们去公园散步吧。",
+      voice: "Voice", emotion: "Emotion", format: "Format", speed: "Speed", pitch: "Pitch",
+      submit: "Synthesize", hint: "Ctrl + Enter submits too",
+      queued: "Queued…", running: "Synthesizing: segment {done} of {total}", starting: "Synthesizing…",
+      succeeded: "Done", info: "{duration} s · {format}",
+      download: "Download", pcmNote: "PCM is raw audio that browsers cannot play: download it instead.",
+      history: "Recent syntheses", historyEmpty: "Nothing synthesized yet.", historyClear: "Clear history",
+      play: "Play", remove: "Remove", chars: "{n} chars",
+      noWorkers: "No synthesis worker is online right now; jobs will wait in the queue until one is.",
+      footer: "voxq · self-hosted Chinese text to speech", langButton: "中文",
+      statuses: { queued: "queued", running: "running", succeeded: "done", failed: "failed", canceled: "canceled", expired: "expired" },
+      emotions: { neutral: "neutral", happy: "happy", sad: "sad", angry: "angry", calm: "calm", surprised: "surprised" },
+    },
+  };
+
+  // API error codes (and job error codes) in words a person understands.
+  const ERRORS = {
+    zh: {
+      empty_text: "请先输入要朗读的文字。",
+      nothing_to_say: "这段文字里没有可以朗读的字符，请输入中文文字。",
+      text_too_long: "文字太长了：最多 {max} 字，请缩短后再试。",
+      unknown_emotion: "服务器不支持所选的情感，请换一个。",
+      unknown_voice: "服务器不支持所选的音色，请换一个。",
+      unsupported_sample_rate: "所选格式不支持这个采样率。",
+      invalid_request: "有一项设置不正确（{field}），请检查后再试。",
+      invalid_json: "请求格式有误，请刷新页面后重试。",
+      unsupported_media_type: "请求格式有误，请刷新页面后重试。",
+      payload_too_large: "内容太大，请缩短文字后再试。",
+      unauthorized: "需要有效的 API 密钥：请点右上角的“API 密钥”填写。",
+      rate_limited: "请求太频繁了，请 {retry} 秒后再试。",
+      chars_per_day_exceeded: "这个密钥今天的字数额度已用完，请明天再试。",
+      unavailable: "服务暂时不可用，请稍后再试。",
+      no_workers: "目前没有在线的合成节点，请稍后再试。",
+      not_found: "找不到这个任务：它可能已过期或被删除。",
+      not_ready: "音频还没有准备好。",
+      worker_lost: "合成节点多次中断，任务失败了，请重新提交。",
+      text_expired: "任务的文字已过期，请重新提交。",
+      canceled: "任务已被取消。",
+      internal_error: "服务器出了点问题，请稍后再试。",
+      network: "无法连接到服务器，请检查网络后重试。",
+      generic: "出错了（{code}）：{message}",
+    },
+    en: {
+      empty_text: "Please type some text to speak first.",
+      nothing_to_say: "There is nothing speakable in this text; please type Chinese text.",
+      text_too_long: "The text is too long: at most {max} characters. Please shorten it.",
+      unknown_emotion: "The server does not offer this emotion; please pick another.",
+      unknown_voice: "The server does not offer this voice; please pick another.",
+      unsupported_sample_rate: "This format does not support that sample rate.",
+      invalid_request: "One of the settings is not valid ({field}); please check it.",
+      invalid_json: "The request was malformed; please reload the page and try again.",
+      unsupported_media_type: "The request was malformed; please reload the page and try again.",
+      payload_too_large: "That is too much text at once; please shorten it.",
+      unauthorized: "A valid API key is needed: enter it under “API key” at the top right.",
+      rate_limited: "Too many requests; please try again in {retry} s.",
+      chars_per_day_exceeded: "This key has used up today's characters; please try again tomorrow.",
+      unavailable: "The service is unavailable right now; please try again shortly.",
+      no_workers: "No synthesis worker is online; please try again shortly.",
+      not_found: "This job no longer exists: it expired or was deleted.",
+      not_ready: "The audio is not ready yet.",
+      worker_lost: "The workers were interrupted several times and the job failed; please submit it again.",
+      text_expired: "The job's text has expired; please submit it again.",
+      canceled: "The job was canceled.",
+      internal_error: "Something went wrong on the server; please try again later.",
+      network: "Cannot reach the server; check the connection and try again.",
+      generic: "Something went wrong ({code}): {message}",
+    },
+  };
+
+  const state = {
+    lang: "zh",
+    caps: null,
+    maxChars: null,
+    generation: 0,
+    lastError: null,
+    lastStatus: null,
+    current: null,
+    blobUrl: null,
+  };
+
+  // localStorage can be missing or full (private windows): the page works without it.
+  const storage = {
+    get(name, fallback = null) {
+      try { const v = window.localStorage.getItem(name); return v === null ? fallback : v; } catch { return fallback; }
+    },
+    set(name, value) { try { window.localStorage.setItem(name, value); } catch { /* not kept */ } },
+    remove(name) { try { window.localStorage.removeItem(name); } catch { /* nothing to do */ } },
+  };
+
+  const fill = (template, vars = {}) => template.replace(/\{(\w+)\}/g, (_, k) => (k in vars ? String(vars[k]) : ""));
+  const t = (key, vars) => fill(TEXT[state.lang][key] ?? TEXT.zh[key] ?? key, vars);
+  const chars = (text) => Array.from(text).length; // code points, as the server counts
+  const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+  class ApiFailure extends Error {
+    constructor(status, code, message, field = null, retry = null) {
+      super(message);
+      this.status = status;
+      this.code = code;
+      this.field = field;
+      this.retry = retry;
+    }
+  }
+
+  async function api(path, { method = "GET", body } = {}) {
+    const headers = { Accept: "application/json" };
+    const key = storage.get(STORE.key);
+    if (key) headers.Authorization = `Bearer ${key}`;
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    let response;
+    try {
+      response = await fetch(path, {
+        method, headers, cache: "no-store", body: body === undefined ? undefined : JSON.stringify(body),
+      });
+    } catch (err) {
+      throw new ApiFailure(0, "network", String(err));
+    }
+    let data = null;
+    if ((response.headers.get("Content-Type") || "").includes("json")) {
+      try { data = await response.json(); } catch { data = null; }
+    }
+    if (!response.ok) {
+      const error = (data && data.error) || {};
+      throw new ApiFailure(response.status, error.code || `http_${response.status}`,
+        error.message || response.statusText, error.field || null, response.headers.get("Retry-After"));
+    }
+    return data;
+  }
+
+  // ---- messages -------------------------------------------------------------------------------
+  function explain(failure) {
+    const table = ERRORS[state.lang];
+    let template = table[failure.code];
+    if (!template) {
+      if (failure.status === 401) template = table.unauthorized;
+      else if (failure.status === 429) template = table.rate_limited;
+      else if (failure.status >= 500) template = table.unavailable;
+      else template = table.generic;
+    }
+    return fill(template, {
+      code: failure.code, message: failure.message, field: failure.field || "?",
+      retry: failure.retry || "60", max: state.maxChars ?? "—",
+    });
+  }
+
+  function showError(failure) {
+    state.lastError = failure;
+    const box = $("error");
+    box.textContent = explain(failure);
+    box.hidden = false;
+  }
+
+  function clearError() {
+    state.lastError = null;
+    $("error").hidden = true;
+    $("error").textContent = "";
+  }
+
+  // ---- language -------------------------------------------------------------------------------
+  function applyLanguage() {
+    document.documentElement.lang = state.lang === "zh" ? "zh-CN" : "en";
+    document.title = t("pageTitle");
+    document.querySelectorAll("[data-i18n]").forEach((el) => { el.textContent = t(el.dataset.i18n); });
+    document.querySelectorAll("[data-i18n-placeholder]").forEach((el) => {
+      el.placeholder = t(el.dataset.i18nPlaceholder);
+    });
+    $("lang-toggle").textContent = t("langButton");
+    $("lang-toggle").lang = state.lang === "zh" ? "en" : "zh-CN";
+    renderEmotions();
+    renderCounter();
+    renderHistory();
+    if (state.lastStatus) renderStatus(state.lastStatus);
+    if (state.lastError) showError(state.lastError);
+    if (!$("notice").hidden) $("notice").textContent = t("noWorkers");
+  }
+
+  // ---- menus ------------------------------------------------------------------------------------
+  function option(value, label) {
+    const el = document.createElement("option");
+    el.value = value;
+    el.textContent = label;
+    return el;
+  }
+
+  function renderEmotions() {
+    const select = $("emotion");
+    const chosen = select.value || "neutral";
+    const emotions = (state.caps && state.caps.emotions.length) ? state.caps.emotions : FALLBACK.emotions;
+    select.replaceChildren(...emotions.map((e) => option(e, TEXT[state.lang].emotions[e] || e)));
+    select.value = emotions.includes(chosen) ? chosen : emotions[0];
+  }
+
+  function renderMenus() {
+    const caps = state.caps;
+    const voices = caps ? caps.voices : [];
+    $("voice").replaceChildren(...(voices.length
+      ? voices.map((v) => option(v.name, v.description ? `${v.name} · ${v.description}` : v.name))
+      : [option("", "—")]));
+    renderEmotions();
+    const formats = caps ? caps.formats : FALLBACK.formats;
+    const chosen = $("format").value || "wav";
+    $("format").replaceChildren(...formats.map((f) => option(f, FORMAT_LABELS[f] || f)));
+    $("format").value = formats.includes(chosen) ? chosen : formats[0];
+    const limits = caps && caps.limits;
+    if (limits) {
+      for (const name of ["speed", "pitch"]) {
+        if (Array.isArray(limits[name])) {
+          $(name).min = limits[name][0];
+          $(name).max = limits[name][1];
+        }
+      }
+    }
+  }
+
+  async function loadVoices() {
+    try {
+      const data = await api("/v1/voices");
+      const engines = data.engines || [];
+      state.caps = engines.find((e) => e.engine === data.default_engine) || engines[0] || null;
+      state.maxChars = state.caps ? state.caps.limits.max_chars : null;
+      $("notice").hidden = Boolean(state.caps);
+      $("notice").textContent = t("noWorkers");
+      if (state.lastError && state.lastError.status === 401) clearError();
+    } catch (failure) {
+      state.caps = null;
+      showError(failure);
+    }
+    renderMenus();
+    renderCounter();
+    document.body.dataset.ready = "true";
+  }
+
+  function renderCounter() {
+    const n = chars($("text").value);
+    const counter = $("counter");
+    counter.textContent = `${n} / ${state.maxChars ?? "—"}`;
+    counter.classList.toggle("over", state.maxChars !== null && n > state.maxChars);
+  }
+
+  function renderSlider(name) {
+    $(`${name}-value`).textContent = `${Number($(name).value).toFixed(2)}×`;
+  }
+
+  // ---- a job ------------------------------------------------------------------------------------
+  function renderStatus(job) {
+    state.lastStatus = job;
+    const progress = $("progress");
+    const { segments_done: done = 0, segments_total: total = null } = job.progress || {};
+    let line;
+    if (job.status === "queued") {
+      line = t("queued");
+    } else if (job.status === "running") {
+      line = total ? t("running", { done, total }) : t("starting");
+    } else if (job.status === "succeeded") {
+      line = t("succeeded");
+    } else {
+      line = TEXT[state.lang].statuses[job.status] || job.status;
+    }
+    $("status-line").textContent = line;
+    if (job.status === "succeeded") {
+      progress.max = 1;
+      progress.value = 1;
+    } else if (total) {
+      progress.max = total;
+      progress.value = done;
+    } else {
+      progress.removeAttribute("value"); // indeterminate until the job knows its segments
+    }
+    const result = job.result;
+    $("result-info").textContent = result
+      ? t("info", { duration: result.duration_s.toFixed(1), format: FORMAT_LABELS[result.format] || result.format })
+      : "";
+  }
+
+  async function audioUrl(url) {
+    // An <audio> element cannot send an Authorization header: with a key, fetch the file first.
+    if (!storage.get(STORE.key)) return url;
+    const response = await fetch(url, { headers: { Authorization: `Bearer ${storage.get(STORE.key)}` } });
+    if (!response.ok) {
+      let error = {};
+      try { error = (await response.json()).error || {}; } catch { /* not JSON */ }
+      throw new ApiFailure(response.status, error.code || `http_${response.status}`, error.message || "");
+    }
+    if (state.blobUrl) URL.revokeObjectURL(state.blobUrl);
+    state.blobUrl = URL.createObjectURL(await response.blob());
+    return state.blobUrl;
+  }
+
+  async function showResult(job, autoplay) {
+    const result = job.result;
+    const url = await audioUrl(result.audio_url);
+    const player = $("player");
+    const download = $("download");
+    download.href = url;
+    download.download = `voxq-${job.id.slice(0, 8)}.${EXTENSIONS[result.format] || result.format}`;
+    const playable = result.format !== "pcm";
+    $("pcm-note").hidden = playable;
+    player.hidden = !playable;
+    if (playable) {
+      player.src = url;
+      player.load();
+      if (autoplay) player.play().catch(() => { /* the browser wants a click first */ });
+    } else {
+      player.removeAttribute("src");
+    }
+    $("player-box").hidden = false;
+  }
+
+  async function follow(id, generation, autoplay) {
+    while (generation === state.generation) {
+      let job;
+      try {
+        job = await api(`/v1/jobs/${id}`);
+      } catch (failure) {
+        if (generation !== state.generation) return;
+        if (failure.status === 404) updateHistory(id, { status: "expired" });
+        showError(failure);
+        return;
+      }
+      if (generation !== state.generation) return;
+      renderStatus(job);
+      if (job.status === "succeeded") {
+        updateHistory(id, { status: job.status, duration: job.result.duration_s });
+        try {
+          await showResult(job, autoplay);
+        } catch (failure) {
+          showError(failure);
+        }
+        return;
+      }
+      if (job.status === "failed" || job.status === "canceled") {
+        updateHistory(id, { status: job.status });
+        const error = job.error || { code: job.status, message: job.status };
+        showError(new ApiFailure(200, error.code, error.message));
+        return;
+      }
+      await sleep(POLL_MS);
+    }
+  }
+
+  function startWatching() {
+    state.generation += 1;
+    clearError();
+    $("result").hidden = false;
+    $("player-box").hidden = true;
+    $("pcm-note").hidden = true;
+    $("player").pause();
+    return state.generation;
+  }
+
+  async function submit(event) {
+    event.preventDefault();
+    const button = $("submit");
+    if (button.disabled) return;
+    const text = $("text").value;
+    const body = {
+      text,
+      emotion: $("emotion").value || "neutral",
+      speed: Number($("speed").value),
+      pitch: Number($("pitch").value),
+      format: $("format").value || "wav",
+    };
+    if ($("voice").value) body.voice = $("voice").value;
+    clearError();
+    button.disabled = true;
+    let accepted;
+    try {
+      accepted = await api("/v1/jobs", { method: "POST", body });
+    } catch (failure) {
+      showError(failure);
+      return;
+    } finally {
+      button.disabled = false;
+    }
+    addHistory({
+      id: accepted.id, at: Date.now(), snippet: Array.from(text.trim()).slice(0, 60).join(""),
+      chars: chars(text), format: body.format, emotion: body.emotion, status: accepted.status,
+    });
+    const generation = startWatching();
+    renderStatus({ status: accepted.status, progress: {} });
+    await follow(accepted.id, generation, false);
+  }
+
+  // ---- history ----------------------------------------------------------------------------------
+  function loadHistory() {
+    try {
+      const items = JSON.parse(storage.get(STORE.history, "[]"));
+      return Array.isArray(items) ? items.filter((i) => i && typeof i.id === "string") : [];
+    } catch {
+      return [];
+    }
+  }
+
+  function saveHistory(items) {
+    storage.set(STORE.history, JSON.stringify(items.slice(0, HISTORY_MAX)));
+    renderHistory();
+  }
+
+  function addHistory(item) {
+    saveHistory([item, ...loadHistory().filter((i) => i.id !== item.id)]);
+  }
+
+  function updateHistory(id, changes) {
+    saveHistory(loadHistory().map((i) => (i.id === id ? { ...i, ...changes } : i)));
+  }
+
+  function renderHistory() {
+    const items = loadHistory();
+    const list = $("history");
+    $("history-empty").hidden = items.length > 0;
+    $("history-clear").hidden = items.length === 0;
+    const when = new Intl.DateTimeFormat(state.lang === "zh" ? "zh-CN" : "en", {
+      month: "short", day: "numeric", hour: "2-digit", minute: "2-digit",
+    });
+    list.replaceChildren(...items.map((item) => {
+      const li = document.createElement("li");
+      li.dataset.id = item.id;
+      const snippet = document.createElement("div");
+      snippet.className = "snippet";
+      snippet.textContent = item.snippet || "—";
+      snippet.title = item.snippet || "";
+      const meta = document.createElement("div");
+      meta.className = "meta";
+      const badge = document.createElement("span");
+      badge.className = `badge ${item.status || ""}`;
+      badge.textContent = TEXT[state.lang].statuses[item.status] || item.status || "";
+      const details = [
+        when.format(new Date(item.at || Date.now())),
+        t("chars", { n: item.chars ?? "?" }),
+        TEXT[state.lang].emotions[item.emotion] || item.emotion,
+        FORMAT_LABELS[item.format] || item.format,
+      ];
+      if (typeof item.duration === "number") details.push(`${item.duration.toFixed(1)} s`);
+      meta.append(badge, ` ${details.join(" · ")}`);
+      const buttons = document.createElement("div");
+      buttons.className = "buttons";
+      const play = document.createElement("button");
+      play.type = "button";
+      play.className = "replay";
+      play.textContent = t("play");
+      play.disabled = item.status === "expired";
+      play.addEventListener("click", () => replay(item.id));
+      const remove = document.createElement("button");
+      remove.type = "button";
+      remove.className = "quiet";
+      remove.textContent = t("remove");
+      remove.addEventListener("click", () => saveHistory(loadHistory().filter((i) => i.id !== item.id)));
+      buttons.append(play, remove);
+      li.append(snippet, buttons, meta);
+      return li;
+    }));
+  }
+
+  async function replay(id) {
+    const generation = startWatching();
+    renderStatus({ status: "queued", progress: {} });
+    await follow(id, generation, true);
+  }
+
+  // ---- API key ----------------------------------------------------------------------------------
+  function saveKey() {
+    const key = $("api-key").value.trim();
+    if (key) storage.set(STORE.key, key); else storage.remove(STORE.key);
+    $("key-state").textContent = key ? t("keySaved") : t("keyCleared");
+    loadVoices();
+  }
+
+  function clearKey() {
+    $("api-key").value = "";
+    storage.remove(STORE.key);
+    $("key-state").textContent = t("keyCleared");
+    loadVoices();
+  }
+
+  // ---- start ------------------------------------------------------------------------------------
+  function start() {
+    state.lang = storage.get(STORE.lang) === "en" ? "en" : "zh";
+    $("api-key").value = storage.get(STORE.key, "");
+    $("tts-form").addEventListener("submit", submit);
+    $("text").addEventListener("input", renderCounter);
+    $("text").addEventListener("keydown", (event) => {
+      if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) $("tts-form").requestSubmit();
+    });
+    for (const name of ["speed", "pitch"]) {
+      $(name).addEventListener("input", () => renderSlider(name));
+      renderSlider(name);
+    }
+    $("lang-toggle").addEventListener("click", () => {
+      state.lang = state.lang === "zh" ? "en" : "zh";
+      storage.set(STORE.lang, state.lang);
+      applyLanguage();
+    });
+    $("key-save").addEventListener("click", saveKey);
+    $("key-clear").addEventListener("click", clearKey);
+    $("history-clear").addEventListener("click", () => saveHistory([]));
+    renderMenus();
+    applyLanguage();
+    loadVoices();
+  }
+
+  start();
+})();
