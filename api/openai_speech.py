@@ -87,10 +87,12 @@ class SpeechRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    model: str = Field(..., max_length=128, description=f"{', '.join(OPENAI_MODELS)}, or a voxq engine name")
-    input: str = Field(..., max_length=MAX_INPUT_CHARS, description="the text to speak")
+    model: str = Field(..., max_length=128, description=f"{', '.join(OPENAI_MODELS)}, or a voxq engine name",
+                       examples=["tts-1"])
+    input: str = Field(..., max_length=MAX_INPUT_CHARS, description="the text to speak", examples=["你好，世界。"])
     voice: str = Field(..., max_length=64,
-                       description=f"an OpenAI voice ({', '.join(VOICES)}) or a voxq voice name")
+                       description=f"an OpenAI voice ({', '.join(VOICES)}) or a voxq voice name",
+                       examples=["alloy"])
     response_format: Literal["mp3", "opus", "aac", "flac", "wav", "pcm"] = Field(
         "mp3", description="aac is refused with a 400: the server has no AAC encoder")
     speed: float = Field(1.0, ge=0.5, le=2.0)

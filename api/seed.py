@@ -28,8 +28,8 @@ class SeedForm(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    text: str = Field(..., description="the text to speak")
-    emotion: str = Field("neutral", description="neutral, happy, sad, angry, calm or surprised")
+    text: str = Field(..., description="the text to speak", examples=["你好，世界。"])
+    emotion: str = Field("neutral", description="neutral, happy, sad, angry, calm or surprised", examples=["happy"])
 
 
 class SeedSuccess(BaseModel):

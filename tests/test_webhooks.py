@@ -7,6 +7,10 @@ be refused at delivery, which is the point of checking twice.
 from __future__ import annotations
 
 import json
+import shutil
+import socket
+import ssl
+import subprocess
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -16,7 +20,7 @@ import pytest
 import redis
 from standardwebhooks import Webhook
 
-from shared import keys, registry
+from shared import callbacks, keys, registry
 from tests.conftest import Worker, free_port, wait_for
 
 SCHEDULE = "0,1,1,1,1,1,1,1"  # eight attempts, a second apart: the real one spans a day
@@ -25,7 +29,7 @@ SCHEDULE = "0,1,1,1,1,1,1,1"  # eight attempts, a second apart: the real one spa
 class Receiver:
     """An HTTP server on 127.0.0.1 that records each POST and answers from a script, then 200."""
 
-    def __init__(self, script=(), port: int = 0):
+    def __init__(self, script=(), port: int = 0, host: str = "127.0.0.1", tls: ssl.SSLContext | None = None):
         self.script = list(script)
         self.requests: list[SimpleNamespace] = []
         receiver = self
@@ -34,7 +38,8 @@ class Receiver:
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 receiver.requests.append(SimpleNamespace(
-                    headers={k.lower(): v for k, v in self.headers.items()}, body=body, at=time.monotonic()))
+                    headers={k.lower(): v for k, v in self.headers.items()}, body=body, path=self.path,
+                    at=time.monotonic()))
                 status, headers = receiver.script.pop(0) if receiver.script else (200, {})
                 self.send_response(status)
                 for name, value in headers.items():
@@ -45,8 +50,13 @@ class Receiver:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hooks/tts"
+        server_class = type("Server", (ThreadingHTTPServer,), {"address_family": socket.AF_INET6}) \
+            if ":" in host else ThreadingHTTPServer
+        self.server = server_class((host, port), Handler)
+        if tls is not None:
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
+        self.port = self.server.server_port
+        self.url = f"http://127.0.0.1:{self.port}/hooks/tts"
         threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
 
     def stop(self):
@@ -58,13 +68,67 @@ class Receiver:
 def receivers():
     started = []
 
-    def start(script=(), port: int = 0) -> Receiver:
-        started.append(Receiver(script, port))
+    def start(script=(), port: int = 0, **kwargs) -> Receiver:
+        started.append(Receiver(script, port, **kwargs))
         return started[-1]
 
     yield start
     for receiver in started:
         receiver.stop()
+
+
+LOOPBACK = callbacks.Policy.from_env({"VOXQ_WEBHOOK_ALLOW_NETWORKS": "127.0.0.1/32,::1/128",
+                                      "VOXQ_WEBHOOK_PORTS": "1024-65535"})
+
+
+def test_delivery_connects_to_the_checked_address_and_never_resolves_again(receivers):
+    from worker import webhooks
+
+    receiver = receivers()
+    target = callbacks.check(f"http://localhost:{receiver.port}/hook?x=1", LOOPBACK)
+    assert target.addresses == ("127.0.0.1",)
+    assert webhooks.post(target, b"{}", {"Content-Type": "application/json"}, 10).status == 200
+    assert receiver.requests[0].headers["host"] == f"localhost:{receiver.port}"
+    assert receiver.requests[0].path == "/hook?x=1"
+    # The name is only ever the Host header: a name no resolver knows still reaches the address
+    # that was checked, so a second answer from DNS (rebinding) has nowhere to go.
+    pinned = callbacks.Target("http://rebind.invalid/h", "http", "rebind.invalid", receiver.port, "/h",
+                              ("127.0.0.1",))
+    assert webhooks.post(pinned, b"{}", {}, 10).status == 200
+    assert receiver.requests[1].headers["host"] == f"rebind.invalid:{receiver.port}"
+
+
+def test_delivery_over_ipv6(receivers):
+    from worker import webhooks
+
+    receiver = receivers(host="::1")
+    target = callbacks.check(f"http://[::1]:{receiver.port}/h", LOOPBACK)
+    assert webhooks.post(target, b"{}", {}, 10).status == 200
+    assert receiver.requests[0].headers["host"] == f"[::1]:{receiver.port}"
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command to make a certificate")
+def test_https_delivery_sends_sni_and_verifies_the_certificate(receivers, tmp_path, monkeypatch):
+    from worker import webhooks
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    names = []
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert, key)
+    tls.sni_callback = lambda sock, name, ctx: names.append(name)
+    receiver = receivers(tls=tls)
+    target = callbacks.check(f"https://localhost:{receiver.port}/h", LOOPBACK)
+    with pytest.raises(webhooks.NetworkError, match="CERTIFICATE_VERIFY_FAILED"):
+        webhooks.post(target, b"{}", {}, 10)  # self-signed: not trusted
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # now it is, as a private CA would be
+    assert webhooks.post(target, b"{}", {}, 10).status == 200
+    assert names[-1] == "localhost" and receiver.requests[0].headers["host"] == f"localhost:{receiver.port}"
+    wrong = callbacks.Target(target.url, "https", "other.example", receiver.port, "/h", ("127.0.0.1",))
+    with pytest.raises(webhooks.NetworkError):
+        webhooks.post(wrong, b"{}", {}, 10)  # the certificate is checked against the URL's name
 
 
 @pytest.fixture(scope="module")

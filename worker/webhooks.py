@@ -34,7 +34,6 @@ from worker import context, metrics
 log = logging.getLogger(__name__)
 
 USER_AGENT = "voxq-webhooks/1"
-RESPONSE_LIMIT = 64 * 1024  # read no more of a receiver's answer than this
 CONNECT_TIMEOUT_S = 5.0
 
 
@@ -67,7 +66,7 @@ def config() -> Config:
 def notify(store, job_id: str) -> None:
     """Queue the webhook of a job this worker just finished. Never raises: the job is done."""
     try:
-        callbacks.publish(deliver_webhook.app, store, job_id, config().schedule[0])
+        callbacks.publish(deliver_webhook.app, store, job_id, callbacks.retry_schedule(os.environ)[0])
     except Exception:  # noqa: BLE001 - a lost webhook can be redelivered; a failed job cannot be undone
         log.exception("job %s: could not queue its webhook", job_id)
 
@@ -88,7 +87,7 @@ class NetworkError(Exception):
 def post(target: callbacks.Target, body: bytes, headers: dict, timeout_s: float) -> urllib3.BaseHTTPResponse:
     """POST to the checked addresses in turn, never following a redirect, never resolving again."""
     headers = {"Host": target.host_header, **headers}
-    timeout = urllib3.Timeout(connect=min(CONNECT_TIMEOUT_S, timeout_s), read=timeout_s)
+    timeout = urllib3.Timeout(total=timeout_s, connect=min(CONNECT_TIMEOUT_S, timeout_s))
     last: Exception | None = None
     for address in target.addresses:
         if target.scheme == "https":
@@ -101,8 +100,9 @@ def post(target: callbacks.Target, body: bytes, headers: dict, timeout_s: float)
         try:
             response = pool.urlopen("POST", target.path, body=body, headers=headers, redirect=False,
                                     retries=False, preload_content=False, assert_same_host=False)
-            response.read(RESPONSE_LIMIT)
-            response.release_conn()
+            # Only the status and headers matter; a body is never read, so a receiver that drips
+            # one cannot hold a delivery thread.
+            response.close()
             return response
         except urllib3.exceptions.NewConnectionError as exc:
             last = exc  # this address refused; try the next one the host resolved to
@@ -162,6 +162,8 @@ def _attempt(cfg: Config, store, job_id: str, webhook_id: str, generation: int, 
         return outcome or status, None
 
     if callbacks.is_disabled(store.redis, record.owner, record.callback_url):
+        # Not an attempt: the receiver said 410 Gone to this key before.
+        state = state.model_copy(update={"attempts": state.attempts - 1})
         return finish("disabled", state.last_status_code)
     secrets = cfg.keys.current().secrets_for(record.owner)
     if not secrets:

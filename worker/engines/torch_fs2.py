@@ -1,4 +1,4 @@
-"""The Baker FastSpeech2 + Multi-band MelGAN voice in PyTorch, on CPU or CUDA, with batched synthesis."""
+"""The Baker FastSpeech2 + Multi-band MelGAN voice in PyTorch: CPU or CUDA, batched synthesis."""
 from __future__ import annotations
 
 import logging
@@ -87,7 +87,9 @@ class TorchEngine:
         log.info("loaded %s (%s) on %s", cls.name, found.acoustic.parent, device)
         return cls(baker.load_g2p(found), acoustic, vocoder, device)
 
-    def synthesize(self, text: str, prosody: Prosody = Prosody(), voice: str | None = None) -> AudioChunk:
+    def synthesize(
+        self, text: str, prosody: Prosody = Prosody(), voice: str | None = None
+    ) -> AudioChunk:
         return self.synthesize_batch([(text, prosody)])[0]
 
     def synthesize_batch(self, items: list[tuple[str, Prosody]]) -> list[AudioChunk]:

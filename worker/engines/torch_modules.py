@@ -1,4 +1,4 @@
-"""PyTorch modules for the Baker voice: TensorFlowTTS's FastSpeech2 and Multi-band MelGAN, batched with masks."""
+"""The Baker voice's networks in PyTorch: TensorFlowTTS's FastSpeech2 and Multi-band MelGAN."""
 from __future__ import annotations
 
 import math
@@ -10,14 +10,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-# Every layer below zeroes what lies past an item's own length before a convolution reads it,
-# and the vocoder reflects each item at its own end. That way a padded batch gives each item
-# exactly what the shipped graph computes for it alone (batch size 1, no padding).
+# Architecture and numerics follow the shipped tflite graphs op by op (see torch_weights.py for
+# where each weight comes from). Every layer zeroes what lies past an item's own length before a
+# convolution reads it, and the vocoder reflects each item at its own end, so that a padded batch
+# gives each item what the graph computes for it alone (batch size 1, no padding).
 
 
 @dataclass(frozen=True)
 class FastSpeech2Config:
-    """Sizes read off fastspeech2_quan.tflite; load_state_dict(strict=True) rejects any other file."""
+    """Sizes read off fastspeech2_quan.tflite; load_state_dict(strict=True) rejects other files."""
 
     vocab_size: int = 219
     hidden: int = 256
@@ -63,10 +64,6 @@ class MelGANConfig:
     # doing the same keeps the audio sample-close to the LiteRT engine's.
     subband_step: float | None = 1 / 128
 
-    @property
-    def hop(self) -> int:
-        return int(np.prod(self.upsample_scales)) * self.subbands
-
 
 class AcousticOutput(NamedTuple):
     mel: torch.Tensor  # [B, T, n_mels] after the postnet; frames past `frames[b]` are padding
@@ -90,7 +87,7 @@ def int8_codes(x: torch.Tensor, dims: tuple[int, ...]) -> tuple[torch.Tensor, to
     # sit on a rounding tie, and only this order of operations breaks the tie the same way.
     inverse = 255 / torch.where(span > 0, span, torch.ones_like(span))
     below, above = -128 - low * inverse, 127 - high * inverse
-    zero = torch.where(low * inverse + high * inverse - 1 > 0, below, above).clamp(-128, 127).round()
+    zero = torch.where(low * inverse + high * inverse > 1, below, above).clamp(-128, 127).round()
     quantized = (torch.round(x * inverse) + zero).clamp(-128, 127)
     return quantized - zero, 1 / inverse
 
@@ -99,8 +96,10 @@ class Int8Linear(nn.Module):
     """A dense layer with int8 weights, computed the way LiteRT computes it (see int8_inputs).
 
     `weight` holds the int8 codes (as floats) and `weight_scale` one scale per output channel.
-    Products of codes are integers and their sums stay below 2**24, so a float32 matmul adds
-    them exactly, as XNNPACK's int32 accumulator does; only the final scaling rounds.
+    Products of codes are integers, and a float32 matmul adds them exactly while the sums stay
+    under 2**24 (always for these dense layers, in practice for the convs), as XNNPACK's int32
+    accumulator does; only the final scaling rounds. Exact sums are what make the results
+    agree with LiteRT's, and with themselves across batch sizes, to the last bit.
     """
 
     def __init__(self, in_features: int, out_features: int, int8_inputs: bool):
@@ -162,9 +161,11 @@ class SelfAttention(nn.Module):
         # taken in float64: its length is the batch's padded length, and a float32 sum's last
         # bits depend on it, bits that the int8 layers after it can turn into a whole rounding
         # step. Rounded back to float32, an item gets the same context in any batch.
-        # `keys` [B, 1, 1, T] hides padded keys: the graph adds -1e9 there, the same after softmax.
-        scores = split(self.query(x)) @ split(self.key(x)).transpose(2, 3) / math.sqrt(self.head_size)
-        weights = torch.softmax(scores.masked_fill(~keys, -math.inf), dim=-1)
+        # `keys` [B, 1, 1, T] hides padded keys with -1e9, as the graph does (not -inf: an item
+        # with no frames at all would get NaNs rather than weights nobody reads).
+        scores = split(self.query(x)) @ split(self.key(x)).transpose(2, 3)
+        scores = scores / math.sqrt(self.head_size)
+        weights = torch.softmax(scores.masked_fill(~keys, -1e9), dim=-1)
         context = (weights.double() @ split(self.value(x)).double()).float()
         context = context.transpose(1, 2).reshape(batch, length, -1)
         return self.norm(self.output(context) + x) * mask
@@ -201,7 +202,8 @@ class VariancePredictor(nn.Module):
         super().__init__()
         sizes = [cfg.hidden] + [cfg.predictor_filters] * cfg.predictor_layers
         self.convs = nn.ModuleList(
-            MaskedConv1d(i, o, cfg.predictor_kernel, cfg.int8_inputs) for i, o in zip(sizes, sizes[1:])
+            MaskedConv1d(i, o, cfg.predictor_kernel, cfg.int8_inputs)
+            for i, o in zip(sizes, sizes[1:])
         )
         self.norms = nn.ModuleList(
             nn.LayerNorm(cfg.predictor_filters, eps=cfg.layer_norm_eps) for _ in self.convs
@@ -235,7 +237,8 @@ class Postnet(nn.Module):
         super().__init__()
         sizes = [cfg.n_mels] + [cfg.postnet_filters] * (cfg.postnet_layers - 1) + [cfg.n_mels]
         self.convs = nn.ModuleList(
-            MaskedConv1d(i, o, cfg.postnet_kernel, cfg.int8_inputs) for i, o in zip(sizes, sizes[1:])
+            MaskedConv1d(i, o, cfg.postnet_kernel, cfg.int8_inputs)
+            for i, o in zip(sizes, sizes[1:])
         )
         self.norms = nn.ModuleList(ChannelAffine(o) for o in sizes[1:])
 
@@ -249,7 +252,9 @@ class Postnet(nn.Module):
 
 
 def regulate_length(x: torch.Tensor, durations: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Repeat each symbol's vector for its duration; pad every item to the longest. -> (frames, mask)."""
+    """Repeat each symbol's vector for its duration, padding items to the longest.
+
+    x [B, L, C], durations [B, L] -> (frames [B, T, C], frame mask [B, T])."""
     batch, _, channels = x.shape
     ends = durations.cumsum(1)
     frames = ends[:, -1]
@@ -265,7 +270,7 @@ def regulate_length(x: torch.Tensor, durations: torch.Tensor) -> tuple[torch.Ten
 
 
 class FastSpeech2(nn.Module):
-    """Symbol ids and per-item controls to mel spectrograms, as the Baker FastSpeech2 graph computes them."""
+    """Symbol ids and per-item controls to mels, as the Baker FastSpeech2 graph computes them."""
 
     def __init__(self, cfg: FastSpeech2Config = FastSpeech2Config()):
         super().__init__()
@@ -416,7 +421,9 @@ class PQMFSynthesis(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         k = self.subbands
-        y = F.conv_transpose1d(x, self.weight, stride=k, padding=self.taps // 2, output_padding=k - 1)
+        y = F.conv_transpose1d(
+            x, self.weight, stride=k, padding=self.taps // 2, output_padding=k - 1
+        )
         return y[:, 0]
 
 

@@ -1,4 +1,4 @@
-"""Weights for the PyTorch Baker voice, read from the same tflite files LiteRT runs, int8 dequantized."""
+"""Weights for the PyTorch Baker voice, read from the same tflite files that LiteRT runs."""
 from __future__ import annotations
 
 import re
@@ -7,7 +7,13 @@ from os import PathLike
 import numpy as np
 import torch
 
-from .torch_modules import FastSpeech2, MelGANConfig, MultiBandMelGAN, pqmf_synthesis_filters
+from .torch_modules import (
+    FastSpeech2,
+    FastSpeech2Config,
+    MelGANConfig,
+    MultiBandMelGAN,
+    pqmf_synthesis_filters,
+)
 
 _DTYPES = {0: np.float32, 1: np.float16, 2: np.int32, 3: np.uint8, 4: np.int64, 9: np.int8}
 
@@ -17,7 +23,7 @@ class WeightError(ValueError):
 
 
 def dequantize(values: np.ndarray, quantization) -> np.ndarray:
-    """(q - zero_point) * scale, with one scale per tensor or one per channel of quantizedDimension."""
+    """(q - zero_point) * scale: one scale per tensor, or one per channel of quantizedDimension."""
     scale = np.asarray(quantization.scale, dtype=np.float32)
     zero = np.asarray(quantization.zeroPoint if quantization.zeroPoint is not None else [0])
     if scale.size > 1:
@@ -90,7 +96,8 @@ class GraphConstants:
                 tensor = self._graph.tensors[i] if i >= 0 else None
                 data = self._model.buffers[tensor.buffer].data if tensor is not None else None
                 if data is not None and tensor.type == 9 and tensor.quantization is not None:
-                    found.append((tensor, np.frombuffer(bytes(data), np.int8).reshape(tensor.shape)))
+                    codes = np.frombuffer(bytes(data), np.int8).reshape(tensor.shape)
+                    found.append((tensor, codes))
         if len(found) != 1:
             raise WeightError(f"expected one int8 weight on {pattern!r}, found {len(found)}")
         tensor, values = found[0]
@@ -98,7 +105,7 @@ class GraphConstants:
         scale = np.asarray(q.scale, dtype=np.float32)
         zero = np.asarray(q.zeroPoint if q.zeroPoint is not None else [0], dtype=np.float32)
         if scale.size > 1 and q.quantizedDimension != 0:
-            raise WeightError(f"{pattern!r}: per-channel scales on axis {q.quantizedDimension}, not 0")
+            raise WeightError(f"{pattern!r}: per-channel scales on axis {q.quantizedDimension}")
         if zero.size > 1:
             zero = zero.reshape(-1, *[1] * (values.ndim - 1))
         codes = values.astype(np.float32) - zero
@@ -152,44 +159,63 @@ def _put(state: dict, name: str, parameters: dict[str, np.ndarray]) -> None:
         state[f"{name}.{suffix}"] = values
 
 
-def fastspeech2_state(path: str | PathLike) -> dict[str, torch.Tensor]:
+def fastspeech2_state(
+    path: str | PathLike, cfg: FastSpeech2Config = FastSpeech2Config()
+) -> dict[str, torch.Tensor]:
     """A state dict for FastSpeech2 from fastspeech2_quan.tflite."""
     graph = GraphConstants(path)
     state: dict[str, np.ndarray] = {
         "embeddings.weight": graph.constant("embeddings/Gather"),
-        "positions.weight": graph.constant("embeddings/position_embeddings/Gather/resource_dequantize"),
+        "positions.weight": graph.constant(
+            "embeddings/position_embeddings/Gather/resource_dequantize"
+        ),
     }
-    for stack in ("encoder", "decoder"):
-        for i in range(3):
+    for stack, layers in (("encoder", cfg.encoder_layers), ("decoder", cfg.decoder_layers)):
+        for i in range(layers):
             tf, pt = f"{stack}/layer_\\._{i}", f"{stack}.{i}"
             for part in ("query", "key", "value"):
                 _put(state, f"{pt}.attention.{part}", _int8_linear(
-                    graph, f"{tf}/attention/self/{part}/Tensordot/MatMul", f"{tf}/attention/self/{part}/BiasAdd"
+                    graph,
+                    f"{tf}/attention/self/{part}/Tensordot/MatMul",
+                    f"{tf}/attention/self/{part}/BiasAdd",
                 ))
             _put(state, f"{pt}.attention.output", _int8_linear(
-                graph, f"{tf}/attention/output/dense/Tensordot/MatMul", f"{tf}/attention/output/dense/BiasAdd"
+                graph,
+                f"{tf}/attention/output/dense/Tensordot/MatMul",
+                f"{tf}/attention/output/dense/BiasAdd",
             ))
-            _put(state, f"{pt}.attention.norm", _layer_norm(graph, f"{tf}/attention/output/LayerNorm"))
+            _put(state, f"{pt}.attention.norm", _layer_norm(
+                graph, f"{tf}/attention/output/LayerNorm"
+            ))
             for n in (1, 2):
                 _put(state, f"{pt}.feed_forward.conv{n}", _int8_conv(
-                    graph, f"{tf}/intermediate/conv1d_{n}/conv1d", f"{tf}/intermediate/conv1d_{n}/BiasAdd"
+                    graph,
+                    f"{tf}/intermediate/conv1d_{n}/conv1d",
+                    f"{tf}/intermediate/conv1d_{n}/BiasAdd",
                 ))
             _put(state, f"{pt}.feed_forward.norm", _layer_norm(graph, f"{tf}/output/LayerNorm"))
     for predictor in ("duration", "f0", "energy"):
+        # Keras numbered these scopes (sequential_8, dense_7); the numbers carry no meaning.
         tf, pt = f"{predictor}_predictor", f"{predictor}_predictor"
-        for i in range(2):
+        for i in range(cfg.predictor_layers):
             _put(state, f"{pt}.convs.{i}", _int8_conv(
-                graph, f"{tf}/sequential_\\d+/conv_\\._{i}/conv1d", f"{tf}/sequential_\\d+/conv_\\._{i}/BiasAdd"
+                graph,
+                f"{tf}/sequential_\\d+/conv_\\._{i}/conv1d",
+                f"{tf}/sequential_\\d+/conv_\\._{i}/BiasAdd",
             ))
-            _put(state, f"{pt}.norms.{i}", _layer_norm(graph, f"{tf}/sequential_\\d+/LayerNorm_\\._{i}"))
-        _put(state, f"{pt}.dense", _linear(graph, f"{tf}/dense_\\d+/Tensordot/MatMul", f"{tf}/dense_\\d+/BiasAdd"))
+            _put(state, f"{pt}.norms.{i}", _layer_norm(
+                graph, f"{tf}/sequential_\\d+/LayerNorm_\\._{i}"
+            ))
+        _put(state, f"{pt}.dense", _linear(
+            graph, f"{tf}/dense_\\d+/Tensordot/MatMul", f"{tf}/dense_\\d+/BiasAdd"
+        ))
     for feature in ("f0", "energy"):
         _put(state, f"{feature}_embedding", _int8_conv(
             graph, f"{feature}_embeddings/conv1d", f"{feature}_embeddings/BiasAdd"
         ))
     # The graph names mel_before's bias add "Identity": it is the model's first output.
     _put(state, "mel_before", _int8_linear(graph, "mel_before/Tensordot/MatMul", "Identity"))
-    for i in range(5):
+    for i in range(cfg.postnet_layers):
         _put(state, f"postnet.convs.{i}", _int8_conv(
             graph, f"postnet/conv_\\._{i}/conv1d", f"postnet/conv_\\._{i}/BiasAdd"
         ))
@@ -197,10 +223,12 @@ def fastspeech2_state(path: str | PathLike) -> dict[str, torch.Tensor]:
             "weight": graph.constant(f"postnet/batch_norm_\\._{i}/batchnorm/mul_1"),
             "bias": graph.constant(f"postnet/batch_norm_\\._{i}/batchnorm/add_1"),
         })
-    return {name: torch.from_numpy(np.ascontiguousarray(v)) for name, v in state.items()}
+    return {name: torch.from_numpy(np.array(v, dtype=np.float32)) for name, v in state.items()}
 
 
-def mb_melgan_state(path: str | PathLike, cfg: MelGANConfig = MelGANConfig()) -> dict[str, torch.Tensor]:
+def mb_melgan_state(
+    path: str | PathLike, cfg: MelGANConfig = MelGANConfig()
+) -> dict[str, torch.Tensor]:
     """A state dict for MultiBandMelGAN from mb_melgan.tflite; checks the PQMF and int8 step too."""
     graph = GraphConstants(path)
     root = "sequential_\\d+"
@@ -208,8 +236,9 @@ def mb_melgan_state(path: str | PathLike, cfg: MelGANConfig = MelGANConfig()) ->
     _put(state, "first", _conv(graph, f"{root}/conv1d/conv1d", f"{root}/conv1d/BiasAdd"))
     for s in range(len(cfg.upsample_scales)):
         # TRANSPOSE_CONV kernels are [out, k, 1, in]; torch wants [in, out, k].
-        kernel, = graph.constants(f"{root}/conv_transpose_\\._{s}/conv2d_transpose(_\\d+)?/conv2d_transpose")
-        bias = graph.constant(f"{root}/conv_transpose_\\._{s}/conv2d_transpose(_\\d+)?/BiasAdd")
+        scope = f"{root}/conv_transpose_\\._{s}/conv2d_transpose(_\\d+)?"
+        (kernel,) = graph.constants(f"{scope}/conv2d_transpose")
+        bias = graph.constant(f"{scope}/BiasAdd")
         state[f"upsamples.{s}.conv.weight"] = kernel[:, :, 0].transpose(2, 0, 1)
         state[f"upsamples.{s}.conv.bias"] = bias
         for b in range(len(cfg.dilations)):
@@ -235,10 +264,11 @@ def mb_melgan_state(path: str | PathLike, cfg: MelGANConfig = MelGANConfig()) ->
     built = pqmf_synthesis_filters(cfg.subbands, cfg.pqmf_taps, cfg.pqmf_cutoff, cfg.pqmf_beta)
     if not np.allclose(synthesis[0][0, 0].T, built, atol=1e-6):
         raise WeightError("the vocoder's PQMF filters differ from the configured bank")
+    # The int8 tensor the graph's QUANTIZE op writes the sub-bands to.
     step = graph.quantization_scale("sequential_4/activation_20/Tanh1")
-    if cfg.subband_step is not None and step is not None and not np.isclose(step, cfg.subband_step):
-        raise WeightError(f"the vocoder quantizes its sub-bands with step {step}, not {cfg.subband_step}")
-    return {name: torch.from_numpy(np.ascontiguousarray(v)) for name, v in state.items()}
+    if cfg.subband_step and step and not np.isclose(step, cfg.subband_step):
+        raise WeightError(f"the vocoder quantizes its sub-bands by {step}, not {cfg.subband_step}")
+    return {name: torch.from_numpy(np.array(v, dtype=np.float32)) for name, v in state.items()}
 
 
 def load_fastspeech2(path: str | PathLike) -> FastSpeech2:

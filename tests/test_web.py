@@ -1,0 +1,166 @@
+"""The web page in real headless Chromium (Debian's chromium, driven by Playwright) against the API
+under gunicorn and a real worker: type, listen, download, history, errors, language, API key."""
+from __future__ import annotations
+
+import io
+import shutil
+from pathlib import Path
+
+import pytest
+import requests
+import soundfile as sf
+
+from tests.live import ARTIFACTS, LiveCluster
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+# Headless, and nothing of Chromium's own phoning home: the page must be the only traffic.
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+AUDIO_READY = """() => {
+  const a = document.getElementById('player');
+  return Boolean(a.currentSrc) && a.readyState >= 1 && Number.isFinite(a.duration) && a.duration > 0;
+}"""
+TEXT = "今天天气很好。我们一起去公园散步吧。路上可以买一杯咖啡。然后在湖边坐一会儿。"
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    live = LiveCluster(tmp_path_factory.mktemp("web"))
+    yield live
+    live.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).is_file() or shutil.which("chromium") is None:
+        pytest.fail("Debian's chromium is not installed (/usr/bin/chromium): run `make system-deps`, "
+                    "which does `apt-get install -y chromium`; the browser tests never download a browser")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, cluster):
+    context = browser.new_context(locale="zh-CN", accept_downloads=True, viewport={"width": 1100, "height": 1000})
+    page = context.new_page()
+    seen, problems = [], []
+    page.on("request", lambda request: seen.append(request.url))
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    # Chromium logs every 4xx answer as a console error; the tests provoke those on purpose.
+    page.on("console", lambda message: problems.append(message.text)
+            if message.type == "error" and not message.text.startswith("Failed to load resource") else None)
+    page.goto(f"{cluster.url}/")
+    page.wait_for_selector("body[data-ready=true]")
+    yield page
+    context.close()
+    # Everything the page fetched came from the app itself: no CDN, no external request.
+    strangers = [url for url in seen if not url.startswith((cluster.url + "/", "blob:", "data:"))]
+    assert not strangers
+    assert not problems
+
+
+def test_type_submit_listen_download_and_replay(page, cluster):
+    assert page.locator("#voice option").all_inner_texts()[0].startswith("baker")
+    assert "开心" in page.locator("#emotion option").all_inner_texts()
+    assert page.locator("#counter").inner_text() == "0 / 100000"
+    page.fill("#text", TEXT)
+    assert page.locator("#counter").inner_text() == f"{len(TEXT)} / 100000"
+    page.select_option("#emotion", "happy")
+    page.fill("#speed", "1.1")
+    assert page.locator("#speed-value").inner_text() == "1.10×"
+    # Keep every status line the page shows, to see the progress bar move through the segments.
+    page.evaluate("""() => {
+      window.statusLines = [];
+      new MutationObserver(() => window.statusLines.push(document.getElementById('status-line').textContent))
+        .observe(document.getElementById('status-line'), {childList: true, characterData: true, subtree: true});
+    }""")
+
+    page.click("#submit")
+    page.wait_for_function(AUDIO_READY, timeout=60_000)
+    assert page.locator("#status-line").inner_text() == "合成完成"
+    assert page.eval_on_selector("#progress", "p => p.value === p.max")
+    lines = page.evaluate("window.statusLines")
+    assert any(line.startswith("正在合成：第") and "/ 4 段" in line for line in lines), lines
+    duration = page.eval_on_selector("#player", "a => a.duration")
+    assert duration > 2
+
+    href = page.get_attribute("#download", "href")
+    with page.expect_download() as download_info:
+        page.click("#download")
+    download = download_info.value
+    assert download.suggested_filename.endswith(".wav")
+    samples, rate = sf.read(download.path())
+    assert rate == 24000 and len(samples) / rate == pytest.approx(duration, abs=0.05)
+    same = requests.get(cluster.url + href, timeout=10)
+    assert same.status_code == 200 and same.headers["Content-Type"] == "audio/wav"
+    job_id = href.split("/")[3]
+    job = requests.get(f"{cluster.url}/v1/jobs/{job_id}", timeout=10).json()
+    assert job["options"]["emotion"] == "happy" and job["options"]["speed"] == 1.1
+
+    history = page.locator("#history li")
+    assert history.count() == 1 and TEXT[:20] in history.first.inner_text()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "web.png"), full_page=True)
+
+    # The history lives in this browser: after a reload it is still there, and replays.
+    page.reload()
+    page.wait_for_selector("body[data-ready=true]")
+    assert page.locator("#result").is_hidden()
+    page.click("#history li button.replay")
+    page.wait_for_function(AUDIO_READY, timeout=30_000)
+    assert page.get_attribute("#download", "href") == href
+
+
+def test_errors_are_shown_in_words_in_either_language(page):
+    page.click("#submit")
+    error = page.locator("#error")
+    error.wait_for(state="visible")
+    assert error.inner_text() == "请先输入要朗读的文字。"
+
+    page.click("#lang-toggle")
+    assert error.inner_text() == "Please type some text to speak first."
+    assert page.locator("#submit").inner_text() == "Synthesize"
+    assert page.evaluate("document.documentElement.lang") == "en"
+
+    page.fill("#text", "好" * 100_001)
+    assert "over" in page.get_attribute("#counter", "class")
+    page.click("#submit")
+    page.wait_for_function("() => document.getElementById('error').textContent.includes('too long')")
+    assert error.inner_text() == "The text is too long: at most 100000 characters. Please shorten it."
+    page.fill("#text", "")
+    page.click("#submit")
+    page.wait_for_function("() => document.getElementById('error').textContent.startsWith('Please type')")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "web-error-en.png"), full_page=True)
+
+    # The choice of language is remembered.
+    page.reload()
+    page.wait_for_selector("body[data-ready=true]")
+    assert page.locator("#submit").inner_text() == "Synthesize"
+
+
+def test_api_key_is_kept_and_sent_as_bearer(page):
+    page.click("#key-box summary")
+    page.fill("#api-key", "vk-test-key")
+    with page.expect_request(lambda request: request.url.endswith("/v1/voices")) as asked:
+        page.click("#key-save")
+    assert asked.value.headers["authorization"] == "Bearer vk-test-key"
+    page.click("#key-box summary")
+
+    # With a key the page fetches the audio itself (an <audio> cannot send the header) and plays it.
+    page.fill("#text", "你好。")
+    with page.expect_request(lambda request: request.url.endswith("/v1/jobs") and request.method == "POST") as sent:
+        page.click("#submit")
+    assert sent.value.headers["authorization"] == "Bearer vk-test-key"
+    page.wait_for_function(AUDIO_READY, timeout=60_000)
+    assert page.eval_on_selector("#player", "a => a.currentSrc.startsWith('blob:')")
+
+    page.reload()
+    page.wait_for_selector("body[data-ready=true]")
+    assert page.input_value("#api-key") == "vk-test-key"
