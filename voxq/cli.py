@@ -111,10 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--marks", help="write per-character timing marks (JSON) to this file")
     synth.set_defaults(func=cmd_synth)
 
-    from voxq import bench, cluster  # both light: no model stack at import
+    from voxq import bench, cluster, keys  # all light: no model stack at import
 
     cluster.add_parser(sub)
     bench.add_parser(sub)
+    keys.add_parser(sub)
     return parser
 
 

@@ -73,9 +73,13 @@ class Cluster:
 
     def run(self) -> int:
         args = self.args
-        from shared.keys import keys_configured
+        from shared.keys import KeysError, keys_configured
 
-        if not _is_loopback(args.host) and not keys_configured(os.environ):
+        try:
+            configured = keys_configured(os.environ)
+        except KeysError as exc:
+            raise CliError(f"API keys are misconfigured: {exc}") from exc
+        if not _is_loopback(args.host) and not configured:
             raise CliError(
                 f"refusing to bind {args.host} without API keys: anyone on the network could use the "
                 "cluster. Create one with `voxq keys create` and set VOXQ_API_KEYS or VOXQ_API_KEYS_FILE, "
