@@ -168,10 +168,11 @@ WORKDIR /home/voxq
 USER 10001:10001
 # The torch engine loads its weights from the same assets, so they are checked here too.
 RUN python -m worker.assets --verify
-# A solo worker answers no ping while it runs a job, so the check tolerates twenty minutes
+# Under heavy batching a ping can wait behind the GPU, so the check tolerates twenty minutes
 # of silence before it calls the container unhealthy.
 HEALTHCHECK --interval=60s --timeout=20s --start-period=600s --retries=20 \
   CMD ["sh", "-c", "celery -A worker.app inspect ping -d \"gpu@$HOSTNAME\" --timeout 10"]
-# solo: one process owns the GPU and never forks after CUDA has started.
-CMD ["celery", "-A", "worker.app", "worker", "--pool", "solo", \
+# threads: one process owns the GPU and never forks after CUDA has started; its threads run
+# many jobs at once so the batcher can group their segments into one GPU batch.
+CMD ["celery", "-A", "worker.app", "worker", "--pool", "threads", "--concurrency", "16", \
      "-Q", "gpu-interactive,gpu-batch,interactive,batch", "--loglevel", "INFO", "-n", "gpu@%h"]

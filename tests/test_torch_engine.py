@@ -33,18 +33,19 @@ SENTENCES = {
 
 
 @pytest.fixture(scope="module")
-def settings() -> Settings:
-    return Settings(engine_threads=1)
+def cpu_settings() -> Settings:
+    return Settings(engine="fastspeech2-torch", device="cpu", engine_threads=1)
 
 
 @pytest.fixture(scope="module")
-def litert(settings) -> LiteRTEngine:
-    return LiteRTEngine.load(settings)
+def litert(cpu_settings) -> LiteRTEngine:
+    return LiteRTEngine.load(cpu_settings)
 
 
 @pytest.fixture(scope="module")
-def engine(settings) -> TorchEngine:
-    return TorchEngine.load(settings)
+def torch_engine(cpu_settings) -> TorchEngine:
+    """The PyTorch engine on the CPU."""
+    return TorchEngine.load(cpu_settings)
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +54,7 @@ def corpus() -> list[list[int]]:
 
 
 @pytest.fixture(scope="module")
-def runs(litert, engine, corpus) -> dict:
+def runs(litert, torch_engine, corpus) -> dict:
     """Per control set, {sentence index: both engines' mel, durations, audio}, one at a time."""
     results = {}
     for name, controls in CONTROLS.items():
@@ -61,14 +62,14 @@ def runs(litert, engine, corpus) -> dict:
         for index in range(len(corpus))[SENTENCES[name]]:
             ids = corpus[index]
             mel, durations = litert._text_to_mel(ids, controls)
-            spectrograms = engine.text_to_mel([ids], [controls])
+            spectrograms = torch_engine.text_to_mel([ids], [controls])
             rows[index] = {
                 "ids": ids,
                 "litert": (mel[0], durations, litert._mel_to_audio(mel)),
                 "torch": (
                     spectrograms.item(0)[0],
                     spectrograms.durations[0],
-                    engine.mel_to_audio(spectrograms)[0],
+                    torch_engine.mel_to_audio(spectrograms)[0],
                 ),
             }
         results[name] = rows
@@ -164,22 +165,22 @@ def test_audio_matches_litert(runs, controls):
             assert log_spectral_distance(reference, audio) < 3.0
 
 
-def test_vocoder_matches_litert_on_the_same_mel(runs, engine):
+def test_vocoder_matches_litert_on_the_same_mel(runs, torch_engine):
     for row in list(runs["default"].values())[:4]:
         mel, _, reference = row["litert"]
         with torch.inference_mode():
-            audio = engine.vocoder(torch.from_numpy(mel[None]), [len(mel)])[0].numpy()
+            audio = torch_engine.vocoder(torch.from_numpy(mel[None]), [len(mel)])[0].numpy()
         # Equal but for a rare sub-band sample that lands on the other side of an int8
         # rounding step (1/128), which moves the output by at most about 0.008.
         assert np.abs(audio - reference).max() < 0.02
         assert snr_db(reference, audio) > 50
 
 
-def test_synthesize_matches_litert_through_the_g2p(litert, engine):
+def test_synthesize_matches_litert_through_the_g2p(litert, torch_engine):
     # Pitch 1.3 is past what the f0 offset does cleanly: both engines hand the rest to WORLD.
     prosody = Prosody(speed=1.1, pitch=1.3, energy=1.1)
     text = "今天的会议改到下午三点。"
-    ours, theirs = engine.synthesize(text, prosody), litert.synthesize(text, prosody)
+    ours, theirs = torch_engine.synthesize(text, prosody), litert.synthesize(text, prosody)
     assert ours.sample_rate == theirs.sample_rate == 24000
     assert [m.char for m in ours.marks] == [m.char for m in theirs.marks]
     ends = np.array([[m.start_ms, m.end_ms] for m in ours.marks])
@@ -191,11 +192,11 @@ def test_synthesize_matches_litert_through_the_g2p(litert, engine):
 # ----------------------------------------------------------------------------- batching
 
 
-def test_batch_equals_one_at_a_time(runs, engine, corpus):
+def test_batch_equals_one_at_a_time(runs, torch_engine, corpus):
     # Every other sentence with non-default controls: each item keeps its own.
     names = ["default" if i % 2 == 0 else "slow-wide-loud-high" for i in range(len(corpus))]
-    spectrograms = engine.text_to_mel(corpus, [CONTROLS[n] for n in names])
-    audio = engine.mel_to_audio(spectrograms)
+    spectrograms = torch_engine.text_to_mel(corpus, [CONTROLS[n] for n in names])
+    audio = torch_engine.mel_to_audio(spectrograms)
     for i, name in enumerate(names):
         single_mel, single_durations, single_audio = runs[name][i]["torch"]
         np.testing.assert_array_equal(spectrograms.durations[i], single_durations)
@@ -207,36 +208,36 @@ def test_batch_equals_one_at_a_time(runs, engine, corpus):
         assert snr_db(single_audio, audio[i]) > 40
 
 
-def test_synthesize_batch_keeps_marks_per_segment(engine):
+def test_synthesize_batch_keeps_marks_per_segment(torch_engine):
     items = [("你好。", Prosody()), ("欢迎使用语音合成服务。", Prosody(speed=1.3)),
              ("春眠不觉晓。", Prosody(pitch=0.9, energy=0.8))]
-    batched = engine.synthesize_batch(items)
+    batched = torch_engine.synthesize_batch(items)
     for (text, prosody), chunk in zip(items, batched):
-        alone = engine.synthesize(text, prosody)
+        alone = torch_engine.synthesize(text, prosody)
         assert chunk.marks == alone.marks
         assert len(chunk.samples) == len(alone.samples)
         assert snr_db(alone.samples, chunk.samples) > 40
         assert 0 < chunk.marks[-1].end_ms < 1000 * chunk.duration_s  # the closing silence follows
 
 
-def test_item_without_frames_gets_empty_audio(engine, corpus):
+def test_item_without_frames_gets_empty_audio(torch_engine, corpus):
     none = baker.ModelInputs(0.001, 1.0, 1.0, 0.0, 1.0)  # every duration rounds to zero
-    spectrograms = engine.text_to_mel(corpus[:2], [none, CONTROLS["default"]])
-    audio = engine.mel_to_audio(spectrograms)
+    spectrograms = torch_engine.text_to_mel(corpus[:2], [none, CONTROLS["default"]])
+    audio = torch_engine.mel_to_audio(spectrograms)
     assert spectrograms.frames[0] == 0 and len(audio[0]) == 0
     assert len(audio[1]) == spectrograms.frames[1] * baker.HOP > 0
 
 
-def test_deterministic(engine, corpus):
+def test_deterministic(torch_engine, corpus):
     controls = [CONTROLS["default"], CONTROLS["fast-flat-soft-low"], CONTROLS["default"]]
-    first = engine.mel_to_audio(engine.text_to_mel(corpus[:3], controls))
-    second = engine.mel_to_audio(engine.text_to_mel(corpus[:3], controls))
+    first = torch_engine.mel_to_audio(torch_engine.text_to_mel(corpus[:3], controls))
+    second = torch_engine.mel_to_audio(torch_engine.text_to_mel(corpus[:3], controls))
     for a, b in zip(first, second):
         np.testing.assert_array_equal(a, b)
 
 
-def test_bench_reports_throughput_and_ratio(settings):
-    rows = bench([1, 2], "cpu", settings, repeats=1, sentences=2)
+def test_bench_reports_throughput_and_ratio(cpu_settings):
+    rows = bench([1, 2], "cpu", cpu_settings, repeats=1, sentences=2)
     assert [row["batch"] for row in rows] == [1, 2]
     for row in rows:
         assert row["throughput"] > 0 and row["litert_throughput"] > 0
@@ -255,12 +256,12 @@ def test_corpus_has_ten_sentences_or_more():
 
 
 @pytest.mark.gpu
-def test_cuda_matches_cpu_and_is_deterministic(engine, corpus, settings):
+def test_cuda_matches_cpu_and_is_deterministic(torch_engine, corpus, cpu_settings):
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")
-    gpu = TorchEngine.load(settings.model_copy(update={"device": "cuda"}))
+    gpu = TorchEngine.load(cpu_settings.model_copy(update={"device": "cuda"}))
     controls = [CONTROLS["default"]] * len(corpus)
-    cpu_mels = engine.text_to_mel(corpus, controls)
+    cpu_mels = torch_engine.text_to_mel(corpus, controls)
     gpu_mels = gpu.text_to_mel(corpus, controls)
     both = either = 0
     for i in range(len(corpus)):

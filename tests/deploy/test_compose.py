@@ -170,7 +170,7 @@ def test_gpu_worker_has_its_profile_and_a_device_reservation(raw):
         {"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}]
     assert gpu["environment"]["VOXQ_ENGINE"] == "fastspeech2-torch"
     assert gpu["environment"]["VOXQ_DEVICE"] == "cuda"
-    assert gpu["command"] == ["celery", "-A", "worker.app", "worker", "--pool", "solo",
+    assert gpu["command"] == ["celery", "-A", "worker.app", "worker", "--pool", "threads", "--concurrency", "16",
                               "-Q", "gpu-interactive,gpu-batch,interactive,batch",
                               "--loglevel", "INFO", "-n", "gpu@%h"]
     assert gpu["build"]["target"] == "worker-gpu"

@@ -136,7 +136,7 @@ def test_commands_follow_the_process_contract(parsed):
                         r'"\$\{VOXQ_WORKER_CONCURRENCY(:-\$\(nproc\))?\}" -Q interactive,batch '
                         r'--loglevel INFO -n cpu@%h', cpu[2])
     assert exec_form(stages["worker-gpu"].all("CMD")[-1]) == [
-        "celery", "-A", "worker.app", "worker", "--pool", "solo",
+        "celery", "-A", "worker.app", "worker", "--pool", "threads", "--concurrency", "16",
         "-Q", "gpu-interactive,gpu-batch,interactive,batch", "--loglevel", "INFO", "-n", "gpu@%h"]
 
 

@@ -356,16 +356,17 @@ def test_gpu_pool_requests_a_gpu_and_tolerates_gpu_nodes():
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in spec["tolerations"]
     assert spec["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
     assert container["command"] == [
-        "celery", "-A", "worker.app", "worker", "--pool", "solo",
+        "celery", "-A", "worker.app", "worker", "--pool", "threads", "--concurrency", "$(VOXQ_WORKER_CONCURRENCY)",
         "-Q", "gpu-interactive,gpu-batch,interactive,batch", "--loglevel", "INFO", "-n", "gpu@%h",
     ]
+    assert env_of(container)["VOXQ_WORKER_CONCURRENCY"]["value"] == "16"
     env = env_of(container)
     assert env["VOXQ_ENGINE"]["value"] == "fastspeech2-torch"
     assert env["VOXQ_DEVICE"]["value"] == "cuda"
     assert container["image"] == "voxq/worker-gpu:0.1.0"
     assert_pings_itself(container, "gpu")
     liveness = container["livenessProbe"]
-    # A solo worker answers no ping mid-job: liveness tolerates a long job's silence.
+    # A ping can wait behind the GPU under heavy batching: liveness tolerates long silence.
     assert liveness["periodSeconds"] * liveness["failureThreshold"] >= 900
     assert spec["terminationGracePeriodSeconds"] >= 600
     # No surge: a second pod would wait for a GPU that is not there.

@@ -39,14 +39,26 @@ class Spectrograms:
         return self.mel[index, : self.frames[index]].float().cpu().numpy()[None]
 
 
+def _require_torch() -> None:
+    if torch is None:
+        raise EngineError(
+            "the fastspeech2-torch engine needs PyTorch: pip install 'voxq[torch]' "
+            "(or torch==2.13.0 from the PyTorch index that matches your CUDA)"
+        )
+
+
 def _device(name: str) -> "torch.device":
     if name not in DEVICES:
         raise EngineError(f"VOXQ_DEVICE must be one of {', '.join(DEVICES)}, not {name!r}")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise EngineError(
-            f"VOXQ_DEVICE=cuda but PyTorch {torch.__version__} sees no CUDA device "
-            "(a CPU-only build, or no GPU visible to this process)"
-        )
+    if name == "cuda":
+        if not torch.backends.cuda.is_built():
+            raise EngineError(
+                f"VOXQ_DEVICE=cuda but PyTorch {torch.__version__} is a CPU-only build: install "
+                "torch==2.13.0 from the PyTorch index that matches your CUDA"
+            )
+        # device_count() asks NVML, which does not start CUDA: a worker may still fork after this.
+        if torch.cuda.device_count() == 0:
+            raise EngineError("VOXQ_DEVICE=cuda but no CUDA device is visible to this process")
     return torch.device(name)
 
 
@@ -64,12 +76,15 @@ class TorchEngine:
         self.device = device
 
     @classmethod
+    def check(cls, settings: Settings) -> None:
+        """What load() needs, checked without loading a model or starting CUDA."""
+        _require_torch()
+        _device(settings.device)
+        assets.locate(settings.model_dir)
+
+    @classmethod
     def load(cls, settings: Settings) -> "TorchEngine":
-        if torch is None:
-            raise EngineError(
-                "the fastspeech2-torch engine needs PyTorch: pip install 'voxq[torch]' "
-                "(or torch==2.13.0 from the PyTorch index that matches your CUDA)"
-            )
+        _require_torch()
         from .torch_weights import load_fastspeech2, load_mb_melgan
 
         device = _device(settings.device)
