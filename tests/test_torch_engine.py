@@ -10,7 +10,7 @@ torch = pytest.importorskip("torch")
 
 from shared.config import Settings  # noqa: E402
 from worker import assets  # noqa: E402
-from worker.engines import baker  # noqa: E402
+from worker.engines import EngineError, baker  # noqa: E402
 from worker.engines.base import Prosody  # noqa: E402
 from worker.engines.litert import LiteRTEngine  # noqa: E402
 from worker.engines.torch_bench import CORPUS, bench, corpus_ids  # noqa: E402
@@ -250,6 +250,15 @@ def test_bench_reports_throughput_and_ratio(cpu_settings):
 
 def test_corpus_has_ten_sentences_or_more():
     assert len(CORPUS) >= 10
+
+
+def test_check_says_what_is_missing(cpu_settings):
+    TorchEngine.check(cpu_settings)
+    with pytest.raises(EngineError, match="VOXQ_DEVICE"):
+        TorchEngine.check(cpu_settings.model_copy(update={"device": "tpu"}))
+    if torch.cuda.device_count() == 0:
+        with pytest.raises(EngineError, match="cuda"):
+            TorchEngine.check(cpu_settings.model_copy(update={"device": "cuda"}))
 
 
 # ----------------------------------------------------------------------------- CUDA
