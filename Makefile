@@ -17,6 +17,11 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed system-deps
 
+# The PyTorch engine's tests run on the CPU in CI. `make run` does not need torch.
+$(VENV)/.torch: $(VENV)/.installed
+	$(PIP) install -q -e '.[torch]'
+	touch $@
+
 # Debian packages the suite drives for real: a private redis-server, and Chromium for the web page.
 system-deps:
 	@command -v redis-server >/dev/null 2>&1 || { \
@@ -29,10 +34,10 @@ system-deps:
 run: install
 	$(VENV)/bin/voxq up
 
-test: install
+test: install $(VENV)/.torch
 	$(PY) -m pytest -q -ra
 
-test-fast: install
+test-fast: install $(VENV)/.torch
 	$(PY) -m pytest -q -ra -m "not slow"
 
 bench: install

@@ -12,6 +12,7 @@ import time
 from flask import Flask, current_app
 
 from api import services
+from api.errors import ApiError
 from api.jobs import current_owner, submit
 from shared.jobs import TERMINAL, JobRecord, JobRequest
 
@@ -66,4 +67,16 @@ def wait(record: JobRecord, timeout_s: float) -> JobRecord:
         # Short jobs end in well under a second: poll fast at first, then ease off.
         time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
         delay = min(delay * 1.5, 0.25)
-    return store.get(record.id) or record
+    # A job deleted while we waited (DELETE /v1/jobs/{id}) ended as far as this caller can tell.
+    return store.get(record.id) or record.model_copy(update={"status": "canceled"})
+
+
+def failure(record: JobRecord) -> ApiError:
+    """Why a job that ended has no audio, as the error a synchronous endpoint answers with."""
+    if record.status == "canceled":
+        return ApiError(409, "canceled", "the job was canceled before it finished")
+    error = record.error
+    code, message = (error.code, error.message) if error else (record.status, f"the job ended {record.status}")
+    if code in INPUT_ERRORS:
+        return ApiError(422, code, message, "text")
+    return ApiError(500, code, message)

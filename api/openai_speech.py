@@ -112,6 +112,10 @@ class OpenAIError(BaseModel):
     error: OpenAIErrorBody
 
 
+# voxq's field names where OpenAI's differ, for an error's `param`.
+_PARAMS = {"text": "input", "format": "response_format"}
+
+
 def openai_error(status: int, message: str, param: str | None = None, code: str | None = None, headers=None):
     if status in _INPUT_CODES or status == 401 or status == 403:
         kind = "invalid_request_error"
@@ -119,7 +123,7 @@ def openai_error(status: int, message: str, param: str | None = None, code: str 
         kind = "rate_limit_error"
     else:
         kind = "server_error"
-    body = OpenAIError(error=OpenAIErrorBody(message=message, type=kind, param=param, code=code))
+    body = OpenAIError(error=OpenAIErrorBody(message=message, type=kind, param=_PARAMS.get(param, param), code=code))
     response = jsonify(body.model_dump(mode="json"))
     # OpenAI answers a malformed request with 400 where voxq's own API says 422.
     response.status_code = 400 if status == 422 else status
@@ -208,11 +212,7 @@ def create_speech():
         raise ApiError(504, "timeout", f"speech was not ready within {exc.timeout_s:g} s; the request was "
                        "canceled (shorter input, or a larger VOXQ_SPEECH_TIMEOUT_S, helps)") from None
     if record.status != "succeeded":
-        error = record.error
-        code = error.code if error else record.status
-        message = error.message if error else f"the job was {record.status}"
-        raise ApiError(400 if code in blocking.INPUT_ERRORS else 500, code, message,
-                       "input" if code in blocking.INPUT_ERRORS else None)
+        raise blocking.failure(record)
     path = services.get().storage.audio_path(record.id, record.options.format)
     response = send_file(path, mimetype=SPEECH_TYPES[speech.response_format], max_age=0,
                          download_name=f"speech.{speech.response_format}")

@@ -245,7 +245,7 @@ def operations() -> dict[str, dict[str, dict]]:
                     "200": {**_binary(("audio/mpeg", "audio/ogg", "audio/flac", "audio/wav", "audio/pcm"),
                                       "the audio (pcm: raw 24 kHz 16-bit little-endian mono)"),
                             "headers": {"X-Voxq-Job-Id": {"schema": {"type": "string"}}}},
-                    **_errors(400, 401, 404, 413, 415, 429, 500, 503, 504, model=OpenAIError),
+                    **_errors(400, 401, 404, 409, 413, 415, 429, 500, 503, 504, model=OpenAIError),
                 },
             },
         },
@@ -259,7 +259,7 @@ def operations() -> dict[str, dict[str, dict]]:
                 }},
                 "responses": {
                     "200": _json(Ref(SeedSuccess), "spoken; audio_url is the job's audio"),
-                    **_errors(400, 401, 413, 415, 422, 429, 500, 503, 504, model=SeedError),
+                    **_errors(400, 401, 409, 413, 415, 422, 429, 500, 503, 504, model=SeedError),
                 },
             },
         },

@@ -94,9 +94,6 @@ def tts():
         raise ApiError(504, "timeout", f"the audio was not ready within {exc.timeout_s:g} s; the job was canceled") \
             from None
     if record.status != "succeeded":
-        error = record.error
-        message = error.message if error else f"the job was {record.status}"
-        code = error.code if error else record.status
-        raise ApiError(422 if code in blocking.INPUT_ERRORS else 500, code, message)
+        raise blocking.failure(record)
     audio_url = url_for("jobs.get_audio", job_id=record.id)
     return jsonify(SeedSuccess(audio_url=audio_url).model_dump())

@@ -94,11 +94,11 @@ class Worker:
     """A real `celery worker` process group, started the way operators start one."""
 
     def __init__(self, redis_url: str, data_dir: Path, log: Path, queues="interactive,batch",
-                 concurrency=1, pool="prefork", name="w1", **env):
+                 concurrency=1, pool="prefork", name="w1", loglevel="INFO", **env):
         self.log_path = log
         self.redis_url = redis_url
         cmd = [sys.executable, "-m", "celery", "-A", "worker.app", "worker", "--pool", pool,
-               "--concurrency", str(concurrency), "-Q", queues, "-n", f"{name}@%h", "--loglevel", "INFO",
+               "--concurrency", str(concurrency), "-Q", queues, "-n", f"{name}@%h", "--loglevel", loglevel,
                "--without-gossip", "--without-mingle"]
         self.proc = subprocess.Popen(
             cmd, cwd=ROOT, env=worker_env(redis_url, data_dir, **env),

@@ -3,6 +3,7 @@ form fields in, {"status", "audio_url"} or {"status", "message"} out."""
 from __future__ import annotations
 
 import io
+import time
 
 import pytest
 import requests
@@ -76,3 +77,22 @@ def test_timeout_is_a_504_error_and_the_job_is_canceled(cluster):
     assert response.get_json() == {"status": "error",
                                    "message": "the audio was not ready within 0.3 s; the job was canceled"}
     assert [j["status"] for j in client.get("/v1/jobs").get_json()["jobs"]] == ["canceled"]
+
+
+def test_a_job_canceled_while_waiting_is_a_409(cluster):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from api.app import create_app
+
+    app = create_app({"TESTING": True, "SPEECH_TIMEOUT_S": 20,
+                      "VOXQ_SETTINGS": {"redis_url": cluster.redis.url[:-1] + "2", "data_dir": cluster.data_dir}})
+    with ThreadPoolExecutor(1) as pool:
+        waiting = pool.submit(lambda: app.test_client().post("/tts", data={"text": "你好。"}))
+        client = app.test_client()
+        deadline = time.time() + 10
+        while not (jobs := client.get("/v1/jobs").get_json()["jobs"]) and time.time() < deadline:
+            time.sleep(0.05)
+        assert client.delete(f"/v1/jobs/{jobs[0]['id']}").status_code == 202
+        response = waiting.result(timeout=20)
+    assert response.status_code == 409
+    assert response.get_json() == {"status": "error", "message": "the job was canceled before it finished"}

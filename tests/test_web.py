@@ -10,7 +10,7 @@ import pytest
 import requests
 import soundfile as sf
 
-from tests.live import ARTIFACTS, LiveCluster
+from tests.live import ARTIFACTS, Gunicorn, LiveCluster
 
 pytestmark = pytest.mark.browser
 
@@ -164,3 +164,36 @@ def test_api_key_is_kept_and_sent_as_bearer(page):
     page.reload()
     page.wait_for_selector("body[data-ready=true]")
     assert page.input_value("#api-key") == "vk-test-key"
+
+
+def test_with_keys_configured_the_page_asks_for_one_and_then_works(browser, cluster, tmp_path):
+    import hashlib
+
+    key = "vxq_web-test-key"
+    keyed = Gunicorn(cluster.redis.url, cluster.data_dir, tmp_path, workers=1,
+                     VOXQ_API_KEYS=f"webtenant:{hashlib.sha256(key.encode()).hexdigest()}")
+    context = browser.new_context(locale="zh-CN", accept_downloads=True)
+    try:
+        keyed.wait_ready()
+        page = context.new_page()
+        page.goto(f"{keyed.url}/")
+        page.wait_for_selector("body[data-ready=true]")
+        assert page.locator("#error").inner_text() == "需要有效的 API 密钥：请点右上角的“API 密钥”填写。"
+
+        page.click("#key-box summary")
+        page.fill("#api-key", key)
+        page.click("#key-save")
+        page.wait_for_function("() => document.getElementById('error').hidden")
+        page.click("#key-box summary")
+        page.fill("#text", "密钥测试。")
+        page.click("#submit")
+        page.wait_for_function(AUDIO_READY, timeout=60_000)
+        # An <audio> cannot send the key: the page fetched the file itself, and the link saves it.
+        assert page.eval_on_selector("#player", "a => a.currentSrc.startsWith('blob:')")
+        with page.expect_download() as download_info:
+            page.click("#download")
+        samples, rate = sf.read(download_info.value.path())
+        assert rate == 24000 and len(samples) > rate // 2
+    finally:
+        context.close()
+        keyed.stop()

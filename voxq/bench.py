@@ -68,10 +68,18 @@ def cmd_engine(args) -> int:
     if args.batch:
         from worker.engines.torch_bench import bench as torch_bench
 
+        from shared.config import Settings
+
         sizes = [int(b) for b in args.batch.split(",")]
-        rows = torch_bench(sizes, args.device)
+        settings = Settings.from_env(engine=args.engine, device=args.device)
+        rows = torch_bench(sizes, args.device, settings=settings)
+        print(f"engine {args.engine} on {args.device}, {rows[0]['sentences']} sentences per pass; "
+              f"LiteRT (1 thread, same run): {rows[0]['litert_throughput']:.2f} audio s/wall s, "
+              f"RTF {rows[0]['litert_rtf']:.4f}")
+        print(f"{'batch':>5} {'audio s/wall s':>14} {'RTF':>8} {'gain vs 1':>9} {'ratio to LiteRT':>15}")
         for row in rows:
-            print(json.dumps(row, ensure_ascii=False))
+            print(f"{row['batch']:>5} {row['throughput']:>14.2f} {row['rtf']:>8.4f} "
+                  f"{row['gain_vs_batch_1'] or 0:>9.3f} {row['ratio_to_litert']:>15.3f}")
         return 0
     threads = [int(t) for t in args.threads.split(",")]
     print(f"engine {args.engine}, corpus of {len(corpus())} sentences (voxq/corpus.txt)")

@@ -53,6 +53,7 @@ class Batcher:
         while True:
             batch = self._collect()
             self.batch_sizes = (self.batch_sizes + [len(batch)])[-1000:]
+            log.debug("batch of %d segment(s)", len(batch))
             try:
                 chunks = self.engine.synthesize_batch([(item.text, item.prosody) for item in batch])
             except Exception:
