@@ -62,8 +62,11 @@ def test_a_bad_segment_fails_alone(torch_engine):
 
 
 @pytest.mark.slow
-def test_threads_pool_worker_batches_across_jobs(client, redis_url, data_dir, tmp_path):
-    worker = Worker(redis_url, data_dir, tmp_path / "torch.log", pool="threads", concurrency=4,
+def test_gpu_pool_takes_interactive_jobs_and_batches_across_them(client, redis_url, data_dir, tmp_path):
+    # A "GPU pool" worker (the torch engine on this CPU) consuming only the GPU queues: interactive
+    # jobs can finish only if the API routed them there because the pool is alive.
+    worker = Worker(redis_url, data_dir, tmp_path / "torch.log", queues="gpu-interactive,gpu-batch",
+                    pool="threads", concurrency=4,
                     loglevel="DEBUG", VOXQ_ENGINE="fastspeech2-torch", VOXQ_BATCH_WAIT_MS=200)
     try:
         worker.wait_ready(timeout=120)
@@ -74,5 +77,9 @@ def test_threads_pool_worker_batches_across_jobs(client, redis_url, data_dir, tm
         log = (tmp_path / "torch.log").read_text()
         sizes = [int(line.split("batch of ")[1].split()[0]) for line in log.splitlines() if "batch of " in line]
         assert max(sizes) > 1, sizes
+        # Batch-priority work keeps to the batch queue, which this pool does not consume.
+        batch_job = client.post("/v1/jobs", json={"text": "批量任务。", "priority": "batch"}).get_json()
+        time.sleep(1.5)
+        assert client.get(f"/v1/jobs/{batch_job['id']}").get_json()["status"] == "queued"
     finally:
         worker.stop()

@@ -134,3 +134,24 @@ def test_a_job_past_the_timeout_is_a_504_and_is_canceled(cluster):
 ])
 def test_instruction_words(instructions, emotion):
     assert emotion_from_instructions(instructions) == emotion
+
+
+def test_with_keys_configured_the_sdk_key_is_checked(cluster, tmp_path):
+    import hashlib
+
+    from tests.live import Gunicorn
+
+    key = "vxq_openai-test-key"
+    keyed = Gunicorn(cluster.redis.url, cluster.data_dir, tmp_path, workers=1,
+                     VOXQ_API_KEYS=f"sdk:{hashlib.sha256(key.encode()).hexdigest()}")
+    try:
+        keyed.wait_ready()
+        wrong = openai.OpenAI(base_url=f"{keyed.url}/v1", api_key="vxq_wrong", max_retries=0)
+        with pytest.raises(openai.AuthenticationError) as caught:
+            wrong.audio.speech.create(model="tts-1", voice="alloy", input="你好。")
+        assert caught.value.response.json()["error"]["type"] == "invalid_request_error"
+        right = openai.OpenAI(base_url=f"{keyed.url}/v1", api_key=key, max_retries=0)
+        audio = right.audio.speech.create(model="tts-1", voice="alloy", input="你好。", response_format="wav")
+        assert sf.info(io.BytesIO(audio.read())).samplerate == 24000
+    finally:
+        keyed.stop()
