@@ -5,10 +5,9 @@ import logging
 
 from celery.signals import worker_init, worker_process_init, worker_process_shutdown, worker_shutdown
 
-from shared import tasks
+from shared import logs, tasks
 from shared.broker import make_celery
 from shared.config import Settings
-from shared import logs
 from worker import metrics_server
 
 settings = Settings.from_env()
@@ -47,8 +46,9 @@ def _init_main(sender=None, **_):
     pool = getattr(sender, "pool_cls", None)
     pool_name = getattr(pool, "__module__", str(pool)) if pool else ""
     if "solo" in pool_name or "thread" in pool_name:
-        # solo and threads pools never fork: load in the main process. A GPU worker runs solo,
-        # so CUDA starts here and no fork ever follows it.
+        # solo and threads pools never fork: load in the main process. A GPU worker runs the
+        # threads pool (its batcher groups segments across jobs), so CUDA starts here and no
+        # fork ever follows it.
         from worker import context
 
         context.start(settings, load_engine=_consumes_synthesis(), queues=_queues())
