@@ -68,13 +68,15 @@ RUN groupadd --system --gid 10001 voxq \
     --shell /usr/sbin/nologin voxq \
  && install -d -o voxq -g voxq -m 0770 /data
 COPY --from=api-build /opt/venv /opt/venv
-ENV VOXQ_DATA_DIR=/data
+# /metrics sums every gunicorn worker through files here (api/gunicorn_conf.py empties it at start).
+ENV VOXQ_DATA_DIR=/data \
+    PROMETHEUS_MULTIPROC_DIR=/tmp/voxq-metrics
 WORKDIR /home/voxq
 USER 10001:10001
 EXPOSE 5000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
   CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:5000/healthz', timeout=4)"]
-CMD ["gunicorn", "--bind", "0.0.0.0:5000", "--workers", "2", "--threads", "4", \
+CMD ["gunicorn", "-c", "python:api.gunicorn_conf", "--bind", "0.0.0.0:5000", "--workers", "2", "--threads", "4", \
      "--worker-tmp-dir", "/tmp", "api.app:create_app()"]
 
 # ---------------------------------------------------------------------------------------------

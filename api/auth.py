@@ -67,7 +67,9 @@ def keyring() -> KeyRing:
 
 
 def _guard():
-    if not (request.path == "/v1" or request.path.startswith("/v1/")):
+    # Every programmatic entry point counts against the key's rate: the job API, the OpenAI
+    # speech call under /v1, and the seed's /tts.
+    if not (request.path == "/v1" or request.path.startswith("/v1/") or request.path == "/tts"):
         return None
     tenant = keyring().tenant(owner())
     if tenant.requests_per_minute:

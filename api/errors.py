@@ -66,7 +66,9 @@ def init_app(app: Flask) -> None:
         message = exc.description or exc.name
         if exc.code == 413:
             message = f"request body is larger than {app.config['MAX_CONTENT_LENGTH']} bytes"
-        return error_response(exc.code, code, message)
+        # Keep what the exception knows about the protocol, e.g. the Allow header of a 405.
+        headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
+        return error_response(exc.code, code, message, headers=headers)
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):

@@ -239,9 +239,12 @@ def _finished_file(record: JobRecord, marks: bool = False):
 @bp.get("/<job_id>/audio")
 def get_audio(job_id: str):
     record = owned_job(job_id)
+    encoding = request.args.get("encoding")
+    if encoding not in (None, "base64"):
+        raise ApiError(422, "invalid_request", "encoding must be base64 (or absent for the raw file)", "encoding")
     path = _finished_file(record)
     fmt = record.options.format
-    if request.args.get("encoding") == "base64":
+    if encoding == "base64":
         data = path.read_bytes()
         return jsonify({
             "id": record.id, "format": fmt, "content_type": CONTENT_TYPES[fmt],

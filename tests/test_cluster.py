@@ -171,3 +171,14 @@ def test_unknown_ids_and_routes_are_json_404(client, redis_url):
 def test_oversized_body_is_413(client, redis_url):
     response = client.post("/v1/jobs", data="x" * (2 << 20), content_type="application/json")
     assert response.status_code == 413 and response.get_json()["error"]["code"] == "payload_too_large"
+
+
+def test_405_names_the_allowed_methods(client, redis_url):
+    response = client.put("/v1/jobs")
+    assert response.status_code == 405 and "POST" in response.headers["Allow"]
+
+
+def test_unknown_audio_encoding_is_422(client, redis_url):
+    job = submit(client).get_json()
+    response = client.get(f"/v1/jobs/{job['id']}/audio?encoding=hex")
+    assert response.status_code == 422 and response.get_json()["error"]["field"] == "encoding"

@@ -96,9 +96,11 @@ class Cluster:
             redis_url = self.start_redis()
             env = dict(os.environ, REDIS_URL=redis_url, VOXQ_DATA_DIR=str(self.data_dir), PYTHONUNBUFFERED="1")
             python = sys.executable
-            self.spawn("api", [python, "-m", "gunicorn", "--bind", f"{args.host}:{args.port}",
+            api_env = dict(env, PROMETHEUS_MULTIPROC_DIR=str(self.data_dir / "metrics" / "api"))
+            self.spawn("api", [python, "-m", "gunicorn", "-c", "python:api.gunicorn_conf",
+                               "--bind", f"{args.host}:{args.port}",
                                "--workers", "2", "--threads", "4", "--timeout", "120",
-                               "api.app:create_app()"], env)
+                               "api.app:create_app()"], api_env)
             self.spawn("worker", [python, "-m", "celery", "-A", "worker.app", "worker", "--pool", "prefork",
                                   "--concurrency", str(args.workers), "-Q", "interactive,batch",
                                   "-n", f"cpu-{args.port}@%h", "--loglevel", "INFO"], env)

@@ -179,7 +179,7 @@ def test_gpu_worker_has_its_profile_and_a_device_reservation(raw):
 def test_commands_follow_the_process_contract(cpu):
     services = cpu["services"]
     assert services["api"]["command"] == [
-        "gunicorn", "--bind", "0.0.0.0:5000", "--workers", "2", "--threads", "4",
+        "gunicorn", "-c", "python:api.gunicorn_conf", "--bind", "0.0.0.0:5000", "--workers", "2", "--threads", "4",
         "--worker-tmp-dir", "/tmp", "api.app:create_app()"]
     assert services["worker-cpu"]["command"] == [
         "sh", "-c", 'exec celery -A worker.app worker --pool prefork --concurrency '

@@ -128,7 +128,7 @@ def test_workers_check_health_with_a_celery_ping_to_their_own_node(parsed, targe
 def test_commands_follow_the_process_contract(parsed):
     _, stages = parsed
     assert exec_form(stages["api"].all("CMD")[-1]) == [
-        "gunicorn", "--bind", "0.0.0.0:5000", "--workers", "2", "--threads", "4",
+        "gunicorn", "-c", "python:api.gunicorn_conf", "--bind", "0.0.0.0:5000", "--workers", "2", "--threads", "4",
         "--worker-tmp-dir", "/tmp", "api.app:create_app()"]
     cpu = exec_form(stages["worker-cpu"].all("CMD")[-1])
     assert cpu[:2] == ["sh", "-c"]

@@ -262,7 +262,7 @@ def test_api_runs_gunicorn_with_probes_and_hpa():
     api = workloads(objs)[f"{FULLNAME}-api"]
     container = main_container(api)
     assert container["command"] == [
-        "gunicorn", "--bind", "0.0.0.0:5000", "--workers", "2", "--threads", "4",
+        "gunicorn", "-c", "python:api.gunicorn_conf", "--bind", "0.0.0.0:5000", "--workers", "2", "--threads", "4",
         "--worker-tmp-dir", "/tmp", "api.app:create_app()",
     ]
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
