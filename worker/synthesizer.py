@@ -1,7 +1,6 @@
 """Long text to one audio file: normalise, split, synthesize segment by segment, stream to disk."""
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -14,6 +13,7 @@ import numpy as np
 
 from shared.config import Settings
 from shared.options import SynthesisOptions, check_format_rate
+from worker.assets import sha256_of
 from worker.audio import AudioWriter
 from worker.emotions import PRESETS
 from worker.engines.base import Engine, Prosody
@@ -90,14 +90,6 @@ def prosody_for(options: SynthesisOptions, engine: Engine) -> Prosody:
         pitch_range=preset.pitch_range,
         emotion=options.emotion,
     )
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class _MarksWriter:
@@ -212,6 +204,6 @@ def render(
         sample_rate=out_rate,
         duration_s=round(frames / out_rate, 3),
         bytes=out_path.stat().st_size,
-        sha256=_sha256(out_path),
+        sha256=sha256_of(out_path),
         segments=total,
     )
