@@ -34,6 +34,7 @@ class LiteRTEngine:
         self._outputs = {d["name"]: d["index"] for d in acoustic.get_output_details()}
         self._mel_in = vocoder.get_input_details()[0]["index"]
         self._audio_out = vocoder.get_output_details()[0]["index"]
+        self._vocoder_shape: tuple = ()
 
     @classmethod
     def check(cls, settings: Settings) -> None:
@@ -100,8 +101,11 @@ class LiteRTEngine:
 
     def _vocode(self, mel: np.ndarray) -> np.ndarray:
         vocoder = self._vocoder
-        vocoder.resize_tensor_input(self._mel_in, list(mel.shape))
-        vocoder.allocate_tensors()
+        # Re-plan the arena only when the shape changes: inner windows all share one shape.
+        if mel.shape != self._vocoder_shape:
+            vocoder.resize_tensor_input(self._mel_in, list(mel.shape))
+            vocoder.allocate_tensors()
+            self._vocoder_shape = mel.shape
         vocoder.set_tensor(self._mel_in, mel)
         vocoder.invoke()
         return vocoder.get_tensor(self._audio_out)[0, :, 0].copy()
