@@ -39,8 +39,10 @@ def celery_config(settings: Settings) -> dict:
         "task_queues": [Queue(name) for name in (*tasks.SYNTHESIS_QUEUES, tasks.WEBHOOKS)],
         "task_create_missing_queues": True,
         "worker_hijack_root_logger": False,
+        # Workers send events so Flower can watch them. The API sends no "task-sent" event: it
+        # would be a second publish on every submit, and Flower learns of a task when it arrives.
         "worker_send_task_events": True,
-        "task_send_sent_event": True,
+        "task_send_sent_event": False,
     }
 
 

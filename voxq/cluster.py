@@ -15,6 +15,9 @@ from pathlib import Path
 from voxq.cli import CliError
 
 
+WORKER_NICE = 10
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -45,10 +48,11 @@ class Cluster:
         self.children: list[tuple[str, subprocess.Popen]] = []
         self.data_dir = Path(args.data_dir).resolve()
 
-    def spawn(self, name: str, cmd: list[str], env: dict) -> None:
+    def spawn(self, name: str, cmd: list[str], env: dict, nice: int = 0) -> None:
         log = open(self.data_dir / "logs" / f"{name}.log", "ab")
         # Each child in its own session, so a Ctrl-C reaches it only through us, in order.
-        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                preexec_fn=(lambda: os.nice(nice)) if nice else None)
         self.children.append((name, proc))
 
     def start_redis(self) -> str:
@@ -103,7 +107,10 @@ class Cluster:
                                "api.app:create_app()"], api_env)
             self.spawn("worker", [python, "-m", "celery", "-A", "worker.app", "worker", "--pool", "prefork",
                                   "--concurrency", str(args.workers), "-Q", "interactive,batch",
-                                  "-n", f"cpu-{args.port}@%h", "--loglevel", "INFO"], env)
+                                  "-n", f"cpu-{args.port}@%h", "--loglevel", "INFO"], env,
+                       # Synthesis is throughput work sharing cores with the API: a lower priority
+                       # keeps submits and polls fast while every core synthesizes.
+                       nice=WORKER_NICE)
             self.spawn("webhooks", [python, "-m", "celery", "-A", "worker.app", "worker", "--pool", "threads",
                                     "--concurrency", "8", "-Q", "webhooks", "-n", f"webhooks-{args.port}@%h",
                                     "--loglevel", "INFO"], env)
