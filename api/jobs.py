@@ -49,11 +49,12 @@ def parse_job_request(body: dict) -> JobRequest:
     if len(job.text) > svc.settings.max_chars:
         raise ApiError(413, "text_too_long",
                        f"text has {len(job.text)} characters; the limit is {svc.settings.max_chars}", "text")
-    emotions = _known_emotions()
+    caps = _engine_caps()  # one Redis read for both checks
+    emotions = known_emotions(caps)
     if job.emotion not in emotions:
         raise ApiError(422, "unknown_emotion", f"unknown emotion {job.emotion!r}; valid: {', '.join(emotions)}",
                        "emotion")
-    voices = _known_voices()
+    voices = known_voices(caps)
     if job.voice is not None and voices and job.voice not in voices:
         raise ApiError(422, "unknown_voice", f"unknown voice {job.voice!r}; valid: {', '.join(sorted(voices))}",
                        "voice")
@@ -67,13 +68,16 @@ def _engine_caps() -> list[dict]:
     return registry.engines(services.get().store.redis)
 
 
-def _known_emotions() -> tuple[str, ...]:
-    found = {e for caps in _engine_caps() for e in caps.get("emotions", [])}
+def known_emotions(engines: list[dict] | None = None) -> tuple[str, ...]:
+    """Emotions the live workers registered (the built-in presets before any worker has)."""
+    engines = _engine_caps() if engines is None else engines
+    found = {e for caps in engines for e in caps.get("emotions", [])}
     return tuple(sorted(found)) if found else EMOTIONS
 
 
-def _known_voices() -> set[str]:
-    return {v["name"] for caps in _engine_caps() for v in caps.get("voices", [])}
+def known_voices(engines: list[dict] | None = None) -> set[str]:
+    engines = _engine_caps() if engines is None else engines
+    return {v["name"] for caps in engines for v in caps.get("voices", [])}
 
 
 def links(job_id: str) -> dict[str, str]:

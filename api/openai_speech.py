@@ -34,7 +34,7 @@ from werkzeug.exceptions import HTTPException
 
 from api import blocking, services
 from api.errors import ApiError, validation_error
-from api.jobs import _known_emotions, _known_voices, json_body, parse_job_request
+from api.jobs import json_body, known_emotions, known_voices, parse_job_request
 from shared import registry
 
 bp = Blueprint("openai_speech", __name__)
@@ -174,7 +174,7 @@ def _check_model(model: str) -> None:
 
 
 def _job_body(speech: SpeechRequest) -> dict:
-    ours = _known_voices()
+    ours = known_voices()
     if speech.voice in VOICES:
         voice, emotion = None, VOICES[speech.voice]
     elif speech.voice in ours:
@@ -183,7 +183,7 @@ def _job_body(speech: SpeechRequest) -> dict:
         raise ApiError(400, "invalid_voice", f"Unknown voice '{speech.voice}'; use one of "
                        f"{', '.join([*VOICES, *sorted(ours)])}", "voice")
     emotion = emotion_from_instructions(speech.instructions) or emotion
-    if emotion not in _known_emotions():
+    if emotion not in known_emotions():
         emotion = "neutral"
     if speech.response_format == "aac":
         raise ApiError(400, "unsupported_response_format",
