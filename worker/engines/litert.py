@@ -15,7 +15,7 @@ from .tflite_graph import patched_acoustic_model
 
 log = logging.getLogger(__name__)
 
-VOCODER_WINDOW = 128  # mel frames per vocoder call (1.6 s of audio)
+VOCODER_WINDOW = 96  # mel frames kept per vocoder call (1.2 s of audio); its arena grows ~0.6 MB a frame
 VOCODER_CONTEXT = 24  # frames of context each side; the output is identical to one whole call
 
 
