@@ -10,7 +10,7 @@ from flask import Blueprint, jsonify, request, send_file, url_for
 from kombu.exceptions import OperationalError
 from pydantic import ValidationError
 
-from api import metrics, services
+from api import auth, metrics, services, webhooks
 from api.errors import ApiError, validation_error
 from shared import logs, registry, tasks
 from shared.jobs import TERMINAL, JobAccepted, JobList, JobRecord, JobRequest, JobView, job_view
@@ -22,8 +22,6 @@ log = logging.getLogger(__name__)
 
 
 def current_owner() -> str:
-    from api import auth
-
     return auth.owner()
 
 
@@ -170,8 +168,6 @@ def create_job():
     body = json_body()
     job = parse_job_request(body)
     owner = current_owner()
-    from api import auth, webhooks
-
     if job.callback_url:
         webhooks.check_callback(owner, job.callback_url)
     key = request.headers.get("Idempotency-Key")
@@ -280,8 +276,6 @@ def delete_job(job_id: str):
         return "", 204
     ok, previous = svc.store.cancel(record.id)
     if ok and record.callback_url:
-        from api import webhooks
-
         webhooks.notify(record.id)
     if not ok and previous in TERMINAL:
         # It finished while we asked: delete its files, as for any finished job.

@@ -49,10 +49,23 @@ class VoiceInfo:
 
 
 class Engine(Protocol):
+    """What every engine offers. Optional extras, looked up with getattr:
+
+    - `emotions` (tuple of names) and `native_emotions` (True when the model speaks them itself;
+      otherwise the synthesizer applies worker/emotions.py's prosody recipes);
+    - `check(settings)`, a classmethod: cheap start-up checks run before a worker forks;
+    - `synthesize_batch(items)`: many segments at once, for worker/batcher.py.
+    """
+
     name: str
     model_version: str
     sample_rate: int
     voices: list[VoiceInfo]
+
+    @classmethod
+    def load(cls, settings) -> "Engine":
+        """Do all the I/O: find, verify and load the model. Called once per worker process."""
+        ...
 
     def synthesize(self, text: str, prosody: Prosody, voice: str | None = None) -> AudioChunk:
         """Synthesize one segment (already normalised and split by the caller)."""
