@@ -12,7 +12,7 @@ torch = pytest.importorskip("torch")
 from shared.config import Settings  # noqa: E402
 from tests.conftest import Worker, wait_for  # noqa: E402
 from worker.batcher import Batcher  # noqa: E402
-from worker.engines.base import Prosody  # noqa: E402
+from worker.engines.base import SynthesisConfig  # noqa: E402
 
 SENTENCES = ["今天天气很好。", "请在十分钟后回电话。", "北京是中国的首都。", "欢迎使用语音合成。",
              "他一边走一边想。", "春天来了。"]
@@ -22,18 +22,18 @@ SENTENCES = ["今天天气很好。", "请在十分钟后回电话。", "北京�
 def torch_engine():
     from worker.engines import load_engine
 
-    return load_engine(Settings.from_env({}, engine="fastspeech2-torch"))
+    return load_engine(Settings.load(engine={"name": "fastspeech2-torch"}))
 
 
 def test_concurrent_segments_share_batches_and_keep_their_own_results(torch_engine):
-    alone = [torch_engine.synthesize(text, Prosody()) for text in SENTENCES]
+    alone = [torch_engine.synthesize(text, SynthesisConfig()) for text in SENTENCES]
     batcher = Batcher(torch_engine, max_batch=8, max_wait_s=0.2)
     results: dict[int, object] = {}
     barrier = threading.Barrier(len(SENTENCES))
 
     def job(index: int) -> None:
         barrier.wait()  # as if six jobs arrived together
-        results[index] = batcher.submit(SENTENCES[index], Prosody()).result(timeout=120)
+        results[index] = batcher.submit(SENTENCES[index], SynthesisConfig()).result(timeout=120)
 
     threads = [threading.Thread(target=job, args=(i,)) for i in range(len(SENTENCES))]
     for thread in threads:
@@ -54,8 +54,8 @@ def test_concurrent_segments_share_batches_and_keep_their_own_results(torch_engi
 
 def test_a_bad_segment_fails_alone(torch_engine):
     batcher = Batcher(torch_engine, max_batch=4, max_wait_s=0.2)
-    good = batcher.submit("你好。", Prosody())
-    bad = batcher.submit("😀", Prosody())
+    good = batcher.submit("你好。", SynthesisConfig())
+    bad = batcher.submit("😀", SynthesisConfig())
     assert good.result(timeout=60).duration_s > 0.2
     with pytest.raises(ValueError):
         bad.result(timeout=60)

@@ -48,7 +48,7 @@ def _validation_message(exc: ValidationError) -> str:
 
 
 def cmd_synth(args) -> int:
-    from shared.config import Settings
+    from shared.config import Settings, SettingsError
     from shared.options import SynthesisOptions
 
     text = _read_text(args)
@@ -68,7 +68,10 @@ def cmd_synth(args) -> int:
         )
     except ValidationError as exc:
         raise CliError(_validation_message(exc)) from exc
-    settings = Settings.from_env()
+    try:
+        settings = Settings.load()
+    except SettingsError as exc:
+        raise CliError(f"invalid settings: {exc}") from None
 
     # Heavy imports only now: `voxq up` and `voxq --help` never load the model stack.
     from worker import synthesizer
@@ -78,9 +81,8 @@ def cmd_synth(args) -> int:
     try:
         segments = synthesizer.plan(text, settings)
         engine = load_engine(settings)
-        result = synthesizer.render(
-            engine, text, options, args.output, settings, marks_path=args.marks, segments=segments
-        )
+        synthesizer.check_options(options, engine)
+        result = synthesizer.render(engine, segments, options, args.output, settings, marks_path=args.marks)
     except synthesizer.SynthesisError as exc:
         raise CliError(str(exc)) from exc
     except (EngineError, AssetError) as exc:
