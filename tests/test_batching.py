@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -12,7 +11,9 @@ torch = pytest.importorskip("torch")
 from shared.config import Settings  # noqa: E402
 from tests.conftest import Worker, wait_for  # noqa: E402
 from worker.batcher import Batcher  # noqa: E402
-from worker.engines.base import SynthesisConfig  # noqa: E402
+from shared.options import SynthesisOptions  # noqa: E402
+from worker import synthesizer  # noqa: E402
+from worker.engines.base import SynthesisConfig, UnknownVoice  # noqa: E402
 
 SENTENCES = ["今天天气很好。", "请在十分钟后回电话。", "北京是中国的首都。", "欢迎使用语音合成。",
              "他一边走一边想。", "春天来了。"]
@@ -61,6 +62,25 @@ def test_a_bad_segment_fails_alone(torch_engine):
         bad.result(timeout=60)
 
 
+def test_the_voice_travels_through_the_batch_path(torch_engine):
+    batcher = Batcher(torch_engine, max_batch=4, max_wait_s=0.05)
+    assert batcher.submit("你好。", SynthesisConfig(voice="baker")).result(timeout=60).duration_s > 0.2
+    # A voice the engine lacks reaches the engine (it is not dropped on the way) and is refused.
+    with pytest.raises(UnknownVoice, match="unknown voice 'nobody'"):
+        batcher.submit("你好。", SynthesisConfig(voice="nobody")).result(timeout=60)
+
+
+def test_a_job_with_a_voice_the_engine_lacks_fails_with_that_reason_through_the_batcher(torch_engine, settings,
+                                                                                       tmp_path):
+    batcher = Batcher(torch_engine, max_batch=4, max_wait_s=0.05)
+    segments = synthesizer.plan("你好。再见。", settings)
+    with pytest.raises(synthesizer.SynthesisError) as err:
+        synthesizer.render(torch_engine, segments, SynthesisOptions(voice="nobody"), tmp_path / "x.wav", settings,
+                           batcher=batcher)
+    assert err.value.code == "unknown_voice"
+    assert not (tmp_path / "x.wav").exists()
+
+
 @pytest.mark.slow
 def test_gpu_pool_takes_interactive_jobs_and_batches_across_them(client, redis_url, data_dir, tmp_path):
     # A "GPU pool" worker (the torch engine on this CPU) consuming only the GPU queues: interactive
@@ -77,9 +97,9 @@ def test_gpu_pool_takes_interactive_jobs_and_batches_across_them(client, redis_u
         log = (tmp_path / "torch.log").read_text()
         sizes = [int(line.split("batch of ")[1].split()[0]) for line in log.splitlines() if "batch of " in line]
         assert max(sizes) > 1, sizes
-        # Batch-priority work keeps to the batch queue, which this pool does not consume.
+        # Batch-priority work goes to the pool's gpu-batch queue while the pool is alive: this
+        # worker consumes no CPU queue, so the job can finish only if it was routed there.
         batch_job = client.post("/v1/jobs", json={"text": "批量任务。", "priority": "batch"}).get_json()
-        time.sleep(1.5)
-        assert client.get(f"/v1/jobs/{batch_job['id']}").get_json()["status"] == "queued"
+        assert wait_for(client, batch_job["id"], timeout=120)["status"] == "succeeded"
     finally:
         worker.stop()

@@ -12,6 +12,7 @@ from shared.options import SynthesisOptions
 from tests.audio_checks import rms, voiced_fraction
 from worker import assets, synthesizer
 from worker.engines.base import SynthesisConfig
+from worker.text.segmenter import Segment
 
 
 def test_assets_are_verified_by_hash(tmp_path):
@@ -110,3 +111,24 @@ def test_windowed_vocoder_is_identical_to_one_call(engine):
     mel, _ = engine.text_to_mel(phonemes.ids, baker.model_inputs(SynthesisConfig()))
     assert mel.shape[1] > 300  # long enough for several windows
     assert np.array_equal(engine.mel_to_audio(mel), engine._vocode(mel))
+
+
+def test_an_engine_error_fails_the_job_with_its_own_reason_not_nothing_to_say(engine, settings, tmp_path):
+    # Options are checked once per job (check_options); an engine that still cannot speak a
+    # segment raises its own fault, which must not be mistaken for "nothing to say".
+    options = SynthesisOptions(voice="nobody")
+    with pytest.raises(synthesizer.SynthesisError) as err:
+        synthesizer.check_options(options, engine)
+    assert err.value.code == "unknown_voice"
+    segments = synthesizer.plan("你好。", settings)
+    with pytest.raises(synthesizer.SynthesisError) as err:
+        synthesizer.render(engine, segments, options, tmp_path / "x.wav", settings)
+    assert err.value.code == "unknown_voice" and "nobody" in str(err.value)
+    assert not (tmp_path / "x.wav").exists()
+    # A segment with nothing speakable is skipped; only a job with nothing at all is nothing_to_say.
+    speakable, unspeakable = Segment("你好。", "sentence"), Segment("兙。", "sentence")
+    result = synthesizer.render(engine, [speakable, unspeakable], SynthesisOptions(), tmp_path / "y.wav", settings)
+    assert result.duration_s > 0.3
+    with pytest.raises(synthesizer.SynthesisError) as err:
+        synthesizer.render(engine, [unspeakable], SynthesisOptions(), tmp_path / "z.wav", settings)
+    assert err.value.code == "nothing_to_say"

@@ -185,7 +185,7 @@ def test_synthesize_matches_litert_through_the_g2p(litert, torch_engine):
     # Pitch 1.3 is past what the f0 offset does cleanly: both engines hand the rest to WORLD.
     config = SynthesisConfig(speed=1.1, pitch=1.3, energy=1.1)
     text = "今天的会议改到下午三点。"
-    ours, theirs = torch_engine.synthesize(text, prosody), litert.synthesize(text, prosody)
+    ours, theirs = torch_engine.synthesize(text, config), litert.synthesize(text, config)
     assert ours.sample_rate == theirs.sample_rate == 24000
     assert [m.char for m in ours.marks] == [m.char for m in theirs.marks]
     ends = np.array([[m.start_ms, m.end_ms] for m in ours.marks])
@@ -217,8 +217,8 @@ def test_synthesize_batch_keeps_marks_per_segment(torch_engine):
     items = [("你好。", SynthesisConfig()), ("欢迎使用语音合成服务。", SynthesisConfig(speed=1.3)),
              ("春眠不觉晓。", SynthesisConfig(pitch=0.9, energy=0.8))]
     batched = torch_engine.synthesize_batch(items)
-    for (text, prosody), chunk in zip(items, batched):
-        alone = torch_engine.synthesize(text, prosody)
+    for (text, config), chunk in zip(items, batched):
+        alone = torch_engine.synthesize(text, config)
         assert chunk.marks == alone.marks
         assert len(chunk.samples) == len(alone.samples)
         assert snr_db(alone.samples, chunk.samples) > 40

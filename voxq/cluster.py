@@ -34,12 +34,9 @@ def _free_port() -> int:
 
 
 def _redis_answers(url: str) -> bool:
-    import redis
+    from shared.store import answers
 
-    try:
-        return bool(redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1).ping())
-    except (redis.RedisError, ValueError):
-        return False
+    return answers(url)
 
 
 class Cluster:
@@ -77,10 +74,13 @@ class Cluster:
 
     def run(self) -> int:
         args = self.args
+        from shared.config import SettingsError, Settings
         from shared.keys import KeysError, keys_configured
 
         try:
-            configured = keys_configured(os.environ)
+            configured = keys_configured(Settings.load().keys)
+        except SettingsError as exc:
+            raise CliError(f"invalid settings: {exc}") from exc
         except KeysError as exc:
             raise CliError(f"API keys are misconfigured: {exc}") from exc
         if not _is_loopback(args.host) and not configured:
