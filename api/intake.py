@@ -95,11 +95,8 @@ def owned_job(job_id: str) -> JobRecord:
 
 
 def queue_for(priority: str) -> str:
-    """A GPU pool's queue when one is alive (it finishes work soonest), else the CPU queue."""
     svc = services.get()
-    alive = svc.store.workers.alive_queues(svc.settings.jobs.heartbeat_ttl_s)
-    gpu = tasks.GPU_QUEUE_FOR_PRIORITY[priority]
-    return gpu if gpu in alive else tasks.QUEUE_FOR_PRIORITY[priority]
+    return tasks.route(priority, svc.store.workers.alive_queues(svc.settings.jobs.heartbeat_ttl_s))
 
 
 def submit(job: JobRequest, owner: str) -> JobRecord:
@@ -108,7 +105,7 @@ def submit(job: JobRequest, owner: str) -> JobRecord:
     record = svc.store.jobs.create(job, owner)
     try:
         svc.celery.send_task(
-            tasks.SYNTHESIZE, args=[record.id], queue=queue_for(job.priority),
+            tasks.SYNTHESIZE, args=[record.id], queue=queue_for(job.priority), priority=tasks.FIRST_CHUNK_PRIORITY,
             # Flower and the event stream show this instead of arguments: the text never travels
             # through the broker anyway, but nothing of the job should be readable there.
             argsrepr="(hidden)", kwargsrepr="{}",

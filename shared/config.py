@@ -53,6 +53,10 @@ class TextSettings(BaseSettings):
     max_segment_chars: int = Field(60, ge=8)
     sentence_pause_s: float = Field(0.35, ge=0)
     clause_pause_s: float = Field(0.15, ge=0)
+    # A job is spoken in chunks of whole segments of about this much audio; the first is smaller,
+    # so the first audio comes sooner.
+    chunk_s: float = Field(15.0, gt=0)
+    first_chunk_s: float = Field(2.0, gt=0)
 
 
 class JobSettings(BaseSettings):
@@ -64,6 +68,10 @@ class JobSettings(BaseSettings):
     max_attempts: int = Field(3, ge=1)
     visibility_timeout_s: int = Field(3600, ge=1)
     heartbeat_ttl_s: int = Field(30, ge=5)
+    # Chunks of one tenant queued or running at once: the fairness bound (see README, "Chunks").
+    tenant_chunks_in_flight: int = Field(4, ge=1)
+    # A dispatched chunk that has not landed after this long is dispatched again.
+    chunk_timeout_s: int = Field(300, ge=5)
 
 
 class LimitSettings(BaseSettings):

@@ -40,8 +40,12 @@ class JobRequest(SynthesisOptions):
 
 
 class Progress(BaseModel):
+    """Segments and chunks spoken so far; the totals are known once the job is planned."""
+
     segments_done: int = 0
     segments_total: int | None = None
+    chunks_done: int = 0
+    chunks_total: int | None = None
 
 
 class Result(BaseModel):

@@ -10,11 +10,11 @@ from tests.conftest import RedisServer, Worker, wait_for
 LONG = "随着人工智能技术的快速发展，越来越多的企业开始使用智能语音助手。" * 12
 
 
-def wait_running(client, job_id, timeout=60):
+def wait_running(client, job_id, timeout=60, chunks_done=1):
     deadline = time.time() + timeout
     while time.time() < deadline:
         body = client.get(f"/v1/jobs/{job_id}").get_json()
-        if body["status"] == "running" and body["progress"]["segments_done"] >= 1:
+        if body["status"] == "running" and body["progress"]["chunks_done"] >= chunks_done:
             return body
         time.sleep(0.05)
     raise AssertionError("job never started")
@@ -26,14 +26,18 @@ def test_worker_killed_mid_job_job_finishes_exactly_once(client, redis_url, data
     first = Worker(redis_url, data_dir, tmp_path / "w1.log", name="w1", VOXQ_VISIBILITY_TIMEOUT_S=5)
     first.wait_ready()
     job = client.post("/v1/jobs", json={"text": LONG}).get_json()
-    wait_running(client, job["id"])
+    landed = wait_running(client, job["id"], chunks_done=2)["progress"]["chunks_done"]
     first.kill()  # SIGKILL to the whole worker: no ack, no cleanup, no goodbye
     second = Worker(redis_url, data_dir, tmp_path / "w2.log", name="w2", VOXQ_VISIBILITY_TIMEOUT_S=5)
     try:
         done = wait_for(client, job["id"], timeout=180)
         assert done["status"] == "succeeded", done
         store = client.application.extensions["voxq"].store
-        assert store.jobs.get(job["id"]).attempts == 2
+        # Only the interrupted chunk ran again: the chunks that had landed were kept, not redone.
+        attempts = store.chunks.attempts(job["id"])
+        assert done["progress"]["chunks_total"] == len(attempts) >= 4, (done["progress"], attempts)
+        assert sorted(attempts.values()).count(2) == 1 and set(attempts.values()) == {1, 2}, attempts
+        assert all(attempts[i] == 1 for i in range(landed)), attempts
         # Exactly once: one audio file, no temp files left by the killed attempt's successor.
         files = sorted(p.name for p in data_dir.rglob("*") if p.is_file())
         assert files == [f"{job['id']}.wav"], files

@@ -58,3 +58,22 @@ class AudioWriter:
             self.close()
         else:
             self._file.close()
+
+
+BLOCK_FRAMES = 65536  # what transcode holds at once: about 3 s at 24 kHz
+
+
+def transcode(pcm_paths, out_path, fmt: str, rate: int) -> int:
+    """Encode 16-bit PCM pieces (raw, little-endian, at `rate`), laid end to end, into one file of
+    `fmt`, a block at a time. Returns the frames written."""
+    container, subtype = _CODECS[fmt]
+    frames = 0
+    with sf.SoundFile(str(out_path), mode="w", samplerate=rate, channels=1, format=container,
+                      subtype=subtype, endian="LITTLE" if fmt == "pcm" else "FILE") as out:
+        for path in pcm_paths:
+            with sf.SoundFile(str(path), mode="r", samplerate=rate, channels=1, format="RAW",
+                              subtype="PCM_16", endian="LITTLE") as piece:
+                for block in piece.blocks(blocksize=BLOCK_FRAMES, dtype="int16"):
+                    out.write(block)
+                    frames += len(block)
+    return frames

@@ -27,6 +27,7 @@ _current: Context | None = None
 
 def start(settings: Settings, celery, load_engine: bool, queues: list[str]) -> Context:
     global _current
+    from shared import tasks
     from shared.keys import KeySource
     from shared.webhook_publisher import WebhookPublisher
     from worker.heartbeat import Heartbeat, capabilities
@@ -52,7 +53,16 @@ def start(settings: Settings, celery, load_engine: bool, queues: list[str]) -> C
 
             batcher = Batcher(engine, settings.engine.batch_max, settings.engine.batch_wait_ms / 1000)
         publisher = WebhookPublisher(celery, store.jobs, settings.webhooks.retry_schedule[0])
-        ctx.runner = Runner(settings, store, storage, engine, notify=publisher.notify, batcher=batcher)
+
+        def publish_chunk(job_id: str, index: int, owner: str, queue: str) -> None:
+            celery.send_task(
+                tasks.SYNTHESIZE_CHUNK, args=[job_id, index, owner], queue=queue or tasks.INTERACTIVE,
+                priority=tasks.CONTINUATION_PRIORITY, argsrepr=f"({job_id!r}, chunk {index})", kwargsrepr="{}",
+                retry=False,
+            )
+
+        ctx.runner = Runner(settings, store, storage, engine, notify=publisher.notify, publish=publish_chunk,
+                            batcher=batcher)
         caps = capabilities(engine, settings)
     ctx.heartbeat = Heartbeat(settings, store, storage, caps, queues)
     ctx.heartbeat.start()

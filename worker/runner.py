@@ -1,4 +1,6 @@
-"""One job, start to finish, on a worker: claim it, synthesize or reuse, publish, record."""
+"""A job on the workers, chunk by chunk: the first task plans the job and speaks its first chunk;
+every chunk task speaks one chunk; whoever lands the last chunk assembles the file and records
+the result. Any worker runs any chunk, and a chunk can run twice without harm."""
 from __future__ import annotations
 
 import contextlib
@@ -7,19 +9,23 @@ import threading
 import time
 from typing import Callable
 
+from shared import tasks
 from shared.config import Settings
-from shared.jobs import TERMINAL
+from shared.jobs import TERMINAL, JobRecord
 from shared.storage import Storage
 from shared.store import Store, Transient
-from worker import metrics, synthesizer
+from worker import assembly, chunking, metrics, synthesizer
 from worker.cache import ResultCache, cache_key
 
 log = logging.getLogger(__name__)
 
+# Formats whose stream sends each chunk encoded on its own; wav and pcm streams send the PCM.
+PIECE_FORMATS = ("mp3", "ogg", "opus")
+
 
 class Runner:
     def __init__(self, settings: Settings, store: Store, storage: Storage, engine,
-                 notify: Callable[[str], object], batcher=None):
+                 notify: Callable[[str], object], publish: Callable[[str, int, str, str], None], batcher=None):
         self.settings = settings
         self.store = store
         self.jobs = store.jobs
@@ -27,21 +33,18 @@ class Runner:
         self.engine = engine
         # Called with the job ID when a job ends here; it queues the webhook (and never raises).
         self.notify = notify
+        # Called with (job ID, chunk index, owner, queue) for each chunk the dispatch hands out.
+        self.publish = publish
         self.batcher = batcher
         self.cache = ResultCache(store, storage, settings.jobs.result_ttl_s)
         # Without a batcher the engine is called directly, and a runtime such as LiteRT's
-        # interpreter is not thread-safe: under a threads pool, jobs take turns.
+        # interpreter is not thread-safe: under a threads pool, chunks take turns.
         self._engine_lock = threading.Lock() if batcher is None else contextlib.nullcontext()
 
+    # the job's first task
     def run(self, job_id: str) -> str:
-        """Run a job; return the status it ended in (or why nothing was done)."""
-        status = self._run(job_id)
-        if status in ("succeeded", "failed"):
-            # At most one webhook per job, whoever asks.
-            self.notify(job_id)
-        return status
-
-    def _run(self, job_id: str) -> str:
+        """Plan the job and speak its first chunk; return its status after that (or why nothing
+        was done)."""
         jobs = self.jobs
         record = jobs.get(job_id)
         if record is None:
@@ -51,18 +54,15 @@ class Runner:
             return record.status
         attempts = jobs.start_attempt(job_id)
         if attempts > self.settings.jobs.max_attempts:
-            jobs.fail(job_id, "worker_lost",
-                      f"the job was interrupted {attempts - 1} times (a worker died while running it)")
-            return "failed"
+            return self._fail(record, "worker_lost",
+                              f"the job was interrupted {attempts - 1} times (a worker died while planning it)")
         if not jobs.mark_running(job_id):
             return jobs.status(job_id) or "missing"
         text = jobs.text(job_id)
         if text is None:
-            jobs.fail(job_id, "text_expired", "the job's text is no longer stored")
-            return "failed"
+            return self._fail(record, "text_expired", "the job's text is no longer stored")
         log.info("job %s started: %d chars, sha256 %s, attempt %d",
                  job_id, len(text), record.text_sha256[:12], attempts)
-        started = time.perf_counter()
         options = record.options
         try:
             # The one check of the options inside the worker (the API checked them against the
@@ -70,72 +70,173 @@ class Runner:
             synthesizer.check_options(options, self.engine)
             segments = synthesizer.plan(text, self.settings)
         except synthesizer.SynthesisError as exc:
-            jobs.fail(job_id, exc.code, str(exc))
-            return "failed"
+            return self._fail(record, exc.code, str(exc))
         key = cache_key(segments, options, self.engine.name, self.engine.model_version)
-        if self._reuse(job_id, key, options.marks):
+        if self._reuse(record, key, len(segments)):
             return "succeeded"
+        chunks = chunking.plan_chunks(segments, options, self.settings)
+        first = 0
+        encoded = []
+        for chunk in chunks:
+            encoded.append(chunking.encode(chunk, first))
+            first += len(chunk)
+        queue = tasks.route(record.priority, self.store.workers.alive_queues(self.settings.jobs.heartbeat_ttl_s))
+        if self.store.chunks.save_plan(job_id, record.owner, encoded, len(segments),
+                                       options.sample_rate or self.engine.sample_rate, queue, key,
+                                       self.settings.jobs.result_ttl_s):
+            log.info("job %s planned: %d segments in %d chunk(s)", job_id, len(segments), len(chunks))
+        self._dispatch(record.owner)
+        return self._speak(record, 0)
 
-        audio = self.storage.audio_path(job_id, options.format)
-        marks = self.storage.marks_path(job_id) if options.marks else None
-        jobs.set_progress(job_id, 0, len(segments))
-        if attempts > 1:
-            self.storage.clear_temp(job_id)
-        temp_audio = self.storage.temp_path(audio)
-        temp_marks = self.storage.temp_path(marks) if marks else None
+    # every later chunk
+    def run_chunk(self, job_id: str, index: int, owner: str) -> str:
+        record = self.jobs.get(job_id)
+        if record is None or record.status in TERMINAL:
+            # Its job ended (or was deleted) since the chunk was dispatched: free the slot.
+            self.store.chunks.release(job_id, owner, index)
+            self._dispatch(owner)
+            return record.status if record else "missing"
+        if record.status == "queued":
+            self.jobs.mark_running(job_id)
+        return self._speak(record, index)
+
+    def _speak(self, record: JobRecord, index: int) -> str:
+        job_id, owner, options = record.id, record.owner, record.options
+        chunks = self.store.chunks
+        total, out_rate, key = chunks.layout(job_id)
+        spec = chunks.chunk(job_id, index)
+        if total is None or spec is None:
+            return self.jobs.status(job_id) or "missing"  # the job ended and its plan went
+        if not chunks.has_landed(job_id, index):
+            attempts = chunks.start(job_id, index)
+            if attempts > self.settings.jobs.max_attempts:
+                chunks.release(job_id, owner, index)
+                return self._fail(record, "worker_lost",
+                                  f"chunk {index + 1} of {total} was interrupted {attempts - 1} times (a worker "
+                                  "died while speaking it each time)")
+            if attempts > 1:
+                self.storage.clear_temp(job_id, index)
+            segments, first = chunking.decode(spec)
+            started = time.perf_counter()
+            try:
+                result = self._render(record, index, total, segments, first)
+            except synthesizer.Canceled:
+                log.info("job %s canceled during chunk %d", job_id, index)
+                chunks.release(job_id, owner, index)
+                self._dispatch(owner)
+                return self.jobs.status(job_id) or "canceled"
+            except synthesizer.SynthesisError as exc:
+                chunks.release(job_id, owner, index)
+                return self._fail(record, exc.code, str(exc))
+            except Transient:
+                raise  # Redis blinked: the task retries, and the chunk is spoken again
+            except Exception as exc:  # noqa: BLE001 - a bug in an engine must end the job, not strand it running
+                log.exception("job %s: chunk %d failed", job_id, index)
+                chunks.release(job_id, owner, index)
+                return self._fail(record, "engine_error", f"synthesis failed ({exc.__class__.__name__})")
+            metrics.observe_synthesis(self.engine.name, time.perf_counter() - started, result.audio_s)
+            _, done, total = chunks.land(job_id, owner, index, len(segments))
+        else:
+            _, done, total = chunks.land(job_id, owner, index, 0)  # a redelivery: only the bookkeeping
+        self._dispatch(owner)
+        if done == total and self.jobs.status(job_id) == "running":
+            return self._assemble(record, total, out_rate, key)
+        return "running"
+
+    def _render(self, record: JobRecord, index: int, total: int, segments, first: int):
+        job_id, options = record.id, record.options
+        storage = self.storage
+        finals = {kind: storage.chunk_path(job_id, index, kind) for kind in ("pcm", "json")}
+        if options.format in PIECE_FORMATS:
+            finals[options.format] = storage.chunk_path(job_id, index, options.format)
+        temps = {kind: storage.temp_path(path) for kind, path in finals.items()}
+        piece = temps[options.format] if options.format in PIECE_FORMATS else None
+        with self._engine_lock:
+            result = synthesizer.render_chunk(
+                self.engine, segments, options, self.settings, temps["pcm"], temps["json"], piece,
+                ends_job=index == total - 1, first_index=first,
+                should_stop=lambda: self.jobs.status(job_id) != "running", batcher=self.batcher,
+            )
+        # The PCM last: its arrival is what says the chunk has landed, to streams and assembly.
+        for kind in sorted(finals, key=lambda k: k == "pcm"):
+            storage.publish(temps[kind], finals[kind])
+        return result
+
+    def _assemble(self, record: JobRecord, total: int, out_rate: int, key: str | None) -> str:
+        job_id, options = record.id, record.options
+        storage = self.storage
+        storage.clear_temp(job_id)
+        audio = storage.audio_path(job_id, options.format)
+        marks = storage.marks_path(job_id) if options.marks else None
+        temp_audio = storage.temp_path(audio)
+        temp_marks = storage.temp_path(marks) if marks else None
         try:
-            with self._engine_lock:
-                result = synthesizer.render(
-                    self.engine, segments, options, temp_audio, self.settings,
-                    marks_path=temp_marks,
-                    on_progress=lambda done, total: jobs.set_progress(job_id, done, total),
-                    should_stop=lambda: jobs.status(job_id) != "running",
-                    batcher=self.batcher,
-                )
-        except synthesizer.Canceled:
-            log.info("job %s canceled mid-synthesis", job_id)
-            return jobs.status(job_id) or "canceled"
-        except synthesizer.SynthesisError as exc:
-            jobs.fail(job_id, exc.code, str(exc))
-            return "failed"
-        except Transient:
-            raise  # Redis blinked: the task retries, and the job resumes from its first segment
-        except Exception as exc:  # noqa: BLE001 - a bug in an engine must end the job, not strand it running
-            log.exception("job %s: synthesis failed", job_id)
-            jobs.fail(job_id, "engine_error", f"synthesis failed ({exc.__class__.__name__})")
-            return "failed"
+            built = assembly.assemble(storage, job_id, total, options.format, out_rate, temp_audio, temp_marks)
+        except BaseException:
+            temp_audio.unlink(missing_ok=True)
+            if temp_marks:
+                temp_marks.unlink(missing_ok=True)
+            raise
+        if built.speech_samples == 0:
+            temp_audio.unlink(missing_ok=True)
+            if temp_marks:
+                temp_marks.unlink(missing_ok=True)
+            return self._fail(record, "nothing_to_say", "nothing to say: the text has no speakable characters")
         if marks:
-            self.storage.publish(temp_marks, marks)
-        self.storage.publish(temp_audio, audio)
+            storage.publish(temp_marks, marks)
+        storage.publish(temp_audio, audio)
         payload = {
-            "format": result.format,
-            "sample_rate": result.sample_rate,
-            "duration_s": result.duration_s,
-            "bytes": result.bytes,
-            "sha256": result.sha256,
+            "format": options.format,
+            "sample_rate": out_rate,
+            "duration_s": round(built.frames / out_rate, 3),
+            "bytes": built.bytes,
+            "sha256": built.sha256,
             "marks": bool(marks),
         }
-        if not jobs.succeed(job_id, payload):
-            # Canceled between the last segment and here: the cancel wins, the files go.
-            self.storage.delete(job_id)
-            return jobs.status(job_id) or "canceled"
-        self.cache.remember(key, job_id)
-        elapsed = time.perf_counter() - started
-        metrics.observe_synthesis(self.engine.name, elapsed, result.duration_s)
-        log.info("job %s succeeded: %.2f s audio in %.2f s (RTF %.3f)",
-                 job_id, result.duration_s, elapsed, elapsed / max(result.duration_s, 1e-6))
+        if not self.jobs.succeed(job_id, payload):
+            # Canceled between the last chunk and here: the cancel wins, the files go.
+            storage.delete(job_id)
+            return self.jobs.status(job_id) or "canceled"
+        # The PCM pieces are the file now; compressed pieces stay for streams still reading them,
+        # until the retention sweep (worker/retention.py).
+        storage.delete_chunks(job_id, ("pcm", "json"))
+        if key:
+            self.cache.remember(key, job_id)
+        log.info("job %s succeeded: %.2f s audio in %d chunk(s)", job_id, payload["duration_s"], total)
+        metrics.JOBS_FINISHED.labels("succeeded").inc()
+        self.notify(job_id)
         return "succeeded"
 
-    def _reuse(self, job_id: str, key: str, marks: bool) -> bool:
+    def _dispatch(self, owner: str) -> None:
+        jobs_settings = self.settings.jobs
+        handed = self.store.chunks.dispatch(owner, jobs_settings.tenant_chunks_in_flight, time.time(),
+                                            jobs_settings.chunk_timeout_s)
+        for job_id, index, queue in handed:
+            try:
+                self.publish(job_id, index, owner, queue)
+            except Exception:  # noqa: BLE001 - a chunk not published is dispatched again after chunk_timeout_s
+                log.exception("job %s: could not queue chunk %d", job_id, index)
+
+    def _fail(self, record: JobRecord, code: str, message: str) -> str:
+        if self.jobs.fail(record.id, code, message):
+            log.info("job %s failed: %s", record.id, code)
+            metrics.JOBS_FINISHED.labels("failed").inc()
+            self.notify(record.id)
+            return "failed"
+        return self.jobs.status(record.id) or "missing"
+
+    def _reuse(self, record: JobRecord, key: str, segments: int) -> bool:
+        job_id = record.id
         source = self.cache.source(key, job_id)
-        if source is None or not self.cache.copy(source, job_id, marks):
+        if source is None or not self.cache.copy(source, job_id, record.options.marks):
             return False
-        payload = dict(source.result, marks=marks)
-        segments = source.progress.segments_total or 0
+        payload = dict(source.result, marks=record.options.marks)
         self.jobs.set_progress(job_id, segments, segments)
         if not self.jobs.succeed(job_id, payload, cache_hit=True):
             self.storage.delete(job_id)
             return True
         metrics.CACHE_HITS.inc()
+        metrics.JOBS_FINISHED.labels("succeeded").inc()
         log.info("job %s served from the cache (job %s)", job_id, source.id)
+        self.notify(job_id)
         return True

@@ -14,7 +14,7 @@ import numpy as np
 from shared.config import Settings
 from shared.options import SynthesisOptions, check_format_rate
 from worker.assets import sha256_of
-from worker.audio import AudioWriter
+from worker.audio import AudioWriter, transcode
 from worker.emotions import PRESETS
 from worker.engines.base import Engine, EngineFault, NothingToSay, SynthesisConfig
 from worker.text.normalizer import normalize
@@ -94,8 +94,9 @@ def config_for(options: SynthesisOptions, engine: Engine) -> SynthesisConfig:
     )
 
 
-class _MarksWriter:
-    """Stream marks to a JSON array so a 100,000-character job never holds them all."""
+class MarksWriter:
+    """Stream mark entries to a JSON array so a 100,000-character job never holds them all.
+    Every entry carries start_ms and end_ms; `offset_ms` shifts them as a unit."""
 
     def __init__(self, path: Path | None):
         self._fh = open(path, "w", encoding="utf-8") if path else None
@@ -103,16 +104,12 @@ class _MarksWriter:
         if self._fh:
             self._fh.write("[")
 
-    def write(self, marks, offset_ms: float) -> None:
+    def write(self, entries, offset_ms: float = 0.0) -> None:
         if not self._fh:
             return
-        for mark in marks:
-            entry = {
-                "type": "char",
-                "value": mark.char,
-                "start_ms": round(offset_ms + mark.start_ms, 1),
-                "end_ms": round(offset_ms + mark.end_ms, 1),
-            }
+        for entry in entries:
+            entry = dict(entry, start_ms=round(offset_ms + entry["start_ms"], 1),
+                         end_ms=round(offset_ms + entry["end_ms"], 1))
             self._fh.write(("" if self._first else ",\n") + json.dumps(entry, ensure_ascii=False))
             self._first = False
 
@@ -122,9 +119,81 @@ class _MarksWriter:
             self._fh.close()
 
 
+def mark_entries(marks) -> list[dict]:
+    return [{"type": "char", "value": m.char, "start_ms": m.start_ms, "end_ms": m.end_ms} for m in marks]
+
+
+class Voicing:
+    """How one job sounds, whichever worker speaks which part: the engine's per-call config, the
+    gain, and the pauses, from the job's options and its emotion's recipe."""
+
+    def __init__(self, engine: Engine, options: SynthesisOptions, settings: Settings):
+        preset = preset_for(options, engine)
+        self.config = config_for(options, engine)
+        self.gain = options.volume * preset.gain
+        self.rate = engine.sample_rate
+        self._pauses = {
+            "sentence": settings.text.sentence_pause_s * preset.pause_scale,
+            "clause": settings.text.clause_pause_s * preset.pause_scale,
+            "none": 0.0,
+        }
+
+    def pause(self, segment: Segment) -> np.ndarray:
+        return np.zeros(int(self._pauses[segment.pause] * self.rate), dtype=np.float32)
+
+
+@dataclass
+class Spoken:
+    """One segment's audio (gain applied, at the engine's rate), its marks, the pause after it."""
+
+    speech: np.ndarray
+    marks: list[dict]
+    pause: np.ndarray
+
+
+def spoken(engine: Engine, segments: list[Segment], voicing: Voicing, ends_job: bool,
+           should_stop: Callable[[], bool] | None = None, batcher=None, first_index: int = 0):
+    """Speak segments in order, one `Spoken` each. The last segment of the job gets no pause after
+    it; a segment with nothing speakable yields silence and no marks.
+
+    With a batcher, up to a batch of the next segments are in flight at once, so a long job fills
+    batches on its own and shares them with whatever else is waiting.
+    """
+    total = len(segments)
+    in_flight: deque = deque()
+    submitted = 0
+
+    def next_audio(segment: Segment):
+        nonlocal submitted
+        if batcher is None:
+            return engine.synthesize(segment.text, voicing.config)
+        while submitted < total and len(in_flight) < batcher.max_batch:
+            in_flight.append(batcher.submit(segments[submitted].text, voicing.config))
+            submitted += 1
+        return in_flight.popleft().result()
+
+    for index, segment in enumerate(segments):
+        if should_stop and should_stop():
+            raise Canceled()
+        try:
+            chunk = next_audio(segment)
+        except NothingToSay:
+            # A segment with nothing speakable (e.g. only symbols the voice lacks).
+            log.debug("segment %d has nothing to say", first_index + index)
+            chunk = None
+        except EngineFault as exc:
+            raise SynthesisError(exc.code, f"segment {first_index + index + 1}: {exc}") from None
+        last = ends_job and index == total - 1
+        pause = np.zeros(0, dtype=np.float32) if last else voicing.pause(segment)
+        if chunk is None or not len(chunk.samples):
+            yield Spoken(np.zeros(0, dtype=np.float32), [], pause)
+        else:
+            yield Spoken(chunk.samples * voicing.gain, mark_entries(chunk.marks), pause)
+
+
 def speak(engine: Engine, text: str, options: SynthesisOptions, out_path: str | os.PathLike, settings: Settings,
           marks_path: str | os.PathLike | None = None) -> SynthesisResult:
-    """Check, plan and render `text` in one call (the CLI's and the benchmarks' path)."""
+    """Check, plan and render `text` in one call, in one piece (the CLI's and the benchmarks' path)."""
     check_options(options, engine)
     return render(engine, plan(text, settings), options, out_path, settings, marks_path=marks_path)
 
@@ -136,68 +205,27 @@ def render(
     out_path: str | os.PathLike,
     settings: Settings,
     marks_path: str | os.PathLike | None = None,
-    on_progress: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     batcher=None,
 ) -> SynthesisResult:
-    """Synthesize planned `segments` into `out_path` (and their timing marks into `marks_path`).
-    The options were checked (check_options) when the job was planned.
-
-    With a batcher, up to a batch of the job's next segments are in flight at once, so a long
-    job fills batches on its own and shares them with whatever else is waiting.
-    """
-    config = config_for(options, engine)
-    preset = preset_for(options, engine)
-    gain = options.volume * preset.gain
-    rate = engine.sample_rate
-    pauses = {
-        "sentence": settings.text.sentence_pause_s * preset.pause_scale,
-        "clause": settings.text.clause_pause_s * preset.pause_scale,
-        "none": 0.0,
-    }
+    """Synthesize a whole planned job, in one piece, into `out_path` (and its timing marks into
+    `marks_path`). The options were checked (check_options) when the job was planned."""
+    voicing = Voicing(engine, options, settings)
     out_path = Path(out_path)
-    marks = _MarksWriter(Path(marks_path) if marks_path else None)
-    spoken = 0
-    total = len(segments)
-    in_flight: deque = deque()
-    submitted = 0
-
-    def next_chunk(index: int, segment: Segment):
-        nonlocal submitted
-        if batcher is None:
-            return engine.synthesize(segment.text, config)
-        while submitted < total and len(in_flight) < batcher.max_batch:
-            in_flight.append(batcher.submit(segments[submitted].text, config))
-            submitted += 1
-        return in_flight.popleft().result()
+    marks = MarksWriter(Path(marks_path) if marks_path else None)
+    speech = 0
     try:
-        with AudioWriter(out_path, options.format, rate, options.sample_rate) as writer:
+        with AudioWriter(out_path, options.format, voicing.rate, options.sample_rate) as writer:
             position = 0
-            for index, segment in enumerate(segments):
-                if should_stop and should_stop():
-                    raise Canceled()
-                try:
-                    chunk = next_chunk(index, segment)
-                except NothingToSay:
-                    # A segment with nothing speakable (e.g. only symbols the voice lacks).
-                    log.debug("segment %d has nothing to say", index)
-                    chunk = None
-                except EngineFault as exc:
-                    raise SynthesisError(exc.code, f"segment {index + 1}: {exc}") from None
-                last = index == total - 1
-                if chunk is not None and len(chunk.samples):
-                    marks.write(chunk.marks, position * 1000.0 / rate)
-                    audio = chunk.samples * gain
-                    spoken += len(audio)
-                    position += len(audio)
-                    writer.write(audio)
-                if not last:
-                    silence = np.zeros(int(pauses[segment.pause] * rate), dtype=np.float32)
-                    position += len(silence)
-                    writer.write(silence)
-                if on_progress:
-                    on_progress(index + 1, total)
-            if spoken == 0:
+            for part in spoken(engine, segments, voicing, ends_job=True, should_stop=should_stop,
+                               batcher=batcher):
+                marks.write(part.marks, position * 1000.0 / voicing.rate)
+                for audio in (part.speech, part.pause):
+                    if len(audio):
+                        writer.write(audio)
+                        position += len(audio)
+                speech += len(part.speech)
+            if speech == 0:
                 raise SynthesisError("nothing_to_say", "nothing to say: the text has no speakable characters", "text")
             out_rate = writer.out_rate
         frames = writer.frames
@@ -214,5 +242,62 @@ def render(
         duration_s=round(frames / out_rate, 3),
         bytes=out_path.stat().st_size,
         sha256=sha256_of(out_path),
-        segments=total,
+        segments=len(segments),
     )
+
+
+@dataclass
+class ChunkResult:
+    frames: int  # at the output rate
+    speech_samples: int  # at the engine's rate; 0 when the chunk had nothing speakable
+    audio_s: float
+
+
+def render_chunk(
+    engine: Engine,
+    segments: list[Segment],
+    options: SynthesisOptions,
+    settings: Settings,
+    pcm_path: Path,
+    meta_path: Path,
+    piece_path: Path | None,
+    ends_job: bool,
+    first_index: int = 0,
+    should_stop: Callable[[], bool] | None = None,
+    batcher=None,
+) -> ChunkResult:
+    """Speak one chunk of a planned job: its 16-bit PCM at the output rate into `pcm_path`, its
+    length and marks (relative to the chunk's start) into `meta_path`, and for compressed formats
+    the chunk encoded on its own into `piece_path`, which is what a stream sends.
+
+    Chunks end at segment boundaries, after the segment's pause, so the job's chunks laid end to
+    end are what `render` gives for the whole job, sample for sample at the engine's rate.
+    """
+    voicing = Voicing(engine, options, settings)
+    out_rate = options.sample_rate or voicing.rate
+    entries: list[dict] = []
+    speech = 0
+    try:
+        with AudioWriter(pcm_path, "pcm", voicing.rate, out_rate) as writer:
+            position = 0
+            for part in spoken(engine, segments, voicing, ends_job=ends_job, should_stop=should_stop,
+                               batcher=batcher, first_index=first_index):
+                offset = position * 1000.0 / voicing.rate
+                entries.extend(dict(e, start_ms=round(offset + e["start_ms"], 1),
+                                    end_ms=round(offset + e["end_ms"], 1)) for e in part.marks)
+                for audio in (part.speech, part.pause):
+                    if len(audio):
+                        writer.write(audio)
+                        position += len(audio)
+                speech += len(part.speech)
+        frames = writer.frames
+        meta_path.write_text(json.dumps({"frames": frames, "speech_samples": speech, "marks": entries},
+                                        ensure_ascii=False), encoding="utf-8")
+        if piece_path is not None:
+            transcode([pcm_path], piece_path, options.format, out_rate)
+    except BaseException:
+        for path in (pcm_path, meta_path, piece_path):
+            if path is not None:
+                path.unlink(missing_ok=True)
+        raise
+    return ChunkResult(frames=frames, speech_samples=speech, audio_s=frames / out_rate)

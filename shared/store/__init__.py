@@ -4,6 +4,7 @@ No module outside this package imports `redis` or calls a client (tests/test_lay
 this by reading the code). Callers hold a `Store` and use its parts:
 
 - `jobs`: job records, text, the owner index, status transitions, progress, webhook state;
+- `chunks`: a job's plan, which chunks landed, and the per-tenant dispatch of the next ones;
 - `limits`: requests per minute and characters per day per tenant;
 - `idempotency`: Idempotency-Key records;
 - `cache`: which earlier job answers an identical request;
@@ -17,6 +18,7 @@ from __future__ import annotations
 import redis
 
 from shared.store.cache import CacheStore
+from shared.store.chunks import ChunkStore
 from shared.store.idempotency import IdempotencyStore
 from shared.store.jobs import JobStore
 from shared.store.limits import LimitStore
@@ -52,6 +54,7 @@ class Store:
     def __init__(self, client: redis.Redis, result_ttl_s: int):
         self.client = client
         self.jobs = JobStore(client, result_ttl_s)
+        self.chunks = ChunkStore(client)
         self.limits = LimitStore(client)
         self.idempotency = IdempotencyStore(client)
         self.cache = CacheStore(client)

@@ -99,7 +99,8 @@ class JobStore:
     def discard(self, record: JobRecord) -> None:
         """Undo a create whose publish failed, so no orphan record is left queued forever."""
         pipe = self.redis.pipeline(transaction=True)
-        pipe.delete(self.job_key(record.id), self.text_key(record.id))
+        pipe.delete(self.job_key(record.id), self.text_key(record.id), keyspace.job_plan(record.id),
+                    keyspace.job_chunks_done(record.id))
         pipe.zrem(self.owner_key(record.owner), record.id)
         pipe.execute()
 
@@ -133,6 +134,8 @@ class JobStore:
         data["progress"] = Progress(
             segments_done=int(fields.get("segments_done", 0)),
             segments_total=int(fields["segments_total"]) if fields.get("segments_total") else None,
+            chunks_done=int(fields.get("chunks_done", 0)),
+            chunks_total=int(fields["chunks_total"]) if fields.get("chunks_total") else None,
         )
         for name in ("started_at", "finished_at"):
             if fields.get(name):
@@ -226,7 +229,7 @@ class JobStore:
         ok, previous = self.transition(job_id, ("queued", "running"), "canceled", finished_at=now())
         if ok:
             pipe = self.redis.pipeline(transaction=False)
-            pipe.delete(self.text_key(job_id))
+            pipe.delete(self.text_key(job_id), keyspace.job_plan(job_id), keyspace.job_chunks_done(job_id))
             pipe.expire(self.job_key(job_id), self.ttl_s)
             pipe.execute()
         return ok, previous
@@ -262,6 +265,8 @@ class JobStore:
         pipe = self.redis.pipeline(transaction=False)
         pipe.expire(self.job_key(job_id), self.ttl_s)
         pipe.expire(self.text_key(job_id), self.ttl_s)
+        # The plan is the job's text cut into chunks: it goes when the job ends.
+        pipe.delete(keyspace.job_plan(job_id), keyspace.job_chunks_done(job_id))
         pipe.execute()
 
     # retention

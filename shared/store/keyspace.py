@@ -14,6 +14,26 @@ def job_text(job_id: str) -> str:
     return f"{PREFIX}:job:{job_id}:text"
 
 
+def job_plan(job_id: str) -> str:
+    """Hash: chunk index -> JSON of the chunk's segments (the job's text, planned; user data)."""
+    return f"{PREFIX}:job:{job_id}:plan"
+
+
+def job_chunks_done(job_id: str) -> str:
+    """Set: indexes of the job's chunks whose audio has landed."""
+    return f"{PREFIX}:job:{job_id}:done"
+
+
+def tenant_ring(owner: str) -> str:
+    """List: the tenant's jobs with chunks not yet dispatched, served round robin."""
+    return f"{PREFIX}:tenant:{owner}:ring"
+
+
+def tenant_in_flight(owner: str) -> str:
+    """Sorted set: the tenant's dispatched, unfinished chunks ("job:index") by dispatch time."""
+    return f"{PREFIX}:tenant:{owner}:in-flight"
+
+
 def owner_index(owner: str) -> str:
     """Sorted set: a tenant's job IDs by creation time, for GET /v1/jobs."""
     return f"{PREFIX}:jobs:{owner}"
