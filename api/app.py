@@ -22,7 +22,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.json.ensure_ascii = False
     app.json.sort_keys = False
 
-    from api import auth, errors, health, jobs, services, voices, webhooks
+    from api import auth, errors, health, jobs, services, streams, voices, webhooks
     from api import metrics, openai_speech, openapi, seed, web
     from shared import logs
 
@@ -34,6 +34,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     auth.init_app(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(jobs.bp)
+    app.register_blueprint(streams.bp)
     app.register_blueprint(voices.bp)
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(metrics.bp)

@@ -10,7 +10,7 @@ import time
 
 from api import auth, services
 from api.errors import ApiError
-from api.intake import submit
+from api.intake import cancel, submit
 from shared.jobs import TERMINAL, JobRecord, JobRequest
 
 # Job error codes that mean "the request cannot be spoken": the caller's fault (4xx), not ours.
@@ -42,7 +42,7 @@ def wait(record: JobRecord, timeout_s: float) -> JobRecord:
         if status is None or status in TERMINAL:
             break
         if time.monotonic() >= deadline:
-            ok, previous = jobs.cancel(record.id)
+            ok, previous = cancel(record.id)
             if ok or previous not in TERMINAL:
                 raise TimedOut(jobs.get(record.id) or record, timeout_s)
             break  # it ended while we gave up: use it

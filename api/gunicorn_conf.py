@@ -1,22 +1,40 @@
 """gunicorn settings for the API: JSON logs, and Prometheus multiprocess bookkeeping.
 
     PROMETHEUS_MULTIPROC_DIR=/tmp/voxq-metrics \
-    gunicorn -c python:api.gunicorn_conf --bind 0.0.0.0:5000 --workers 2 --threads 4 'api.app:create_app()'
+    gunicorn -c python:api.gunicorn_conf --bind 0.0.0.0:5000 --workers 2 'api.app:create_app()'
 
 PROMETHEUS_MULTIPROC_DIR must name a folder private to this API instance: it is emptied here when
 gunicorn starts, so a restart does not add the previous run's counts to this one's.
 """
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
+
+# gevent: a client streaming a long job's audio (api/streams.py) or waiting on /v1/audio/speech
+# holds a sleeping greenlet, not a process or a thread, so a few workers serve thousands of them.
+worker_class = "gevent"
+worker_connections = 1000
+
+
+class _StreamAborts(logging.Filter):
+    """A stream cut short because its job failed is how clients learn of it (api/streams.py),
+    not a server error: gunicorn's "Error handling request" line for it is dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return type(exc).__name__ != "StreamAborted"
+
 
 # gunicorn's own lines (start, worker boots and exits) in the same JSON as the app's.
 logconfig_dict = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"json": {"()": "shared.logs.JsonFormatter"}},
-    "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}},
+    "filters": {"stream_aborts": {"()": "api.gunicorn_conf._StreamAborts"}},
+    "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr",
+                            "filters": ["stream_aborts"]}},
     "root": {"level": "INFO", "handlers": ["stderr"]},
     "loggers": {
         "gunicorn.error": {"level": "INFO", "handlers": ["stderr"], "propagate": False},

@@ -120,5 +120,15 @@ def submit(job: JobRequest, owner: str) -> JobRecord:
     return record
 
 
+def cancel(job_id: str) -> tuple[bool, str]:
+    """Cancel a queued or running job: (whether this call canceled it, the status before).
+    The chunks that landed go too; a worker removes any that land after (worker/runner.py)."""
+    svc = services.get()
+    ok, previous = svc.store.jobs.cancel(job_id)
+    if ok:
+        svc.storage.delete_chunks(job_id)
+    return ok, previous
+
+
 def body_digest(body: dict) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False).encode()).hexdigest()

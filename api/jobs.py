@@ -59,7 +59,7 @@ def create_job():
             # Lost a race with an identical request: answer with the winner's job.
             existing = _idempotent(owner, key, digest)
             if existing is not None:
-                svc.store.jobs.cancel(record.id)
+                intake.cancel(record.id)
                 return _accepted(existing, 200)
         return _accepted(record)
     auth.charge(owner, len(job.text))
@@ -152,7 +152,7 @@ def delete_job(job_id: str):
         svc.storage.delete(record.id)
         svc.store.jobs.delete(record)
         return "", 204
-    ok, previous = svc.store.jobs.cancel(record.id)
+    ok, previous = intake.cancel(record.id)
     if ok and record.callback_url:
         svc.webhooks.notify(record.id)
     if not ok and previous in TERMINAL:

@@ -94,6 +94,8 @@ class Runner:
         if record is None or record.status in TERMINAL:
             # Its job ended (or was deleted) since the chunk was dispatched: free the slot.
             self.store.chunks.release(job_id, owner, index)
+            if record is None or record.status == "canceled":
+                self.storage.delete_chunks(job_id)  # what landed before the end is no use now
             self._dispatch(owner)
             return record.status if record else "missing"
         if record.status == "queued":
@@ -123,6 +125,7 @@ class Runner:
             except synthesizer.Canceled:
                 log.info("job %s canceled during chunk %d", job_id, index)
                 chunks.release(job_id, owner, index)
+                self.storage.delete_chunks(job_id)
                 self._dispatch(owner)
                 return self.jobs.status(job_id) or "canceled"
             except synthesizer.SynthesisError as exc:
@@ -135,6 +138,13 @@ class Runner:
                 chunks.release(job_id, owner, index)
                 return self._fail(record, "engine_error", f"synthesis failed ({exc.__class__.__name__})")
             metrics.observe_synthesis(self.engine.name, time.perf_counter() - started, result.audio_s)
+            if self.jobs.status(job_id) == "canceled":
+                # Canceled while this chunk was finishing. The API removes what landed before
+                # its cancel; this removes what landed after (it checks after publishing).
+                chunks.release(job_id, owner, index)
+                self.storage.delete_chunks(job_id)
+                self._dispatch(owner)
+                return "canceled"
             _, done, total = chunks.land(job_id, owner, index, len(segments))
         else:
             _, done, total = chunks.land(job_id, owner, index, 0)  # a redelivery: only the bookkeeping

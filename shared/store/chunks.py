@@ -148,5 +148,9 @@ class ChunkStore:
         """Free a chunk's dispatch slot without it landing (its job ended)."""
         self.client.zrem(keyspace.tenant_in_flight(owner), f"{job_id}:{index}")
 
+    def in_flight(self, owner: str) -> int:
+        """The tenant's chunks dispatched and not yet landed or released."""
+        return int(self.client.zcard(keyspace.tenant_in_flight(owner)))
+
     def landed(self, job_id: str) -> set[int]:
         return {int(i) for i in self.client.smembers(keyspace.job_chunks_done(job_id))}

@@ -1,0 +1,179 @@
+"""Audio as it is made: GET /v1/jobs/{id}/stream sends a job's chunks in order as they land.
+
+A stream reads the chunk files the workers publish (by atomic rename) on shared storage, and asks
+Redis, a few times a second, how far the job has got; it holds one file block (64 KB) at a time.
+The API serves with gevent workers (api/gunicorn_conf.py), so a stream waiting for a chunk is a
+sleeping greenlet, not a held worker process or thread.
+
+- wav: a streaming header (sizes set to the largest value, as for a live source), then 16-bit PCM;
+  pcm: the PCM alone. Both are exactly the bytes of the finished file's audio.
+- mp3, ogg, opus: each chunk encoded on its own, laid end to end: chained Ogg streams, or MP3
+  streams back to back. flac cannot be streamed (its header needs the length): 409.
+- A client that connects late gets everything from the start; one that connects after the job
+  succeeded gets the finished file.
+- A job that fails or is canceled mid-stream ends the stream without its last (empty) chunk of
+  the chunked transfer encoding: clients see an incomplete body (curl: exit 18, requests:
+  ChunkedEncodingError), and GET /v1/jobs/{id} says why.
+"""
+from __future__ import annotations
+
+import io
+import time
+import wave
+from typing import Iterator
+
+from flask import Blueprint, Response, send_file, stream_with_context
+
+from api import services
+from api.errors import ApiError
+from api.intake import owned_job
+from shared.jobs import JobRecord
+from shared.options import CONTENT_TYPES
+
+bp = Blueprint("streams", __name__, url_prefix="/v1/jobs")
+
+BLOCK = 64 * 1024
+POLL_S = 0.05
+STREAMABLE = ("wav", "pcm", "mp3", "ogg", "opus")
+# A stream that has seen no progress for this long gives up (a stuck cluster must not pin it).
+IDLE_TIMEOUT_S = 600.0
+
+
+class StreamAborted(Exception):
+    """The job ended without audio to finish the stream: abort it so the client can tell."""
+
+
+def piece_kind(fmt: str) -> str:
+    return "pcm" if fmt in ("wav", "pcm") else fmt
+
+
+def wav_stream_header(rate: int) -> bytes:
+    """A WAV header for audio of unknown length, written by the standard library's wave module."""
+    buffer = io.BytesIO()
+    writer = wave.open(buffer, "wb")
+    writer.setnchannels(1)
+    writer.setsampwidth(2)
+    writer.setframerate(rate)
+    # The largest sizes the header can hold: players read on until the stream ends.
+    writer.setnframes((0xFFFFFFFF - 36) // 2)
+    writer.writeframesraw(b"")
+    header = buffer.getvalue()
+    return header  # not closed: closing would patch the sizes back to the frames written
+
+
+def _blocks(path, offset: int = 0) -> Iterator[bytes]:
+    with open(path, "rb") as fh:
+        fh.seek(offset)
+        while block := fh.read(BLOCK):
+            yield block
+
+
+def audio_chunks(record: JobRecord, with_header: bool = True) -> Iterator[bytes]:
+    """The job's audio in its format, as it lands. Raises StreamAborted when the job ends
+    without it."""
+    svc = services.get()
+    store, storage = svc.store, svc.storage
+    job_id, fmt = record.id, record.options.format
+    kind = piece_kind(fmt)
+    index = 0
+    sent_pcm = 0  # bytes of PCM sent, for a wav or pcm stream that finishes from the file
+    header_sent = False
+    idle_since = time.monotonic()
+    while True:
+        total, rate, _ = store.chunks.layout(job_id)
+        if total is not None and index >= total:
+            return
+        path = storage.chunk_path(job_id, index, kind)
+        if total is not None and path.is_file():
+            if fmt == "wav" and with_header and not header_sent:
+                header_sent = True
+                yield wav_stream_header(rate)
+            try:
+                for block in _blocks(path):
+                    sent_pcm += len(block)
+                    yield block
+            except FileNotFoundError:
+                pass  # assembled and removed between the check and the open: handled below
+            else:
+                index += 1
+                idle_since = time.monotonic()
+                continue
+        status = store.jobs.status(job_id)
+        if status == "succeeded":
+            yield from _finish_from_file(record, index, sent_pcm, header_sent or not with_header)
+            return
+        if status in (None, "failed", "canceled"):
+            raise StreamAborted(f"job {job_id} ended {status or 'deleted'} before its audio was complete")
+        if time.monotonic() - idle_since > IDLE_TIMEOUT_S:
+            raise StreamAborted(f"job {job_id} made no progress for {IDLE_TIMEOUT_S:g} s")
+        time.sleep(POLL_S)
+
+
+def _finish_from_file(record: JobRecord, index: int, sent_pcm: int, header_sent: bool) -> Iterator[bytes]:
+    """The rest of a job that succeeded while (or before) we streamed it, from its file."""
+    path = services.get().storage.audio_path(record.id, record.options.format)
+    fmt = record.options.format
+    if not path.is_file():
+        raise StreamAborted(f"job {record.id}'s audio is gone")
+    if index == 0 and sent_pcm == 0 and not header_sent:
+        yield from _blocks(path)  # nothing sent yet (say, a cache hit): the whole file
+    elif fmt == "pcm":
+        yield from _blocks(path, sent_pcm)
+    elif fmt == "wav":
+        # The file's data is the PCM the stream was sending: go on from the same frame.
+        with wave.open(str(path), "rb") as reader:
+            reader.setpos(sent_pcm // 2)
+            while frames := reader.readframes(BLOCK // 2):
+                yield frames
+    else:
+        # Compressed pieces stay until the retention sweep; gone means the job is long over.
+        raise StreamAborted(f"job {record.id}'s chunk {index} is gone")
+
+
+def mimetype(fmt: str, rate: int | None) -> str:
+    if fmt == "pcm":
+        return f"audio/L16; rate={rate}; channels=1" if rate else "audio/L16"
+    return CONTENT_TYPES[fmt]
+
+
+def first_audio(record: JobRecord, timeout_s: float) -> tuple[JobRecord, int | None]:
+    """Wait until the job's first chunk has landed or the job ended: (the record then, the output
+    rate once planned). The answer's status line and headers go out only after this, so a job that
+    fails before any audio gets a proper error instead of a broken stream."""
+    svc = services.get()
+    kind = piece_kind(record.options.format)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        total, rate, _ = svc.store.chunks.layout(record.id)
+        if total is not None and svc.storage.chunk_path(record.id, 0, kind).is_file():
+            return record, rate
+        current = svc.store.jobs.get(record.id)
+        if current is None or current.status in ("succeeded", "failed", "canceled"):
+            return current or record.model_copy(update={"status": "canceled"}), rate
+        if time.monotonic() >= deadline:
+            return current, rate
+        time.sleep(POLL_S)
+
+
+@bp.get("/<job_id>/stream")
+def stream(job_id: str):
+    record = owned_job(job_id)
+    fmt = record.options.format
+    if fmt not in STREAMABLE:
+        raise ApiError(409, "not_streamable", f"{fmt} cannot be streamed (its header needs the whole length); "
+                       "GET the audio when the job has succeeded", "format")
+    record, rate = first_audio(record, services.get().settings.limits.speech_timeout_s)
+    if record.status == "succeeded":
+        path = services.get().storage.audio_path(record.id, fmt)
+        if not path.is_file():
+            raise ApiError(404, "not_found", "the job's files have expired or were deleted")
+        return send_file(path, mimetype=mimetype(fmt, record.result["sample_rate"]), max_age=0)
+    if record.status in ("failed", "canceled"):
+        reason = f": {record.error.message}" if record.error else ""
+        raise ApiError(409, "not_ready", f"the job is {record.status}; it has no audio{reason}")
+    response = Response(stream_with_context(audio_chunks(record)), mimetype=mimetype(fmt, rate))
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Accel-Buffering"] = "no"  # a proxy in front must pass chunks on at once
+    if rate:
+        response.headers["X-Voxq-Sample-Rate"] = str(rate)
+    return response

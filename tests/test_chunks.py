@@ -1,0 +1,186 @@
+"""Chunked jobs: planned into chunks of whole segments, spoken by any worker, assembled in order,
+the same audio as one-piece synthesis; fair to short jobs; cancel, progress and retention."""
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+import redis
+import soundfile as sf
+
+from shared.config import Settings
+from shared.jobs import JobRequest
+from shared.options import SynthesisOptions
+from shared.storage import Storage
+from shared.store import Store
+from tests.conftest import Worker, wait_for
+from worker import assembly, chunking, synthesizer
+
+LONG = "随着人工智能技术的快速发展，越来越多的企业开始使用智能语音助手。今天的天气非常好，我们一起去公园散步吧。" * 6
+
+
+def test_chunks_are_whole_segments_in_order_and_the_first_is_small(settings):
+    segments = synthesizer.plan(LONG, settings)
+    chunks = chunking.plan_chunks(segments, SynthesisOptions(), settings)
+    assert [s for chunk in chunks for s in chunk] == segments  # every segment once, in order
+    assert len(chunks) >= 4
+    seconds = [sum(chunking.expected_seconds(s, 1.0, settings) for s in chunk) for chunk in chunks]
+    longest = max(chunking.expected_seconds(s, 1.0, settings) for s in segments)
+    assert seconds[0] < settings.text.first_chunk_s + longest
+    assert all(s < settings.text.chunk_s + longest for s in seconds)
+    assert all(s >= settings.text.chunk_s for s in seconds[1:-1])
+    # Faster speech: more text per chunk, since chunks are sized by audio, not characters.
+    fast = chunking.plan_chunks(segments, SynthesisOptions(speed=2.0), settings)
+    assert len(fast) < len(chunks)
+
+
+@pytest.mark.parametrize("fmt,rate", [("wav", None), ("pcm", None), ("wav", 16000)])
+def test_chunks_laid_end_to_end_are_the_one_piece_audio(engine, settings, tmp_path, fmt, rate):
+    options = SynthesisOptions(format=fmt, sample_rate=rate, marks=True)
+    text = LONG[:160]
+    whole = synthesizer.speak(engine, text, options, tmp_path / f"whole.{fmt}", settings, tmp_path / "whole.json")
+    segments = synthesizer.plan(text, settings)
+    chunks = chunking.plan_chunks(segments, options, settings)
+    assert len(chunks) >= 2
+    storage = Storage(tmp_path / "data")
+    job_id = "ab" * 16
+    first = 0
+    for index, chunk in enumerate(chunks):
+        storage.chunk_path(job_id, index, "pcm").parent.mkdir(parents=True, exist_ok=True)
+        synthesizer.render_chunk(engine, chunk, options, settings, storage.chunk_path(job_id, index, "pcm"),
+                                 storage.chunk_path(job_id, index, "json"), None,
+                                 ends_job=index == len(chunks) - 1, first_index=first)
+        first += len(chunk)
+    out_rate = rate or engine.sample_rate
+    built = assembly.assemble(storage, job_id, len(chunks), fmt, out_rate, tmp_path / f"chunked.{fmt}",
+                              tmp_path / "chunked.json")
+    if fmt == "pcm":
+        one, two = (np.frombuffer((tmp_path / f"{n}.pcm").read_bytes(), "<i2") for n in ("whole", "chunked"))
+    else:
+        one, two = (sf.read(tmp_path / f"{n}.wav", dtype="int16")[0] for n in ("whole", "chunked"))
+    if rate is None:
+        assert np.array_equal(one, two)  # sample for sample
+        assert built.sha256 == whole.sha256
+    else:
+        # Resampled per chunk: chunks meet in a pause, where the resampler's edges are silent.
+        assert abs(len(one) - len(two)) <= len(chunks)
+        n = min(len(one), len(two))
+        assert np.abs(one[:n].astype(int) - two[:n].astype(int)).max() <= 2
+    marks_one = json.loads((tmp_path / "whole.json").read_text())
+    marks_two = json.loads((tmp_path / "chunked.json").read_text())
+    assert [m["value"] for m in marks_one] == [m["value"] for m in marks_two]
+    assert max(abs(a["start_ms"] - b["start_ms"]) for a, b in zip(marks_one, marks_two)) < 1.0
+
+
+def test_dispatch_is_round_robin_per_tenant_and_bounded(redis_url):
+    store = Store(redis.Redis.from_url(redis_url, decode_responses=True), result_ttl_s=600)
+    jobs = {}
+    for name in ("a1", "a2"):
+        record = store.jobs.create(JobRequest(text="好。" * 10), "acme")
+        store.jobs.mark_running(record.id)
+        store.chunks.save_plan(record.id, "acme", [{"first": i, "segments": []} for i in range(5)], 5, 24000,
+                               "interactive", "key", 600)
+        jobs[name] = record.id
+    handed = store.chunks.dispatch("acme", window=3, now=1000.0, stale_s=60)
+    assert [job for job, _, _ in handed] == [jobs["a1"], jobs["a2"], jobs["a1"]]  # round robin
+    assert [index for _, index, _ in handed] == [1, 1, 2]  # chunk 0 is spoken by the planning task
+    assert store.chunks.dispatch("acme", window=3, now=1001.0, stale_s=60) == []  # window full
+    assert store.chunks.land(jobs["a1"], "acme", 1, 1)[0]
+    assert [(j, i) for j, i, _ in store.chunks.dispatch("acme", 3, 1002.0, 60)] == [(jobs["a2"], 2)]
+    # Another tenant has its own window.
+    other = store.jobs.create(JobRequest(text="好。"), "beta")
+    store.jobs.mark_running(other.id)
+    store.chunks.save_plan(other.id, "beta", [{"first": i, "segments": []} for i in range(3)], 3, 24000,
+                           "batch", "key", 600)
+    assert [(j, i, q) for j, i, q in store.chunks.dispatch("beta", 3, 1003.0, 60)] == [
+        (other.id, 1, "batch"), (other.id, 2, "batch")]
+    # A chunk dispatched long ago that never landed goes out again; a canceled job's do not.
+    store.jobs.cancel(jobs["a2"])
+    again = store.chunks.dispatch("acme", 3, 1003.0 + 61, 60)
+    assert (jobs["a1"], 2) in [(j, i) for j, i, _ in again]
+    assert all(j != jobs["a2"] for j, _, _ in again)
+
+
+@pytest.mark.slow
+def test_one_job_runs_on_every_worker_and_reports_chunk_progress(client, redis_url, data_dir, tmp_path):
+    workers = [Worker(redis_url, data_dir, tmp_path / f"w{i}.log", name=f"w{i}") for i in (1, 2)]
+    try:
+        for worker in workers:
+            worker.wait_ready()
+        job_id = client.post("/v1/jobs", json={"text": LONG, "format": "mp3"}).get_json()["id"]
+        seen = set()
+        deadline = time.time() + 180
+        while (body := client.get(f"/v1/jobs/{job_id}").get_json())["status"] in ("queued", "running"):
+            progress = body["progress"]
+            if progress["chunks_total"]:
+                assert progress["chunks_done"] <= progress["chunks_total"]
+                assert progress["segments_done"] <= progress["segments_total"]
+                seen.add(progress["chunks_done"])
+            assert time.time() < deadline
+            time.sleep(0.05)
+        assert body["status"] == "succeeded", body
+        progress = body["progress"]
+        assert progress["chunks_done"] == progress["chunks_total"] >= 4
+        assert progress["segments_done"] == progress["segments_total"]
+        assert len(seen) >= 3  # progress moved chunk by chunk
+        spoke = [sum(f"job {job_id} spoke chunk" in line for line in (tmp_path / f"w{i}.log").read_text().splitlines())
+                 for i in (1, 2)]
+        assert all(n >= 1 for n in spoke), spoke  # both workers spoke chunks of the one job
+        audio, rate = sf.read(data_dir / "audio" / job_id[:2] / f"{job_id}.mp3")
+        assert abs(len(audio) / rate - body["result"]["duration_s"]) < 0.2
+        # Only the file and the streamable pieces remain; the PCM pieces went with assembly.
+        names = sorted(p.name for p in data_dir.rglob("*") if p.is_file())
+        assert names == sorted([f"{job_id}.mp3"] + [f"{job_id}.c{i:05d}.mp3"
+                                                    for i in range(progress["chunks_total"])])
+    finally:
+        for worker in workers:
+            worker.stop()
+
+
+@pytest.mark.slow
+def test_a_short_job_waits_for_about_one_chunk_not_for_long_jobs(client, redis_url, data_dir, tmp_path):
+    worker = Worker(redis_url, data_dir, tmp_path / "w.log")  # one process: the hardest case
+    try:
+        worker.wait_ready()
+        long_ids = [client.post("/v1/jobs", json={"text": LONG * 3 + str(i)}).get_json()["id"] for i in range(2)]
+        for job_id in long_ids:  # both long jobs under way
+            while client.get(f"/v1/jobs/{job_id}").get_json()["progress"]["chunks_done"] < 1:
+                time.sleep(0.05)
+        short = client.post("/v1/jobs", json={"text": "你好。"}).get_json()["id"]
+        assert wait_for(client, short, timeout=60)["status"] == "succeeded"
+        long_jobs = [client.get(f"/v1/jobs/{job_id}").get_json() for job_id in long_ids]
+        # The short job ended while both long jobs still had most of their chunks to go.
+        progress = [(j["status"], j["progress"]["chunks_done"], j["progress"]["chunks_total"]) for j in long_jobs]
+        assert all(status == "running" and done <= total / 2 for status, done, total in progress), progress
+    finally:
+        worker.stop()
+
+
+@pytest.mark.slow
+def test_cancel_stops_every_chunk(client, redis_url, data_dir, tmp_path):
+    workers = [Worker(redis_url, data_dir, tmp_path / f"w{i}.log", name=f"w{i}") for i in (1, 2)]
+    try:
+        for worker in workers:
+            worker.wait_ready()
+        job_id = client.post("/v1/jobs", json={"text": LONG}).get_json()["id"]
+        while client.get(f"/v1/jobs/{job_id}").get_json()["progress"]["chunks_done"] < 2:
+            time.sleep(0.05)
+        assert client.delete(f"/v1/jobs/{job_id}").status_code == 202
+        store = client.application.extensions["voxq"].store
+        # Wait until nothing of the job is queued or running any more, then nothing more lands.
+        deadline = time.time() + 60
+        while store.queues.depths(["interactive"])["interactive"] or store.chunks.in_flight("anonymous"):
+            assert time.time() < deadline
+            time.sleep(0.1)
+        body = client.get(f"/v1/jobs/{job_id}").get_json()
+        assert body["status"] == "canceled"
+        assert body["progress"]["chunks_done"] < body["progress"]["chunks_total"]
+        # Every chunk dispatched before the cancel has been consumed, none spoke, and no chunk
+        # file of the job is left behind.
+        assert store.chunks.attempts(job_id).keys() <= set(range(body["progress"]["chunks_done"] + 2))
+        assert list(data_dir.rglob(f"{job_id}.c*")) == []
+    finally:
+        for worker in workers:
+            worker.stop()
