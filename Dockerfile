@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1.7
 # voxq container images: one file, one target per component.
 #
 #   docker build --target api        -t voxq/api:0.1.0        .
@@ -26,27 +25,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 FROM python-base AS requirements
 WORKDIR /src
 COPY pyproject.toml ./
-RUN python - <<'EOF'
-import re
-import tomllib
-
-API = {"flask", "gunicorn", "pydantic", "redis", "celery", "kombu",
-       "prometheus-client", "flower", "requests"}
-project = tomllib.load(open("pyproject.toml", "rb"))["project"]
-deps = project["dependencies"]
-name = lambda spec: re.split(r"[\[=<>!~;\s]", spec, maxsplit=1)[0].lower()
-missing = API - {name(d) for d in deps}
-if missing:
-    raise SystemExit(f"pyproject.toml no longer pins {sorted(missing)}")
-lists = {
-    "all": deps,
-    "api": [d for d in deps if name(d) in API],
-    "torch": project["optional-dependencies"]["torch"],
-}
-for which, specs in lists.items():
-    with open(f"/src/requirements-{which}.txt", "w") as out:
-        out.write("\n".join(specs) + "\n")
-EOF
+COPY deploy/docker/requirements.py ./
+RUN python requirements.py pyproject.toml /src
 
 # ---------------------------------------------------------------------------------------------
 # API: Flask under gunicorn, and Flower. No model stack: the package goes in with --no-deps and

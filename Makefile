@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: install run test test-fast bench system-deps clean
+.PHONY: install run test test-fast test-containers bench system-deps container-deps clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,20 @@ system-deps:
 	@command -v chromium >/dev/null 2>&1 || { \
 	  echo "installing chromium"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-wqy-microhei) >/dev/null; }
+
+# What the container test drives: podman builds and runs the images (runc, since crun refuses
+# hybrid cgroups; aardvark-dns resolves service names on a compose network), mmdebstrap makes a
+# base image from Debian packages, and promtool checks the alert rules.
+container-deps:
+	@for tool in podman:podman runc:runc aardvark-dns:/usr/lib/podman/aardvark-dns \
+	             mmdebstrap:mmdebstrap prometheus:promtool; do \
+	  package=$${tool%%:*}; binary=$${tool#*:}; \
+	  command -v $$binary >/dev/null 2>&1 || [ -x "$$binary" ] || missing="$$missing $$package"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing$$missing"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing) >/dev/null; \
+	fi
 
 run: install
 	$(VENV)/bin/voxq up

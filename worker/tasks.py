@@ -24,12 +24,12 @@ log = logging.getLogger(__name__)
 def synthesize(job_id: str) -> str:
     started = time.perf_counter()
     status = context.runner().run(job_id)
-    if status in ("succeeded", "failed", "canceled"):
-        metrics.JOBS_FINISHED.labels(status).inc()
     try:
         record = context.store().get(job_id)
-    except redis.RedisError:  # only for the log line: never redo a finished job for it
+    except redis.RedisError:  # only for metrics and the log line: never redo a finished job for it
         record = None
+    if status in ("succeeded", "failed", "canceled"):
+        metrics.job_finished(status, record)
     fields = {"status": status, "duration_s": round(time.perf_counter() - started, 3)}
     log.info("job %s ended: %s", job_id, status,
              extra=logs.job_fields(record, **fields) if record else {"job_id": job_id, **fields})
