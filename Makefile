@@ -22,7 +22,8 @@ $(VENV)/.torch: $(VENV)/.installed
 	$(PIP) install -q -e '.[torch]'
 	touch $@
 
-# Debian packages the suite drives for real: a private redis-server, and Chromium for the web page.
+# Debian packages the suite drives for real: a private redis-server, Chromium for the web page,
+# and promtool for the alert rules.
 system-deps:
 	@command -v redis-server >/dev/null 2>&1 || { \
 	  echo "installing redis-server"; \
@@ -30,13 +31,16 @@ system-deps:
 	@command -v chromium >/dev/null 2>&1 || { \
 	  echo "installing chromium"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-wqy-microhei) >/dev/null; }
+	@command -v promtool >/dev/null 2>&1 || { \
+	  echo "installing prometheus (promtool checks the alert rules)"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus) >/dev/null; }
 
 # What the container test drives: podman builds and runs the images (runc, since crun refuses
-# hybrid cgroups; aardvark-dns resolves service names on a compose network), mmdebstrap makes a
-# base image from Debian packages, and promtool checks the alert rules.
+# hybrid cgroups; aardvark-dns resolves service names on a compose network), and mmdebstrap
+# makes the base images from Debian packages.
 container-deps:
 	@for tool in podman:podman runc:runc aardvark-dns:/usr/lib/podman/aardvark-dns \
-	             mmdebstrap:mmdebstrap prometheus:promtool; do \
+	             mmdebstrap:mmdebstrap; do \
 	  package=$${tool%%:*}; binary=$${tool#*:}; \
 	  command -v $$binary >/dev/null 2>&1 || [ -x "$$binary" ] || missing="$$missing $$package"; \
 	done; \
