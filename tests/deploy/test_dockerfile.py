@@ -120,7 +120,7 @@ def test_workers_check_health_with_a_celery_ping_to_their_own_node(parsed, targe
     stage = stages[target]
     (healthcheck,) = stage.all("HEALTHCHECK")
     probe = " ".join(healthcheck.value)
-    assert f'celery -A worker.app inspect ping -d "{node}@$HOSTNAME" --timeout 10' in probe
+    assert f'celery -A worker.app inspect ping -d "{node}@$(hostname)" --timeout 10' in probe
     command = " ".join(exec_form(stage.all("CMD")[-1]))
     assert f"-n {node}@%h" in command
 
