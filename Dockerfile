@@ -40,9 +40,9 @@ COPY api /src/api
 COPY shared /src/shared
 COPY worker /src/worker
 COPY voxq /src/voxq
-RUN pip install --no-deps /src
 # pip and setuptools only install: the running API needs neither (about 20 MB).
-RUN python -m pip uninstall -y -q pip setuptools
+RUN pip install --no-deps /src \
+ && python -m pip uninstall -y -q pip setuptools
 
 FROM python-base AS api
 RUN groupadd --system --gid 10001 voxq \
@@ -79,9 +79,9 @@ COPY api /src/api
 COPY shared /src/shared
 COPY worker /src/worker
 COPY voxq /src/voxq
-RUN pip install --no-deps /src
 # pip only installs (setuptools stays: pyworld imports pkg_resources at run time).
-RUN python -m pip uninstall -y -q pip
+RUN pip install --no-deps /src \
+ && python -m pip uninstall -y -q pip
 
 FROM python-base AS worker-cpu
 RUN groupadd --system --gid 10001 voxq \

@@ -172,7 +172,7 @@ def test_api_image_carries_no_model_stack(parsed):
         assert forbidden not in text, forbidden
     installs = [i.value[0] for stage in behind for i in stage.all("RUN") if "pip install" in i.value[0]]
     assert "pip install -r /tmp/requirements-api.txt" in installs
-    assert "pip install --no-deps /src" in installs
+    assert any(line.startswith("pip install --no-deps /src") for line in installs)
 
 
 def requirement_lists(parsed, tmp_path):
