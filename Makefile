@@ -58,6 +58,11 @@ test: install $(VENV)/.torch
 test-fast: install $(VENV)/.torch
 	$(PY) -m pytest -q -ra -m "not slow"
 
+# The images built and the compose stack run with podman (about N minutes): not part of
+# `make test`, which would go over its budget; .ci/run runs both.
+test-containers: install container-deps
+	VOXQ_CONTAINER_TEST=1 $(PY) -m pytest -q -ra tests/containers
+
 bench: install
 	$(VENV)/bin/voxq bench engine
 
