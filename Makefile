@@ -58,8 +58,8 @@ test: install $(VENV)/.torch
 test-fast: install $(VENV)/.torch
 	$(PY) -m pytest -q -ra -m "not slow"
 
-# The images built and the compose stack run with podman (about N minutes): not part of
-# `make test`, which would go over its budget; .ci/run runs both.
+# The images built and the compose stack run with podman: about 5 minutes from nothing, on top
+# of `make test`'s budget, so a target of its own; .ci/run runs both.
 test-containers: install container-deps
 	VOXQ_CONTAINER_TEST=1 $(PY) -m pytest -q -ra tests/containers
 

@@ -103,7 +103,7 @@ def images(request):
         podman("build", "--network", "host", "--build-arg", f"PYTHON_IMAGE={PYTHON_BASE}",
                "--target", target, "-t", tag, str(REPO), timeout=1800)
         built[target] = tag
-        say(request, f"{target}: built in {time.perf_counter() - started:.0f} s (layer cache kept), "
+        say(request, f"{target}: built in {time.perf_counter() - started:.0f} s, "
                      f"{size_mb(tag):.0f} MB, of which {size_mb(tag) - size_mb(PYTHON_BASE):.0f} MB voxq's "
                      f"on the {size_mb(PYTHON_BASE):.0f} MB stand-in base")
     return built
