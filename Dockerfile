@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1.7
 # voxq container images: one file, one target per component.
 #
 #   docker build --target api        -t voxq/api:0.1.0        .
@@ -26,27 +25,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 FROM python-base AS requirements
 WORKDIR /src
 COPY pyproject.toml ./
-RUN python - <<'EOF'
-import re
-import tomllib
-
-API = {"flask", "gunicorn", "pydantic", "redis", "celery", "kombu",
-       "prometheus-client", "flower", "requests"}
-project = tomllib.load(open("pyproject.toml", "rb"))["project"]
-deps = project["dependencies"]
-name = lambda spec: re.split(r"[\[=<>!~;\s]", spec, maxsplit=1)[0].lower()
-missing = API - {name(d) for d in deps}
-if missing:
-    raise SystemExit(f"pyproject.toml no longer pins {sorted(missing)}")
-lists = {
-    "all": deps,
-    "api": [d for d in deps if name(d) in API],
-    "torch": project["optional-dependencies"]["torch"],
-}
-for which, specs in lists.items():
-    with open(f"/src/requirements-{which}.txt", "w") as out:
-        out.write("\n".join(specs) + "\n")
-EOF
+COPY deploy/docker/requirements.py ./
+RUN python requirements.py pyproject.toml /src
 
 # ---------------------------------------------------------------------------------------------
 # API: Flask under gunicorn, and Flower. No model stack: the package goes in with --no-deps and
@@ -60,7 +40,9 @@ COPY api /src/api
 COPY shared /src/shared
 COPY worker /src/worker
 COPY voxq /src/voxq
-RUN pip install --no-deps /src
+# pip and setuptools only install: the running API needs neither (about 20 MB).
+RUN pip install --no-deps /src \
+ && python -m pip uninstall -y -q pip setuptools
 
 FROM python-base AS api
 RUN groupadd --system --gid 10001 voxq \
@@ -97,7 +79,9 @@ COPY api /src/api
 COPY shared /src/shared
 COPY worker /src/worker
 COPY voxq /src/voxq
-RUN pip install --no-deps /src
+# pip only installs (setuptools stays: pyworld imports pkg_resources at run time).
+RUN pip install --no-deps /src \
+ && python -m pip uninstall -y -q pip
 
 FROM python-base AS worker-cpu
 RUN groupadd --system --gid 10001 voxq \
@@ -114,8 +98,9 @@ USER 10001:10001
 # A wrong or truncated model file fails the build here, not the first job in production.
 RUN python -m worker.assets --verify
 # The ping goes through Redis to this very worker, so it proves the consumer loop is alive.
+# $(hostname), not $HOSTNAME: podman runs healthchecks without the HOSTNAME variable.
 HEALTHCHECK --interval=60s --timeout=20s --start-period=300s --retries=3 \
-  CMD ["sh", "-c", "celery -A worker.app inspect ping -d \"cpu@$HOSTNAME\" --timeout 10"]
+  CMD ["sh", "-c", "celery -A worker.app inspect ping -d \"cpu@$(hostname)\" --timeout 10"]
 # One prefork child per core unless VOXQ_WORKER_CONCURRENCY says otherwise.
 CMD ["sh", "-c", "exec celery -A worker.app worker --pool prefork --concurrency \"${VOXQ_WORKER_CONCURRENCY:-$(nproc)}\" -Q interactive,batch --loglevel INFO -n cpu@%h"]
 
@@ -173,7 +158,7 @@ RUN python -m worker.assets --verify
 # Under heavy batching a ping can wait behind the GPU, so the check tolerates twenty minutes
 # of silence before it calls the container unhealthy.
 HEALTHCHECK --interval=60s --timeout=20s --start-period=600s --retries=20 \
-  CMD ["sh", "-c", "celery -A worker.app inspect ping -d \"gpu@$HOSTNAME\" --timeout 10"]
+  CMD ["sh", "-c", "celery -A worker.app inspect ping -d \"gpu@$(hostname)\" --timeout 10"]
 # threads: one process owns the GPU and never forks after CUDA has started; its threads run
 # many jobs at once so the batcher can group their segments into one GPU batch.
 CMD ["celery", "-A", "worker.app", "worker", "--pool", "threads", "--concurrency", "16", \

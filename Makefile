@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: install run test test-fast bench system-deps clean
+.PHONY: install run test test-fast test-containers bench system-deps container-deps clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,8 @@ $(VENV)/.torch: $(VENV)/.installed
 	$(PIP) install -q -e '.[torch]'
 	touch $@
 
-# Debian packages the suite drives for real: a private redis-server, and Chromium for the web page.
+# Debian packages the suite drives for real: a private redis-server, Chromium for the web page,
+# and promtool for the alert rules.
 system-deps:
 	@command -v redis-server >/dev/null 2>&1 || { \
 	  echo "installing redis-server"; \
@@ -30,6 +31,23 @@ system-deps:
 	@command -v chromium >/dev/null 2>&1 || { \
 	  echo "installing chromium"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-wqy-microhei) >/dev/null; }
+	@command -v promtool >/dev/null 2>&1 || { \
+	  echo "installing prometheus (promtool checks the alert rules)"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus) >/dev/null; }
+
+# What the container test drives: podman builds and runs the images (runc, since crun refuses
+# hybrid cgroups; aardvark-dns resolves service names on a compose network), and mmdebstrap
+# makes the base images from Debian packages.
+container-deps:
+	@for tool in podman:podman runc:runc aardvark-dns:/usr/lib/podman/aardvark-dns \
+	             mmdebstrap:mmdebstrap; do \
+	  package=$${tool%%:*}; binary=$${tool#*:}; \
+	  command -v $$binary >/dev/null 2>&1 || [ -x "$$binary" ] || missing="$$missing $$package"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing$$missing"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing) >/dev/null; \
+	fi
 
 run: install
 	$(VENV)/bin/voxq up
@@ -39,6 +57,11 @@ test: install $(VENV)/.torch
 
 test-fast: install $(VENV)/.torch
 	$(PY) -m pytest -q -ra -m "not slow"
+
+# The images built and the compose stack run with podman: about 5 minutes from nothing, on top
+# of `make test`'s budget, so a target of its own; .ci/run runs both.
+test-containers: install container-deps
+	VOXQ_CONTAINER_TEST=1 $(PY) -m pytest -q -ra tests/containers
 
 bench: install
 	$(VENV)/bin/voxq bench engine

@@ -1,13 +1,16 @@
-"""A worker node's Prometheus endpoint: every prefork child's samples, and the broker's queue depths.
+"""A worker node's Prometheus endpoint: every prefork child's samples, and what the broker holds.
 
 Set VOXQ_METRICS_PORT (and VOXQ_METRICS_ADDR, default 0.0.0.0) to serve them, and
 PROMETHEUS_MULTIPROC_DIR to a folder private to this worker node (one per container or pod), set
 before the worker starts. Each prefork child writes its samples (synthesis time, RTF, cache hits,
 jobs finished, webhook deliveries) to its own file there; the main process serves the sum at
-http://ADDR:PORT/metrics, adding the depth of every queue, read from Redis at each scrape.
+http://ADDR:PORT/metrics, adding what the broker holds (queue depths and ages, live workers,
+Redis memory), read from Redis at each scrape.
 """
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import os
 from pathlib import Path
@@ -17,6 +20,7 @@ from prometheus_client.core import GaugeMetricFamily
 
 from shared import tasks
 from shared.config import Settings
+from shared.jobs import now
 from shared.store import Store, Unavailable
 
 log = logging.getLogger(__name__)
@@ -24,26 +28,74 @@ log = logging.getLogger(__name__)
 QUEUES = (*tasks.SYNTHESIS_QUEUES, tasks.WEBHOOKS)
 
 
-class QueueDepth:
-    """voxq_queue_depth{queue}: messages waiting in each broker queue (Redis list lengths)."""
+def _waiting_job(message: str) -> str | None:
+    """The job ID of a job's first task (what a client waits on), or None for anything else:
+    a later chunk of a running job, or an unreadable message."""
+    try:
+        envelope = json.loads(message)
+        if envelope.get("headers", {}).get("task") != tasks.SYNTHESIZE:
+            return None
+        body = envelope["body"]
+        if envelope.get("properties", {}).get("body_encoding") == "base64":
+            body = base64.b64decode(body)
+        args = json.loads(body)[0]
+        return str(args[0]) if args else None
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+        return None
+
+
+class ClusterState:
+    """What the broker holds, read from Redis at each scrape:
+
+    voxq_queue_depth{queue}: messages waiting in each broker queue;
+    voxq_queue_oldest_age_seconds{queue}: how long the oldest job waiting to start in each
+    synthesis queue has waited since it was submitted (0 when none waits);
+    voxq_workers_alive{queue}: live workers (by heartbeat) consuming each queue;
+    voxq_redis_memory_used_bytes and voxq_redis_memory_max_bytes (0: no limit).
+    """
 
     def __init__(self, settings: Settings):
         self.settings = settings
         self._store: Store | None = None
 
     def collect(self):
-        family = GaugeMetricFamily("voxq_queue_depth", "Messages waiting in each broker queue", labels=["queue"])
         try:
             if self._store is None:
                 self._store = Store.open(self.settings.redis_url, self.settings.jobs.result_ttl_s)
-            depths = self._store.queues.depths(QUEUES)
+            store = self._store
+            depths = store.queues.depths(QUEUES)
+            oldest = {queue: self._oldest_age(store, tails)
+                      for queue, tails in store.queues.oldest(tasks.SYNTHESIS_QUEUES).items()}
+            workers: dict[str, int] = {}
+            for consumed in store.workers.queues_of(store.workers.alive(self.settings.jobs.heartbeat_ttl_s)).values():
+                for queue in consumed:
+                    workers[queue] = workers.get(queue, 0) + 1
+            used, limit = store.queues.memory()
         except Unavailable as exc:
             # A scrape must still answer with the job metrics when Redis is away.
-            log.warning("queue depth unavailable: %s", exc.__class__.__name__)
+            log.warning("broker state unavailable: %s", exc.__class__.__name__)
             return
-        for queue, depth in depths.items():
-            family.add_metric([queue], depth)
-        yield family
+        depth = GaugeMetricFamily("voxq_queue_depth", "Messages waiting in each broker queue", labels=["queue"])
+        for queue, count in depths.items():
+            depth.add_metric([queue], count)
+        yield depth
+        age = GaugeMetricFamily("voxq_queue_oldest_age_seconds",
+                                "Seconds the oldest job waiting to start in each synthesis queue has waited",
+                                labels=["queue"])
+        for queue, seconds in oldest.items():
+            age.add_metric([queue], seconds)
+        yield age
+        alive = GaugeMetricFamily("voxq_workers_alive", "Live workers consuming each queue", labels=["queue"])
+        for queue in QUEUES:
+            alive.add_metric([queue], workers.get(queue, 0))
+        yield alive
+        yield GaugeMetricFamily("voxq_redis_memory_used_bytes", "Memory Redis uses", value=used)
+        yield GaugeMetricFamily("voxq_redis_memory_max_bytes", "Redis's maxmemory (0: no limit)", value=limit)
+
+    @staticmethod
+    def _oldest_age(store: Store, tails: list[str]) -> float:
+        created = [record.created_at for record in store.jobs.get_many(filter(None, map(_waiting_job, tails)))]
+        return max(0.0, (now() - min(created)).total_seconds()) if created else 0.0
 
 
 def start(settings: Settings) -> None:
@@ -63,8 +115,8 @@ def start(settings: Settings) -> None:
     for path in Path(folder).glob("*.db"):
         if not path.name.endswith(mine):
             path.unlink(missing_ok=True)
-    registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry, path=str(folder))
-    registry.register(QueueDepth(settings))
-    start_http_server(port, addr=settings.metrics.addr, registry=registry)
+    collectors = CollectorRegistry()
+    multiprocess.MultiProcessCollector(collectors, path=str(folder))
+    collectors.register(ClusterState(settings))
+    start_http_server(port, addr=settings.metrics.addr, registry=collectors)
     log.info("worker metrics on http://%s:%s/metrics", settings.metrics.addr, port)

@@ -195,7 +195,7 @@ def test_workers_ping_their_own_node_and_get_time_to_finish_jobs(gpu):
     for name, node in (("worker-cpu", "cpu"), ("worker-gpu", "gpu"), ("webhooks", "webhooks")):
         test = services[name]["healthcheck"]["test"]
         assert test[0] == "CMD-SHELL"
-        assert f'inspect ping -d "{node}@$HOSTNAME"' in test[1], name
+        assert f'inspect ping -d "{node}@$(hostname)"' in test[1], name
     for name in ("worker-cpu", "worker-gpu"):
         assert services[name]["stop_grace_period"] == "15m"
 

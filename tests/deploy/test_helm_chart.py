@@ -52,6 +52,8 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         },
         "keda": {"enabled": True},
         "serviceMonitor": {"enabled": True},
+        "prometheusRule": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
+        "grafanaDashboard": {"enabled": True},
         "workers": {"gpu": {"enabled": True}},
     },
     "everything": {
@@ -124,7 +126,7 @@ def value_set(request) -> tuple[str, dict[str, Any]]:
 
 FULLNAME = f"{RELEASE}-voxq"
 # Kinds that come from operators' CRDs; kubernetes-validate ships only the built-in schemas.
-CRD_KINDS = {"ScaledObject", "TriggerAuthentication", "ServiceMonitor"}
+CRD_KINDS = {"ScaledObject", "TriggerAuthentication", "ServiceMonitor", "PrometheusRule"}
 SCAFFOLD_LABELS = {
     "helm.sh/chart",
     "app.kubernetes.io/name",
@@ -295,6 +297,23 @@ def test_service_monitor_scrapes_api_metrics():
     assert monitor["spec"]["selector"]["matchLabels"].items() <= api_service["metadata"]["labels"].items()
     assert monitor["spec"]["endpoints"] == [
         {"port": "http", "path": "/metrics", "interval": "30s", "scrapeTimeout": "10s"}]
+
+
+def test_alerts_and_dashboard_ship_the_files_compose_users_get():
+    objs = objects(VALUE_SETS["ingress-keda-servicemonitor"])
+    rule = by_kind(objs, "PrometheusRule")[f"{FULLNAME}-monitoring"]
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1"
+    assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    plain = yaml.safe_load((REPO / "deploy/prometheus/alerts.yaml").read_text())
+    assert rule["spec"] == plain
+    dashboard = by_kind(objs, "ConfigMap")[f"{FULLNAME}-monitoring-dashboard"]
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert json.loads(dashboard["data"]["voxq.json"]) == json.loads(
+        (REPO / "deploy/grafana/voxq.json").read_text())
+    # Off by default: a cluster without the Prometheus Operator has no PrometheusRule kind.
+    defaults = objects()
+    assert not by_kind(defaults, "PrometheusRule")
+    assert f"{FULLNAME}-monitoring-dashboard" not in by_kind(defaults, "ConfigMap")
 
 
 # --- worker pools ----------------------------------------------------------------------------
