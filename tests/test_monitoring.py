@@ -49,7 +49,8 @@ def cluster(tmp_path_factory):
     for name in ports:
         (workdir / f"{name}-metrics").mkdir()
     live = LiveCluster(workdir, api_env=webhook_env, worker_env={
-        **webhook_env, "VOXQ_METRICS_PORT": ports["worker"], "VOXQ_METRICS_ADDR": "127.0.0.1",
+        # Chunks of a minute of audio: the busy job holds the one worker child for seconds at a time.
+        **webhook_env, "VOXQ_CHUNK_S": 60, "VOXQ_METRICS_PORT": ports["worker"], "VOXQ_METRICS_ADDR": "127.0.0.1",
         "PROMETHEUS_MULTIPROC_DIR": workdir / "worker-metrics"})
     hooks = Worker(live.redis.url, live.data_dir, workdir / "hooks.log", queues="webhooks", pool="threads",
                    concurrency=2, name="hooks", VOXQ_METRICS_PORT=ports["webhooks"], VOXQ_METRICS_ADDR="127.0.0.1",
@@ -68,6 +69,8 @@ def test_every_metric_a_rule_or_panel_reads_is_exported(cluster):
     store = redis.Redis.from_url(cluster.redis.url)
     # One worker child: the long job holds it while the second waits in the queue.
     busy = cluster.submit(text=LONG)
+    while requests.get(f"{cluster.url}/v1/jobs/{busy['id']}", timeout=5).json()["progress"]["chunks_done"] < 1:
+        time.sleep(0.05)  # planned, and its first long chunk under way
     waiting = cluster.submit(text="等待中的任务。")
     store.delete(f"voxq:job:{waiting['id']}:text")  # it will fail: its text is gone
     deadline = time.time() + 30

@@ -213,7 +213,7 @@ class Runner:
         if key:
             self.cache.remember(key, job_id)
         log.info("job %s succeeded: %.2f s audio in %d chunk(s)", job_id, payload["duration_s"], total)
-        metrics.JOBS_FINISHED.labels("succeeded").inc()
+        metrics.job_finished("succeeded", self.jobs.get(job_id))
         self.notify(job_id)
         return "succeeded"
 
@@ -230,7 +230,7 @@ class Runner:
     def _fail(self, record: JobRecord, code: str, message: str) -> str:
         if self.jobs.fail(record.id, code, message):
             log.info("job %s failed: %s", record.id, code)
-            metrics.JOBS_FINISHED.labels("failed").inc()
+            metrics.job_finished("failed", self.jobs.get(record.id))
             self.notify(record.id)
             return "failed"
         return self.jobs.status(record.id) or "missing"
@@ -246,7 +246,7 @@ class Runner:
             self.storage.delete(job_id)
             return True
         metrics.CACHE_HITS.inc()
-        metrics.JOBS_FINISHED.labels("succeeded").inc()
+        metrics.job_finished("succeeded", self.jobs.get(job_id))
         log.info("job %s served from the cache (job %s)", job_id, source.id)
         self.notify(job_id)
         return True
