@@ -1,0 +1,189 @@
+"""`voxq status`: a running cluster's workers, queues and jobs in flight, read from its Redis."""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from voxq.cli import CliError
+
+# What `voxq up` leaves in its data directory, for `voxq status` and for people: how to reach it.
+STATE_FILE = "up.json"
+LOCK_FILE = "voxq.lock"
+
+# kombu's Redis transport keeps delivered-but-unacknowledged messages in this hash, and splits
+# each queue into one list per priority step (queue, queue\x06\x163, ...). Read-only use here.
+UNACKED = "unacked"
+PRIORITY_SEPARATOR = "\x06\x16"
+PRIORITY_STEPS = (0, 3, 6, 9)
+
+
+@dataclass
+class InFlight:
+    task: str
+    job_id: str
+    queue: str
+
+
+def redacted(url: str) -> str:
+    """The URL without its password, for banners and status lines."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    user = parts.username or ""
+    return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, parts.fragment))
+
+
+def write_state(data_dir: Path, state: dict) -> None:
+    path = data_dir / STATE_FILE
+    # The Redis URL inside carries the private Redis's password: readable by its owner only.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(state, fh, indent=2)
+
+
+def read_state(data_dir: Path) -> dict | None:
+    try:
+        return json.loads((data_dir / STATE_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def queue_lengths(client, queues) -> dict[str, int]:
+    pipe = client.pipeline(transaction=False)
+    for queue in queues:
+        for step in PRIORITY_STEPS:
+            pipe.llen(f"{queue}{PRIORITY_SEPARATOR}{step}" if step else queue)
+    counts = pipe.execute()
+    steps = len(PRIORITY_STEPS)
+    return {queue: sum(counts[i * steps:(i + 1) * steps]) for i, queue in enumerate(queues)}
+
+
+def in_flight(client) -> list[InFlight]:
+    """Tasks a worker has taken and not yet acknowledged: the jobs being worked on right now."""
+    found = []
+    for raw in client.hvals(UNACKED):
+        try:
+            payload, _exchange, routing_key = json.loads(raw)
+            headers = payload.get("headers") or {}
+            args = json.loads(base64.b64decode(payload["body"]))[0] if payload.get("body") else []
+            job_id = args[0] if args and isinstance(args[0], str) else "?"
+            found.append(InFlight(headers.get("task", "?"), job_id, routing_key))
+        except (ValueError, TypeError, KeyError, IndexError):
+            continue  # not a message of ours: say nothing rather than guess
+    return found
+
+
+def _client(url: str):
+    import redis
+
+    return redis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=2, socket_timeout=5)
+
+
+def _resolve(args) -> tuple[str, dict]:
+    if args.redis_url:
+        return args.redis_url, {}
+    if os.environ.get("REDIS_URL"):
+        return os.environ["REDIS_URL"], {}
+    data_dir = Path(args.data_dir).resolve()
+    state = read_state(data_dir)
+    if state is None or not _held(data_dir / LOCK_FILE):
+        # No state, or a state file left by a `voxq up` that was killed: nothing runs there.
+        raise CliError(f"no running `voxq up` found in {data_dir}: give --data-dir, --redis-url or REDIS_URL")
+    return state["redis_url"], state
+
+
+def _held(lock: Path) -> bool:
+    """Whether a live `voxq up` holds this lock file (its flock dies with it)."""
+    import fcntl
+
+    try:
+        with open(lock, "a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            return False
+    except OSError:
+        return False
+
+
+def _api_ready(url: str) -> str:
+    import requests
+
+    try:
+        response = requests.get(f"{url.rstrip('/')}/readyz", timeout=3)
+    except requests.RequestException as exc:
+        return f"not answering ({type(exc).__name__})"
+    if response.status_code == 200:
+        return "ready"
+    try:
+        return f"not ready: {response.json()['error']['message']}"
+    except (ValueError, KeyError, TypeError):
+        return f"not ready (HTTP {response.status_code})"
+
+
+def cmd_status(args) -> int:
+    import redis
+
+    from shared import registry
+    from shared.config import Settings
+    from shared.jobstore import JobStore
+    from shared.tasks import SYNTHESIS_QUEUES, WEBHOOKS
+
+    url, state = _resolve(args)
+    client = _client(url)
+    ttl = Settings.from_env({}).heartbeat_ttl_s
+    try:
+        client.ping()
+        names = registry.alive(client, ttl)
+        consumed = {}
+        if names:
+            consumed = {name: json.loads(raw) if raw else []
+                        for name, raw in zip(names, client.hmget(registry.QUEUES, names))}
+        lengths = queue_lengths(client, (*SYNTHESIS_QUEUES, WEBHOOKS))
+        flying = in_flight(client)
+        store = JobStore(client, ttl_s=1)
+        progress = {job.job_id: store.get(job.job_id) for job in flying if job.task == "voxq.synthesize"}
+    except redis.RedisError as exc:
+        raise CliError(f"Redis at {redacted(url)} does not answer: {exc}") from exc
+
+    lines = [f"Redis      {redacted(url)}" + (" (private, started by voxq up)" if state.get("private") else "")]
+    if state.get("api_url"):
+        lines.append(f"API        {state['api_url']}  {_api_ready(state['api_url'])}")
+    if state.get("pid"):
+        lines.append(f"voxq up    pid {state['pid']}, since {time.strftime('%Y-%m-%d %H:%M', time.localtime(state.get('started', 0)))}")
+    lines.append(f"workers    {len(names)} alive" + (":" if names else ""))
+    for name in names:
+        lines.append(f"             {name}  ({', '.join(consumed.get(name) or ['?'])})")
+    lines.append("queues     " + " · ".join(f"{queue} {n}" for queue, n in lengths.items()))
+    jobs = [job for job in flying if job.task == "voxq.synthesize"]
+    lines.append(f"in flight  {len(jobs)} job(s)" + (":" if jobs else ""))
+    for job in jobs:
+        record = progress.get(job.job_id)
+        detail = "no record"
+        if record is not None:
+            detail = record.status
+            if record.progress.segments_total:
+                detail += f", {record.progress.segments_done}/{record.progress.segments_total} segments"
+        lines.append(f"             {job.job_id}  {job.queue}  {detail}")
+    others = len(flying) - len(jobs)
+    if others:
+        lines.append(f"             and {others} webhook deliver{'y' if others == 1 else 'ies'}")
+    print("\n".join(lines))
+    return 0
+
+
+def add_parser(sub) -> None:
+    status = sub.add_parser("status", help="workers, queues and jobs in flight of a running cluster")
+    status.add_argument("--data-dir", default=os.environ.get("VOXQ_DATA_DIR", "./data"),
+                        help="the data directory of a running `voxq up` (default ./data)")
+    status.add_argument("--redis-url", help="read this Redis instead (default REDIS_URL, else the data directory's)")
+    status.set_defaults(func=cmd_status)
