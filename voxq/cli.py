@@ -77,14 +77,15 @@ def _check_writable(path: str, what: str) -> None:
         raise CliError(f"cannot write {what} {path}: the folder {folder} is not writable")
 
 
-NATIVE_NOISE = (b"Created TensorFlow Lite XNNPACK delegate",)
+# Whole lines, as LiteRT writes them ("INFO: Created TensorFlow Lite XNNPACK delegate for CPU.").
+NATIVE_NOISE = (b"INFO: Created TensorFlow Lite XNNPACK delegate",)
 
 
 @contextlib.contextmanager
 def _quiet_native_stderr():
     """Drop the runtime's informational line that native code writes on fd 2; pass all else on.
 
-    LiteRT prints "Created TensorFlow Lite XNNPACK delegate for CPU." straight to fd 2, out of
+    LiteRT prints "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." straight to fd 2, out of
     reach of Python's logging. Everything else written there meanwhile (a real error, Python's
     own stderr) is forwarded line by line as it comes, so nothing else is hidden or delayed.
     """
