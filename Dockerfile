@@ -31,7 +31,7 @@ import re
 import tomllib
 
 API = {"flask", "gunicorn", "pydantic", "redis", "celery", "kombu",
-       "prometheus-client", "flower", "requests"}
+       "prometheus-client", "flower", "requests", "flask-swagger-ui"}
 project = tomllib.load(open("pyproject.toml", "rb"))["project"]
 deps = project["dependencies"]
 name = lambda spec: re.split(r"[\[=<>!~;\s]", spec, maxsplit=1)[0].lower()

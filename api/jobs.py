@@ -118,7 +118,7 @@ def submit(job: JobRequest, owner: str) -> JobRecord:
             tasks.SYNTHESIZE, args=[record.id], queue=_queue_for(job.priority),
             # Flower and the event stream show this instead of arguments: the text never travels
             # through the broker anyway, but nothing of the job should be readable there.
-            argsrepr="(hidden)", kwargsrepr="{}",
+            argsrepr=repr([record.id]), kwargsrepr="{}",
             retry=False,
         )
     except OperationalError:

@@ -340,7 +340,7 @@ def publish(celery, store, job_id: str, first_delay_s: float = 0, redeliver: boo
     try:
         celery.send_task(
             tasks.DELIVER_WEBHOOK, args=[job_id, webhook_id, generation], queue=tasks.WEBHOOKS,
-            countdown=first_delay_s or None, argsrepr="(hidden)", kwargsrepr="{}", retry=False,
+            countdown=first_delay_s or None, argsrepr=repr([job_id]), kwargsrepr="{}", retry=False,
         )
     except Exception:
         if first:

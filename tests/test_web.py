@@ -35,12 +35,12 @@ def cluster(tmp_path_factory):
 @pytest.fixture(scope="module")
 def browser():
     if not Path(CHROMIUM).is_file() or shutil.which("chromium") is None:
-        pytest.fail("Debian's chromium is not installed (/usr/bin/chromium): run `make system-deps`, "
+        pytest.fail("Debian's chromium is not installed (/usr/bin/chromium): run `make test-system-deps`, "
                     "which does `apt-get install -y chromium`; the browser tests never download a browser")
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        pytest.fail("playwright (the Python package) is not installed: `make install` installs the test extras")
+        pytest.fail("playwright (the Python package) is not installed: `make install-test` installs the test extras")
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
