@@ -263,8 +263,8 @@ def test_a_failed_job_looks_failed_and_focus_follows_the_job(browser, cluster, f
 
 
 def test_an_empty_submit_puts_the_focus_back_in_the_text(page):
-    page.focus("#text")
-    page.keyboard.press("Control+Enter")
+    page.focus("#submit")
+    page.keyboard.press("Enter")
     page.locator("#error").wait_for(state="visible")
     assert page.evaluate("document.activeElement.id") == "text"
 
