@@ -140,7 +140,7 @@ def cmd_status(args) -> int:
 
     url, state = _resolve(args)
     client = _client(url)
-    ttl = Settings.from_env({}).heartbeat_ttl_s
+    ttl = Settings.from_env().heartbeat_ttl_s
     try:
         client.ping()
         names = registry.alive(client, ttl)
