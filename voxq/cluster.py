@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -111,9 +112,9 @@ class Cluster:
         handle.flush()
         self._lock = handle  # released by the kernel when we exit, however we exit
 
-    def spawn(self, name: str, cmd: list[str], env: dict, nice: int = 0) -> None:
+    def spawn(self, name: str, cmd: list[str], env: dict, nice: int = 0, death_signal: int = signal.SIGTERM) -> None:
         log = open(self.data_dir / "logs" / f"{name}.log", "ab")
-        die_with_us = _parent_death_signal(signal.SIGTERM, os.getpid())
+        die_with_us = _parent_death_signal(death_signal, os.getpid())
 
         def prepare():
             die_with_us()
@@ -220,10 +221,13 @@ class Cluster:
                                   "-n", f"cpu-{args.port}@%h", "--loglevel", "INFO"], env,
                        # Synthesis is throughput work sharing cores with the API: a lower priority
                        # keeps submits and polls fast while every core synthesizes.
-                       nice=WORKER_NICE)
+                       nice=WORKER_NICE,
+                       # Orphaned, a worker stops at once (cold shutdown) rather than finish a long
+                       # job for no one; the job is requeued (see _requeue_orphans).
+                       death_signal=signal.SIGQUIT)
             self.spawn("webhooks", [python, "-m", "celery", "-A", "worker.app", "worker", "--pool", "threads",
                                     "--concurrency", "8", "-Q", "webhooks", "-n", f"webhooks-{args.port}@%h",
-                                    "--loglevel", "INFO"], env)
+                                    "--loglevel", "INFO"], env, death_signal=signal.SIGQUIT)
             flower_auth = os.environ.get("FLOWER_BASIC_AUTH")
             shown_auth = "(from FLOWER_BASIC_AUTH)"
             if not flower_auth:
@@ -287,6 +291,10 @@ class Cluster:
         once: Celery's cold shutdown hands each unfinished job back to its queue (acks_late), and
         the next start runs it again.
         """
+        hurry = threading.Event()
+        # From here a signal is a request to hurry, never an exception that could cut this short.
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, lambda *_: hurry.set())
         rest = [(name, proc) for name, proc in self.children if name != "redis"]
         redis = [(name, proc) for name, proc in self.children if name == "redis"]
         if any(proc.poll() is None for _, proc in rest):
@@ -296,11 +304,9 @@ class Cluster:
                      "(Ctrl-C again stops at once; they go back to the queue)", err=True)
             else:
                 _say("voxq: stopping", err=True)
-            try:
-                for _, proc in rest:
-                    _signal(proc, signal.SIGTERM)
-                self._wait(rest, kill_after=GRACE_S, spare=("worker",))
-            except KeyboardInterrupt:
+            for _, proc in rest:
+                _signal(proc, signal.SIGTERM)
+            if not self._wait(rest, kill_after=GRACE_S, spare=("worker",), hurry=hurry):
                 _say("voxq: stopping at once; unfinished jobs go back to the queue", err=True)
                 for name, proc in rest:
                     # SIGQUIT: Celery's cold shutdown (requeue) and gunicorn's quick exit.
@@ -312,13 +318,18 @@ class Cluster:
         self.children.clear()
 
     @staticmethod
-    def _wait(children, kill_after: float, spare: tuple[str, ...] = ()) -> None:
-        """Wait for every child; kill the groups of those (not spared) still there after kill_after."""
+    def _wait(children, kill_after: float, spare: tuple[str, ...] = (), hurry: threading.Event | None = None) -> bool:
+        """Wait for every child; kill the groups of those (not spared) still there after kill_after.
+
+        Returns False when `hurry` was set before they were all gone.
+        """
         deadline = time.monotonic() + kill_after
         while True:
             running = [(name, proc) for name, proc in children if proc.poll() is None]
             if not running:
-                return
+                return True
+            if hurry is not None and hurry.is_set():
+                return False
             if time.monotonic() > deadline:
                 for name, proc in running:
                     if name not in spare:
