@@ -169,11 +169,10 @@ def cmd_synth(args) -> int:
             segments = synthesizer.plan(text, settings)
             # The engine's own checks first: a missing package or model is one line, not a traceback.
             preflight(settings)
-            with _quiet_native_stderr():
-                engine = load_engine(settings)
-                result = synthesizer.render(
-                    engine, text, options, out_path, settings, marks_path=args.marks, segments=segments
-                )
+            engine = load_engine(settings)
+            result = synthesizer.render(
+                engine, text, options, out_path, settings, marks_path=args.marks, segments=segments
+            )
         except synthesizer.SynthesisError as exc:
             raise CliError(str(exc)) from exc
         except (EngineError, AssetError) as exc:
@@ -223,7 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--format", help=f"one of: {', '.join(FORMATS)} (default: from -o's extension, else wav)")
     synth.add_argument("--sample-rate", type=int, help=f"one of: {', '.join(map(str, SAMPLE_RATES))}")
     synth.add_argument("--marks", help="write per-character timing marks (JSON) to this file")
-    synth.set_defaults(func=cmd_synth)
+    # Commands that run an engine in this process filter LiteRT's native stderr line (see main).
+    synth.set_defaults(func=cmd_synth, quiet_native=True)
 
     from voxq import bench, cluster, keys, status  # all light: no model stack at import
 
@@ -238,7 +238,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.func(args) or 0
+        # Not for long-running commands (`voxq up`): a filter thread there would outlive its terminal.
+        with _quiet_native_stderr() if getattr(args, "quiet_native", False) else contextlib.nullcontext():
+            return args.func(args) or 0
     except CliError as exc:
         print(f"voxq: error: {exc}", file=sys.stderr)
         return 2
