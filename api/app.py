@@ -7,16 +7,18 @@ from shared.config import Settings
 
 
 def create_app(test_config: dict | None = None) -> Flask:
+    """`test_config` may hold Flask settings, and under "VOXQ_SETTINGS" overrides of voxq's
+    Settings (a section's as a dict, e.g. {"limits": {"max_chars": 200}})."""
+    test_config = dict(test_config or {})
+    settings = Settings.load(**test_config.pop("VOXQ_SETTINGS", {}))
     app = Flask(__name__)
-    settings = Settings.from_env(**(test_config or {}).get("VOXQ_SETTINGS", {}))
     app.config.from_mapping(
         SETTINGS=settings,
-        MAX_CONTENT_LENGTH=settings.max_request_bytes,
+        MAX_CONTENT_LENGTH=settings.limits.max_request_bytes,
         JSON_SORT_KEYS=False,
     )
     app.config.from_prefixed_env("VOXQ_FLASK")
-    if test_config:
-        app.config.update({k: v for k, v in test_config.items() if k != "VOXQ_SETTINGS"})
+    app.config.update(test_config)
     app.json.ensure_ascii = False
     app.json.sort_keys = False
 
@@ -28,7 +30,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         logs.configure(settings.log_level)
 
     services.init_app(app)
-    errors.init_app(app)
+    errors.init_app(app, faces={"/tts": seed.seed_error, "/v1/audio/speech": openai_speech.openai_error})
     auth.init_app(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(jobs.bp)

@@ -8,62 +8,21 @@ every API process of the cluster shares them.
 from __future__ import annotations
 
 import math
-import os
 from datetime import datetime, timedelta, timezone
 
-from flask import Flask, current_app, g, request
+from flask import Flask, g, request
 
 from api import services
 from api.errors import ApiError
-from shared.keys import ANONYMOUS, KeyRing, KeySource
-
-# The environment names the auth and webhook code read; a test's config dict may set them too.
-ENV_NAMES = (
-    "VOXQ_API_KEYS", "VOXQ_API_KEYS_FILE", "VOXQ_WEBHOOK_SECRETS_FILE", "VOXQ_RATE_LIMIT_PER_MINUTE",
-    "VOXQ_CHARS_PER_DAY", "VOXQ_WEBHOOK_ALLOW_NETWORKS", "VOXQ_WEBHOOK_PORTS", "VOXQ_WEBHOOK_RETRY_SCHEDULE",
-)
-
-# Generic cell rate algorithm: a burst of up to `limit` requests, then one per period/limit.
-# One key per tenant holding the theoretical arrival time; the answer is how long to wait (ms).
-_RATE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local period = tonumber(ARGV[1])
-local interval = math.max(1, math.floor(period / tonumber(ARGV[2])))
-local tat = tonumber(redis.call('GET', KEYS[1]) or now)
-if tat < now then tat = now end
-local new_tat = tat + interval
-if new_tat - period > now then return new_tat - period - now end
-redis.call('SET', KEYS[1], new_tat, 'PX', new_tat - now)
-return 0
-"""
-
-# Characters per UTC day: add only if the sum stays within the limit; the answer is the new sum,
-# or -1 when refused.
-_CHARS = """
-local used = tonumber(redis.call('GET', KEYS[1]) or '0')
-if used + tonumber(ARGV[1]) > tonumber(ARGV[2]) then return -1 end
-used = redis.call('INCRBY', KEYS[1], ARGV[1])
-redis.call('EXPIRE', KEYS[1], 172800)
-return used
-"""
-
-
-def config_environ(app: Flask) -> dict[str, str]:
-    """The process environment, with the test config's values for the names above on top."""
-    env = dict(os.environ)
-    env.update({name: str(app.config[name]) for name in ENV_NAMES if app.config.get(name) is not None})
-    return env
+from shared.keys import ANONYMOUS, KeyRing
 
 
 def init_app(app: Flask) -> None:
-    # Reading the key files here makes a malformed file stop the start-up, not a later request.
-    app.extensions["voxq.keys"] = KeySource(config_environ(app))
     app.before_request(_guard)
 
 
 def keyring() -> KeyRing:
-    return current_app.extensions["voxq.keys"].current()
+    return services.get().keys.current()
 
 
 def _guard():
@@ -73,8 +32,7 @@ def _guard():
         return None
     tenant = keyring().tenant(owner())
     if tenant.requests_per_minute:
-        wait_ms = services.get().store.redis.eval(
-            _RATE, 1, f"voxq:rate:{tenant.name}", 60_000, tenant.requests_per_minute)
+        wait_ms = services.get().store.limits.wait_ms(tenant.name, tenant.requests_per_minute)
         if wait_ms:
             raise ApiError(429, "rate_limited",
                            f"more than {tenant.requests_per_minute} requests per minute; retry later",
@@ -115,8 +73,7 @@ def charge(owner: str, chars: int) -> None:
         raise ApiError(413, "text_too_long",
                        f"text has {chars} characters; this key may submit {limit} characters a day", "text")
     today = datetime.now(timezone.utc)
-    used = services.get().store.redis.eval(_CHARS, 1, f"voxq:chars:{owner}:{today:%Y-%m-%d}", chars, limit)
-    if int(used) < 0:
+    if not services.get().store.limits.add_chars(owner, f"{today:%Y-%m-%d}", chars, limit):
         midnight = datetime.combine(today.date() + timedelta(days=1), datetime.min.time(), timezone.utc)
         raise ApiError(429, "chars_per_day_exceeded",
                        f"this job would take the key past its {limit} characters for today (UTC)",

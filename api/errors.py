@@ -1,12 +1,20 @@
-"""Every error the API returns is JSON: {"error": {"code", "message", "field"}}. Never HTML."""
+"""Every error the API returns is JSON in the shape of the face that was called, never HTML.
+
+voxq's own API answers {"error": {"code", "message", "field"}}; the seed's /tts and the OpenAI
+endpoint have shapes of their own. One set of handlers, registered once on the app, picks the
+face's renderer by path, so an error raised before a blueprint is known (a 404 or 405 from
+routing) still comes back in that face's shape.
+"""
 from __future__ import annotations
 
 import logging
+from typing import Callable
 
-import redis
-from flask import Flask, jsonify
+from flask import Flask, Response, jsonify, request
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
+
+from shared.store import Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -21,18 +29,27 @@ class ApiError(Exception):
         self.headers = headers or {}
 
 
-def error_response(status: int, code: str, message: str, field: str | None = None, headers=None):
+# (status, code, message, field) -> a response; the caller adds the headers.
+Renderer = Callable[[int, str, str, "str | None"], Response]
+
+
+def render_voxq(status: int, code: str, message: str, field: str | None = None) -> Response:
     response = jsonify({"error": {"code": code, "message": message, "field": field}})
     response.status_code = status
-    for name, value in (headers or {}).items():
-        response.headers[name] = value
+    return response
+
+
+def error_response(status: int, code: str, message: str, field: str | None = None, headers=None) -> Response:
+    response = render_voxq(status, code, message, field)
+    response.headers.update(headers or {})
     return response
 
 
 def validation_error(exc: ValidationError) -> ApiError:
     first = exc.errors()[0]
     field = ".".join(str(part) for part in first["loc"]) or None
-    message = first["msg"]
+    # pydantic prefixes the messages of our own validators with "Value error, ": not for users.
+    message = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         message = "unknown field"
     elif first["type"] == "literal_error" and first.get("ctx", {}).get("expected"):
@@ -44,21 +61,31 @@ _CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: 
           415: "unsupported_media_type", 429: "rate_limited"}
 
 
-def init_app(app: Flask) -> None:
+def init_app(app: Flask, faces: dict[str, Renderer]) -> None:
+    """Register the handlers once. `faces` maps a path (exact, or a prefix ending in '/') to the
+    renderer of that face's errors; any other path gets voxq's shape."""
+
+    def render(exc_status: int, code: str, message: str, field=None, headers=None) -> Response:
+        path = request.path
+        renderer = next((r for prefix, r in faces.items()
+                         if path == prefix or (prefix.endswith("/") and path.startswith(prefix))), render_voxq)
+        response = renderer(exc_status, code, message, field)
+        response.headers.update(headers or {})
+        return response
+
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError):
-        return error_response(exc.status, exc.code, exc.message, exc.field, exc.headers)
+        return render(exc.status, exc.code, exc.message, exc.field, exc.headers)
 
     @app.errorhandler(ValidationError)
     def _validation(exc: ValidationError):
         err = validation_error(exc)
-        return error_response(err.status, err.code, err.message, err.field)
+        return render(err.status, err.code, err.message, err.field)
 
-    @app.errorhandler(redis.RedisError)
+    @app.errorhandler(Unavailable)
     def _redis_down(exc):
         log.warning("redis unavailable: %s", exc.__class__.__name__)
-        return error_response(503, "unavailable", "the job store is unavailable; retry shortly", None,
-                              {"Retry-After": "5"})
+        return render(503, "unavailable", "the job store is unavailable; retry shortly", None, {"Retry-After": "5"})
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException):
@@ -68,9 +95,9 @@ def init_app(app: Flask) -> None:
             message = f"request body is larger than {app.config['MAX_CONTENT_LENGTH']} bytes"
         # Keep what the exception knows about the protocol, e.g. the Allow header of a 405.
         headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
-        return error_response(exc.code, code, message, headers=headers)
+        return render(exc.code, code, message, None, headers)
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):
         log.exception("unhandled error")
-        return error_response(500, "internal_error", "internal error")
+        return render(500, "internal_error", "internal error")

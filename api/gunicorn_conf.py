@@ -27,11 +27,19 @@ logconfig_dict = {
 
 
 def _metrics_dir() -> Path | None:
+    # Read here, not from Settings: prometheus-client itself reads this variable in every worker.
     folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     return Path(folder) if folder else None
 
 
 def on_starting(server) -> None:
+    from shared.config import Settings, SettingsError
+
+    try:
+        Settings.load()
+    except SettingsError as exc:
+        # Before any worker boots: one line per bad variable, instead of a traceback per worker.
+        raise SystemExit(f"voxq api: error: invalid settings:\n{exc}") from None
     folder = _metrics_dir()
     if folder is None:
         return

@@ -5,7 +5,7 @@ from flask import Blueprint, jsonify
 
 from api import services
 from api.errors import error_response
-from shared import registry
+from shared import tasks
 
 bp = Blueprint("health", __name__)
 
@@ -18,9 +18,8 @@ def healthz():
 @bp.get("/readyz")
 def readyz():
     svc = services.get()
-    client = svc.store.redis
-    client.ping()  # a RedisError becomes a quick 503 in errors.py
-    workers = registry.alive_synthesis(client, svc.settings.heartbeat_ttl_s)
+    svc.store.ping()  # Redis down becomes a quick 503 in errors.py
+    workers = svc.store.workers.alive_consuming(svc.settings.jobs.heartbeat_ttl_s, tasks.SYNTHESIS_QUEUES)
     if not workers:
         return error_response(503, "no_workers", "no synthesis worker has sent a heartbeat recently")
     return jsonify({"status": "ready", "workers": len(workers)})

@@ -2,190 +2,68 @@
 from __future__ import annotations
 
 import base64
-import hashlib
-import json
 import logging
 
 from flask import Blueprint, jsonify, request, send_file, url_for
-from kombu.exceptions import OperationalError
-from pydantic import ValidationError
 
-from api import auth, metrics, services, webhooks
-from api.errors import ApiError, validation_error
-from shared import logs, registry, tasks
-from shared.jobs import TERMINAL, JobAccepted, JobList, JobRecord, JobRequest, JobView, job_view
-from shared.options import CONTENT_TYPES, EMOTIONS, check_format_rate
-from shared.storage import JOB_ID
+from api import auth, intake, services, webhooks
+from api.errors import ApiError
+from api.intake import owned_job, view
+from shared.jobs import TERMINAL, JobAccepted, JobList, JobRecord
+from shared.options import CONTENT_TYPES
 
 bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
 log = logging.getLogger(__name__)
 
 
-def current_owner() -> str:
-    return auth.owner()
-
-
-def json_body() -> dict:
-    if not request.is_json:
-        raise ApiError(415, "unsupported_media_type", "the body must be JSON (Content-Type: application/json)")
-    body = request.get_json(silent=True)
-    if body is None:
-        raise ApiError(400, "invalid_json", "the body is not valid JSON")
-    if not isinstance(body, dict):
-        raise ApiError(400, "invalid_json", "the body must be a JSON object")
-    return body
-
-
-def parse_job_request(body: dict) -> JobRequest:
-    svc = services.get()
-    try:
-        job = JobRequest.model_validate(body)
-    except ValidationError as exc:
-        raise validation_error(exc) from None
-    if not job.text.strip():
-        raise ApiError(422, "empty_text", "text is empty", "text")
-    if len(job.text) > svc.settings.max_chars:
-        raise ApiError(413, "text_too_long",
-                       f"text has {len(job.text)} characters; the limit is {svc.settings.max_chars}", "text")
-    caps = _engine_caps()  # one Redis read for both checks
-    emotions = known_emotions(caps)
-    if job.emotion not in emotions:
-        raise ApiError(422, "unknown_emotion", f"unknown emotion {job.emotion!r}; valid: {', '.join(emotions)}",
-                       "emotion")
-    voices = known_voices(caps)
-    if job.voice is not None and voices and job.voice not in voices:
-        raise ApiError(422, "unknown_voice", f"unknown voice {job.voice!r}; valid: {', '.join(sorted(voices))}",
-                       "voice")
-    problem = check_format_rate(job.format, job.sample_rate)
-    if problem:
-        raise ApiError(422, "unsupported_sample_rate", problem, "sample_rate")
-    return job
-
-
-def _engine_caps() -> list[dict]:
-    return registry.engines(services.get().store.redis)
-
-
-def known_emotions(engines: list[dict] | None = None) -> tuple[str, ...]:
-    """Emotions the live workers registered (the built-in presets before any worker has)."""
-    engines = _engine_caps() if engines is None else engines
-    found = {e for caps in engines for e in caps.get("emotions", [])}
-    return tuple(sorted(found)) if found else EMOTIONS
-
-
-def known_voices(engines: list[dict] | None = None) -> set[str]:
-    engines = _engine_caps() if engines is None else engines
-    return {v["name"] for caps in engines for v in caps.get("voices", [])}
-
-
-def links(job_id: str) -> dict[str, str]:
-    return {
-        "self": url_for("jobs.get_job", job_id=job_id),
-        "audio": url_for("jobs.get_audio", job_id=job_id),
-    }
-
-
-def view(record: JobRecord) -> JobView:
-    return job_view(record, url_for("jobs.list_jobs"))
-
-
-def owned_job(job_id: str) -> JobRecord:
-    """The caller's job, or 404: another tenant's job must look exactly like no job at all."""
-    if not JOB_ID.match(job_id):
-        raise ApiError(404, "not_found", "no such job")
-    record = services.get().store.get(job_id)
-    if record is None or record.owner != current_owner():
-        raise ApiError(404, "not_found", "no such job")
-    return record
-
-
-def _queue_for(priority: str) -> str:
-    svc = services.get()
-    # Interactive work goes to a GPU pool when one is alive: it finishes a short job soonest.
-    if priority == "interactive":
-        alive = registry.alive_queues(svc.store.redis, svc.settings.heartbeat_ttl_s)
-        if tasks.GPU_INTERACTIVE in alive:
-            return tasks.GPU_INTERACTIVE
-    return tasks.QUEUE_FOR_PRIORITY[priority]
-
-
-def submit(job: JobRequest, owner: str) -> JobRecord:
-    """Store the job, then publish it. The record exists before anyone hears of the job."""
-    svc = services.get()
-    record = svc.store.create(job, owner)
-    try:
-        svc.celery.send_task(
-            tasks.SYNTHESIZE, args=[record.id], queue=_queue_for(job.priority),
-            # Flower and the event stream show this instead of arguments: the text never travels
-            # through the broker anyway, but nothing of the job should be readable there.
-            argsrepr=repr([record.id]), kwargsrepr="{}",
-            retry=False,
-        )
-    except OperationalError:
-        svc.store.discard(record)
-        raise ApiError(503, "unavailable", "the queue is unavailable; retry shortly", headers={"Retry-After": "5"})
-    log.info("job %s queued: %d chars, priority %s", record.id, record.text_chars, record.priority,
-             extra=logs.job_fields(record, status="queued"))
-    metrics.job_submitted(record.priority)
-    return record
-
-
 def _accepted(record: JobRecord, status_code: int = 202):
-    body = JobAccepted(id=record.id, status=record.status, created_at=record.created_at, links=links(record.id))
+    body = JobAccepted(id=record.id, status=record.status, created_at=record.created_at, links=intake.links(record.id))
     response = jsonify(body.model_dump(mode="json"))
     response.status_code = status_code
     response.headers["Location"] = url_for("jobs.get_job", job_id=record.id)
     return response
 
 
-def _idempotent(owner: str, key: str, body: dict):
-    """Return (existing record or None, a function to remember the new job)."""
-    svc = services.get()
+def _idempotent(owner: str, key: str, digest: str) -> JobRecord | None:
+    """The job this Idempotency-Key already made with this body, or None; 409 for another body."""
     if len(key) > 255:
         raise ApiError(422, "invalid_idempotency_key", "Idempotency-Key is longer than 255 characters",
                        "Idempotency-Key")
-    digest = hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
-    redis_key = f"voxq:idem:{owner}:{hashlib.sha256(key.encode()).hexdigest()}"
-    existing = svc.store.redis.get(redis_key)
-    if existing:
-        stored = json.loads(existing)
-        if stored["body"] != digest:
-            raise ApiError(409, "idempotency_conflict",
-                           "this Idempotency-Key was used with a different request body", "Idempotency-Key")
-        record = svc.store.get(stored["job"])
-        if record is not None:
-            return record, None
-
-    def remember(record: JobRecord) -> bool:
-        value = json.dumps({"body": digest, "job": record.id})
-        return bool(svc.store.redis.set(redis_key, value, nx=True, ex=svc.settings.idempotency_ttl_s))
-
-    return None, remember
+    stored = services.get().store.idempotency.get(owner, key)
+    if stored is None:
+        return None
+    stored_digest, job_id = stored
+    if stored_digest != digest:
+        raise ApiError(409, "idempotency_conflict",
+                       "this Idempotency-Key was used with a different request body", "Idempotency-Key")
+    return services.get().store.jobs.get(job_id)
 
 
 @bp.post("")
 def create_job():
-    body = json_body()
-    job = parse_job_request(body)
-    owner = current_owner()
+    svc = services.get()
+    body = intake.json_body()
+    job = intake.parse_job_request(body)
+    owner = auth.owner()
     if job.callback_url:
         webhooks.check_callback(owner, job.callback_url)
     key = request.headers.get("Idempotency-Key")
     if key:
-        existing, remember = _idempotent(owner, key, body)
+        digest = intake.body_digest(body)
+        existing = _idempotent(owner, key, digest)
         if existing is not None:
             return _accepted(existing, 200)
         auth.charge(owner, len(job.text))
-        record = submit(job, owner)
-        if not remember(record):
+        record = intake.submit(job, owner)
+        if not svc.store.idempotency.remember(owner, key, digest, record.id, svc.settings.limits.idempotency_ttl_s):
             # Lost a race with an identical request: answer with the winner's job.
-            existing, _ = _idempotent(owner, key, body)
+            existing = _idempotent(owner, key, digest)
             if existing is not None:
-                services.get().store.cancel(record.id)
+                svc.store.jobs.cancel(record.id)
                 return _accepted(existing, 200)
         return _accepted(record)
     auth.charge(owner, len(job.text))
-    return _accepted(submit(job, owner))
+    return _accepted(intake.submit(job, owner))
 
 
 @bp.get("/<job_id>")
@@ -213,7 +91,7 @@ def list_jobs():
             float(cursor.partition(":")[0])
         except (ValueError, UnicodeDecodeError):
             raise ApiError(422, "invalid_request", "cursor is not one this API issued", "cursor") from None
-    records, next_cursor = svc.store.list(current_owner(), status, limit, cursor)
+    records, next_cursor = svc.store.jobs.list(auth.owner(), status, limit, cursor)
     body = JobList(
         jobs=[view(r) for r in records],
         next_cursor=base64.urlsafe_b64encode(next_cursor.encode()).decode() if next_cursor else None,
@@ -272,15 +150,14 @@ def delete_job(job_id: str):
     record = owned_job(job_id)
     if record.status in TERMINAL:
         svc.storage.delete(record.id)
-        svc.store.delete(record)
+        svc.store.jobs.delete(record)
         return "", 204
-    ok, previous = svc.store.cancel(record.id)
+    ok, previous = svc.store.jobs.cancel(record.id)
     if ok and record.callback_url:
-        webhooks.notify(record.id)
+        svc.webhooks.notify(record.id)
     if not ok and previous in TERMINAL:
         # It finished while we asked: delete its files, as for any finished job.
         svc.storage.delete(record.id)
-        svc.store.delete(record)
+        svc.store.jobs.delete(record)
         return "", 204
-    svc.store.redis.delete(svc.store.text_key(record.id))
-    return jsonify(view(svc.store.get(record.id)).model_dump(mode="json")), 202
+    return jsonify(view(svc.store.jobs.get(record.id)).model_dump(mode="json")), 202

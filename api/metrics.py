@@ -12,12 +12,13 @@ answers with its own samples only, which is right for a single process (the Flas
 from __future__ import annotations
 
 import logging
-import os
 import time
 
 from flask import Blueprint, Response, g, request
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client import multiprocess
+
+from api import services
 
 bp = Blueprint("metrics", __name__)
 access_log = logging.getLogger("api.access")
@@ -74,7 +75,8 @@ def _count(response):
 
 
 def _registry():
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    # prometheus-client reads PROMETHEUS_MULTIPROC_DIR itself; the settings say whether it is set.
+    if services.get().settings.metrics.multiproc_dir:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
         return registry

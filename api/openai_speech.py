@@ -27,15 +27,12 @@ import logging
 import re
 from typing import Literal
 
-import redis
 from flask import Blueprint, jsonify, send_file
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from werkzeug.exceptions import HTTPException
 
 from api import blocking, services
 from api.errors import ApiError, validation_error
-from api.jobs import json_body, known_emotions, known_voices, parse_job_request
-from shared import registry
+from api.intake import json_body, known_emotions, known_voices, parse_job_request
 
 bp = Blueprint("openai_speech", __name__)
 log = logging.getLogger(__name__)
@@ -116,7 +113,8 @@ class OpenAIError(BaseModel):
 _PARAMS = {"text": "input", "format": "response_format"}
 
 
-def openai_error(status: int, message: str, param: str | None = None, code: str | None = None, headers=None):
+def openai_error(status: int, code: str | None, message: str, param: str | None = None):
+    """An error in OpenAI's shape (api/errors.py calls this for every error on this face)."""
     if status in _INPUT_CODES or status == 401 or status == 403:
         kind = "invalid_request_error"
     elif status == 429:
@@ -127,37 +125,7 @@ def openai_error(status: int, message: str, param: str | None = None, code: str 
     response = jsonify(body.model_dump(mode="json"))
     # OpenAI answers a malformed request with 400 where voxq's own API says 422.
     response.status_code = 400 if status == 422 else status
-    for name, value in (headers or {}).items():
-        response.headers[name] = value
     return response
-
-
-@bp.errorhandler(ApiError)
-def _api_error(exc: ApiError):
-    return openai_error(exc.status, exc.message, exc.field, exc.code, exc.headers)
-
-
-@bp.errorhandler(HTTPException)
-def _http_error(exc: HTTPException):
-    return openai_error(exc.code or 500, exc.description or exc.name, None, None)
-
-
-@bp.errorhandler(redis.RedisError)
-def _redis_down(exc):
-    log.warning("redis unavailable: %s", exc.__class__.__name__)
-    return openai_error(503, "the job store is unavailable; retry shortly", None, "unavailable",
-                        {"Retry-After": "5"})
-
-
-@bp.errorhandler(Exception)
-def _unexpected(exc: Exception):
-    log.exception("unhandled error")
-    return openai_error(500, "internal error", None, "internal_error")
-
-
-@bp.record_once
-def _configure(state) -> None:
-    blocking.configure(state.app)
 
 
 def emotion_from_instructions(instructions: str | None) -> str | None:
@@ -166,8 +134,8 @@ def emotion_from_instructions(instructions: str | None) -> str | None:
 
 
 def _check_model(model: str) -> None:
-    engines = {caps["engine"] for caps in registry.engines(services.get().store.redis)}
-    engines.add(services.get().settings.engine)
+    engines = {caps["engine"] for caps in services.get().store.workers.engines()}
+    engines.add(services.get().settings.engine.name)
     if model not in OPENAI_MODELS and model not in engines:
         raise ApiError(404, "model_not_found", f"The model '{model}' does not exist; use one of "
                        f"{', '.join([*OPENAI_MODELS, *sorted(engines)])}", "model")

@@ -10,14 +10,12 @@ from __future__ import annotations
 import logging
 from typing import Literal
 
-import redis
 from flask import Blueprint, jsonify, request, url_for
 from pydantic import BaseModel, ConfigDict, Field
-from werkzeug.exceptions import HTTPException
 
 from api import blocking
 from api.errors import ApiError
-from api.jobs import parse_job_request
+from api.intake import parse_job_request
 
 bp = Blueprint("seed", __name__)
 log = logging.getLogger(__name__)
@@ -42,39 +40,11 @@ class SeedError(BaseModel):
     message: str
 
 
-def seed_error(status: int, message: str, headers=None):
+def seed_error(status: int, code: str, message: str, field: str | None = None):
+    """An error in the seed's shape (api/errors.py calls this for every error on /tts)."""
     response = jsonify(SeedError(message=message).model_dump())
     response.status_code = status
-    for name, value in (headers or {}).items():
-        response.headers[name] = value
     return response
-
-
-@bp.errorhandler(ApiError)
-def _api_error(exc: ApiError):
-    return seed_error(exc.status, exc.message, exc.headers)
-
-
-@bp.errorhandler(HTTPException)
-def _http_error(exc: HTTPException):
-    return seed_error(exc.code or 500, exc.description or exc.name)
-
-
-@bp.errorhandler(redis.RedisError)
-def _redis_down(exc):
-    log.warning("redis unavailable: %s", exc.__class__.__name__)
-    return seed_error(503, "the job store is unavailable; retry shortly", {"Retry-After": "5"})
-
-
-@bp.errorhandler(Exception)
-def _unexpected(exc: Exception):
-    log.exception("unhandled error")
-    return seed_error(500, "internal error")
-
-
-@bp.record_once
-def _configure(state) -> None:
-    blocking.configure(state.app)
 
 
 @bp.post("/tts")

@@ -1,24 +1,32 @@
-"""The API's connections (Redis job store, Celery publisher), made lazily once per process."""
+"""The API's connections and policies (the store, the Celery publisher, keys, the callback-URL
+policy), made lazily once per process from the app's one Settings object."""
 from __future__ import annotations
 
 from flask import Flask, current_app
 
 from shared.broker import make_celery
-from shared.jobstore import JobStore, connect
+from shared.callback_policy import Policy
+from shared.config import Settings
+from shared.keys import KeySource
 from shared.storage import Storage
+from shared.store import Store
+from shared.webhook_publisher import WebhookPublisher
 
 
 class Services:
-    def __init__(self, settings):
+    def __init__(self, settings: Settings):
         self.settings = settings
+        self.storage = Storage(settings.data_dir)
+        # Reading the key files here makes a malformed file stop the start-up, not a later request.
+        self.keys = KeySource(settings.keys)
+        self.callback_policy = Policy.from_settings(settings.webhooks)
         self._store = None
         self._celery = None
-        self.storage = Storage(settings.data_dir)
 
     @property
-    def store(self) -> JobStore:
+    def store(self) -> Store:
         if self._store is None:
-            self._store = JobStore(connect(self.settings.redis_url), self.settings.result_ttl_s)
+            self._store = Store.open(self.settings.redis_url, self.settings.jobs.result_ttl_s)
         return self._store
 
     @property
@@ -26,6 +34,10 @@ class Services:
         if self._celery is None:
             self._celery = make_celery(self.settings, "voxq.api")
         return self._celery
+
+    @property
+    def webhooks(self) -> WebhookPublisher:
+        return WebhookPublisher(self.celery, self.store.jobs, self.settings.webhooks.retry_schedule[0])
 
 
 def init_app(app: Flask) -> None:

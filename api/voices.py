@@ -4,7 +4,6 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 
 from api import services
-from shared import registry
 
 bp = Blueprint("voices", __name__)
 
@@ -12,5 +11,4 @@ bp = Blueprint("voices", __name__)
 @bp.get("/v1/voices")
 def list_voices():
     svc = services.get()
-    engines = registry.engines(svc.store.redis)
-    return jsonify({"engines": engines, "default_engine": svc.settings.engine})
+    return jsonify({"engines": svc.store.workers.engines(), "default_engine": svc.settings.engine.name})

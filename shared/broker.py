@@ -21,14 +21,14 @@ def celery_config(settings: Settings) -> dict:
         "worker_prefetch_multiplier": 1,
         "broker_transport_options": {
             # Longer than the longest job, or Redis hands a running job to a second worker.
-            "visibility_timeout": settings.visibility_timeout_s,
+            "visibility_timeout": settings.jobs.visibility_timeout_s,
             "socket_connect_timeout": 1,
             "socket_timeout": 5,
             "queue_order_strategy": "priority",
             # How often a worker looks for jobs whose worker died (unacked past the visibility
             # timeout). kombu's default sweeps every ~100 s; a cheap check every few seconds
             # gets a crashed job moving again soon after its timeout.
-            "unacked_restore_interval": max(1, min(10, settings.visibility_timeout_s // 2)),
+            "unacked_restore_interval": max(1, min(10, settings.jobs.visibility_timeout_s // 2)),
             "unacked_restore_throttle": 1,
         },
         "broker_connection_retry_on_startup": True,

@@ -1,59 +1,268 @@
-"""Settings for every voxq process, read from the environment once, at start-up, never at import."""
+"""Settings for every voxq process: one pydantic-settings object, read from the environment when
+a process starts (the app factory, the worker's init, a CLI command), never at import.
+
+Each section reads its own variables; every name is the one the README lists. A bad value stops
+the process at start-up with one line per variable (`SettingsError`), never later in a request.
+"""
 from __future__ import annotations
 
-import os
 from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
-class Settings(BaseModel):
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    data_dir: Path = Path("./data")
-    engine: str = "fastspeech2-litert"
+def _section(prefix: str) -> SettingsConfigDict:
+    # populate_by_name: tests and the CLI may pass a field by its name instead of its variable.
+    return SettingsConfigDict(env_prefix=prefix, extra="ignore", populate_by_name=True, frozen=True)
+
+
+def _env(name: str, field: str) -> AliasChoices:
+    """Read `field` from the variable `name` (a name the README fixed, outside the section's prefix)."""
+    return AliasChoices(name, field)
+
+
+class EngineSettings(BaseSettings):
+    """Which voice model runs, where, and how (VOXQ_ENGINE, VOXQ_DEVICE, ...)."""
+
+    model_config = _section("VOXQ_")
+
+    name: str = Field("fastspeech2-litert", validation_alias=_env("VOXQ_ENGINE", "name"))
     device: str = "cpu"
     model_dir: Path | None = None
-    engine_threads: int = Field(1, ge=1)
-    max_chars: int = Field(100_000, ge=1)
+    threads: int = Field(1, ge=1, validation_alias=_env("VOXQ_ENGINE_THREADS", "threads"))
+    # Batching engines (fastspeech2-torch): segments per batch and how long a batch waits to fill.
+    batch_max: int = Field(16, ge=1)
+    batch_wait_ms: float = Field(10, ge=0)
+    sambert_model: str = "damo/speech_sambert-hifigan_tts_zh-cn_16k"
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        if value != "cpu" and not value.startswith("cuda"):
+            raise ValueError("must be cpu, cuda or cuda:N")
+        return value
+
+
+class TextSettings(BaseSettings):
+    """How text is split into segments and how long the pauses between them are."""
+
+    model_config = _section("VOXQ_")
+
     max_segment_chars: int = Field(60, ge=8)
     sentence_pause_s: float = Field(0.35, ge=0)
     clause_pause_s: float = Field(0.15, ge=0)
+
+
+class JobSettings(BaseSettings):
+    """Retention, attempts and liveness of jobs and workers."""
+
+    model_config = _section("VOXQ_")
+
     result_ttl_s: int = Field(7 * 24 * 3600, ge=60)
     max_attempts: int = Field(3, ge=1)
     visibility_timeout_s: int = Field(3600, ge=1)
     heartbeat_ttl_s: int = Field(30, ge=5)
+
+
+class LimitSettings(BaseSettings):
+    """Sizes a request may have, and how long a caller may wait for speech."""
+
+    model_config = _section("VOXQ_")
+
+    max_chars: int = Field(100_000, ge=1)
+    max_request_bytes: int = Field(1 << 20, ge=1024)
+    max_metadata_bytes: int = Field(4096, ge=0)
     idempotency_ttl_s: int = Field(24 * 3600, ge=1)
-    max_metadata_bytes: int = 4096
-    max_request_bytes: int = 1 << 20
+    speech_timeout_s: float = Field(60.0, gt=0)
+
+
+class KeySettings(BaseSettings):
+    """Where API keys and webhook secrets come from, and the default per-key limits."""
+
+    model_config = _section("VOXQ_")
+
+    api_keys: str = ""
+    api_keys_file: Path | None = None
+    webhook_secrets_file: Path | None = None
+    rate_limit_per_minute: int = Field(600, ge=0)
+    chars_per_day: int = Field(1_000_000, ge=0)
+
+
+class WebhookSettings(BaseSettings):
+    """Where callbacks may go and how deliveries are retried (VOXQ_WEBHOOK_*)."""
+
+    model_config = _section("VOXQ_WEBHOOK_")
+
+    # NoDecode: these are comma-separated lists in the environment, not JSON.
+    ports: Annotated[frozenset[int], NoDecode] = frozenset({80, 443, 8080, 8443})
+    allow_networks: Annotated[tuple[str, ...], NoDecode] = ()
+    # Seconds before each attempt: at once, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 24 h.
+    retry_schedule: Annotated[tuple[float, ...], NoDecode] = (0, 5, 300, 1800, 7200, 18000, 36000, 86400)
+    timeout_s: float = Field(12, ge=1, le=60)
+
+    @field_validator("ports", mode="before")
+    @classmethod
+    def _ports(cls, value: Any):
+        if not isinstance(value, str):
+            return value
+        ports: set[int] = set()
+        for item in filter(None, (p.strip() for p in value.split(","))):
+            low, _, high = item.partition("-")
+            try:
+                first, last = int(low), int(high or low)
+            except ValueError:
+                raise ValueError(f"{item!r} is not a port or a range like 8000-8999") from None
+            if not 1 <= first <= last <= 65535:
+                raise ValueError(f"{item!r} is outside 1-65535")
+            ports.update(range(first, last + 1))
+        return frozenset(ports)
+
+    @field_validator("allow_networks", mode="before")
+    @classmethod
+    def _networks(cls, value: Any):
+        if isinstance(value, str):
+            value = [n.strip() for n in value.split(",") if n.strip()]
+        import ipaddress
+
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not a CIDR like 10.1.0.0/16") from None
+        return tuple(value)
+
+    @field_validator("retry_schedule", mode="before")
+    @classmethod
+    def _schedule(cls, value: Any):
+        if isinstance(value, str):
+            try:
+                value = [float(d) for d in value.split(",") if d.strip()]
+            except ValueError:
+                raise ValueError(f"must be comma-separated seconds, not {value!r}") from None
+        if not value or any(float(d) < 0 for d in value):
+            raise ValueError("needs at least one delay, none negative")
+        return tuple(value)
+
+
+class MetricsSettings(BaseSettings):
+    """A worker node's Prometheus endpoint (VOXQ_METRICS_PORT, VOXQ_METRICS_ADDR)."""
+
+    model_config = _section("VOXQ_METRICS_")
+
+    port: int | None = Field(None, ge=1, le=65535)
+    addr: str = "0.0.0.0"
+    multiproc_dir: Path | None = Field(None, validation_alias=_env("PROMETHEUS_MULTIPROC_DIR", "multiproc_dir"))
+
+
+_SECTIONS = {
+    "engine": EngineSettings, "text": TextSettings, "jobs": JobSettings, "limits": LimitSettings,
+    "keys": KeySettings, "webhooks": WebhookSettings, "metrics": MetricsSettings,
+}
+
+
+class SettingsError(ValueError):
+    """A variable has a bad value; the message names each one, one per line."""
+
+
+class ProcessSettings(BaseSettings):
+    """What every process needs first: where Redis and the audio are, and how much to log."""
+
+    model_config = _section("VOXQ_")
+
+    # REDIS_URL, not VOXQ_REDIS_URL: the name every Redis client and chart already uses.
+    redis_url: str = Field("redis://127.0.0.1:6379/0", validation_alias=_env("REDIS_URL", "redis_url"))
+    data_dir: Path = Path("./data")
     log_level: str = "INFO"
-    # Batching engines (fastspeech2-torch): segments per batch and how long a batch waits to fill.
-    batch_max: int = Field(16, ge=1)
-    batch_wait_ms: float = Field(10, ge=0)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        value = value.upper()
+        if value not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ValueError("must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
+        return value
+
+
+class Settings(BaseModel):
+    """Every setting of a voxq process, by section. Build it with `Settings.load()`.
+
+    A plain model over sections that read the environment themselves: a section read as one
+    variable would collide with a real one (the `engine` section and VOXQ_ENGINE).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    redis_url: str = ProcessSettings.model_fields["redis_url"].default
+    data_dir: Path = Path("./data")
+    log_level: str = "INFO"
+    engine: EngineSettings
+    text: TextSettings
+    jobs: JobSettings
+    limits: LimitSettings
+    keys: KeySettings
+    webhooks: WebhookSettings
+    metrics: MetricsSettings
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> "Settings":
-        env = os.environ if environ is None else environ
-        names = {
-            "redis_url": "REDIS_URL",
-            "data_dir": "VOXQ_DATA_DIR",
-            "engine": "VOXQ_ENGINE",
-            "device": "VOXQ_DEVICE",
-            "model_dir": "VOXQ_MODEL_DIR",
-            "engine_threads": "VOXQ_ENGINE_THREADS",
-            "max_chars": "VOXQ_MAX_CHARS",
-            "max_segment_chars": "VOXQ_MAX_SEGMENT_CHARS",
-            "sentence_pause_s": "VOXQ_SENTENCE_PAUSE_S",
-            "clause_pause_s": "VOXQ_CLAUSE_PAUSE_S",
-            "result_ttl_s": "VOXQ_RESULT_TTL_S",
-            "max_attempts": "VOXQ_MAX_ATTEMPTS",
-            "visibility_timeout_s": "VOXQ_VISIBILITY_TIMEOUT_S",
-            "heartbeat_ttl_s": "VOXQ_HEARTBEAT_TTL_S",
-            "idempotency_ttl_s": "VOXQ_IDEMPOTENCY_TTL_S",
-            "max_request_bytes": "VOXQ_MAX_REQUEST_BYTES",
-            "log_level": "VOXQ_LOG_LEVEL",
-            "batch_max": "VOXQ_BATCH_MAX",
-            "batch_wait_ms": "VOXQ_BATCH_WAIT_MS",
-        }
-        values = {field: env[var] for field, var in names.items() if env.get(var)}
-        values.update(overrides)
-        return cls(**values)
+    def load(cls, **overrides: Any) -> "Settings":
+        """The environment, with `overrides` on top: redis_url, data_dir and log_level by name,
+        a section's as a dict of its fields (or a section object). Raises SettingsError naming
+        every bad variable."""
+        values = dict(overrides)
+        problems: list[str] = []
+
+        def build(section, given: dict):
+            try:
+                return _build(section, given)
+            except SettingsError as exc:
+                problems.append(str(exc))  # keep going: report every bad variable at once
+
+        process = build(ProcessSettings, {k: values.pop(k) for k in ProcessSettings.model_fields if k in values})
+        for name, section in _SECTIONS.items():
+            given = values.get(name)
+            if given is None or isinstance(given, dict):
+                # Built here, not by pydantic from a dict, so the section still reads its
+                # variables for the fields the override does not set.
+                values[name] = build(section, given or {})
+        if problems:
+            raise SettingsError("\n".join(problems))
+        return cls(**process.model_dump(), **values)
+
+
+def _build(section: type[BaseSettings], given: dict) -> BaseSettings:
+    try:
+        return section(**given)
+    except ValidationError as exc:
+        raise SettingsError(explain(exc, section)) from None
+
+
+def variable(section: type[BaseSettings], field: str) -> str:
+    """The environment variable that sets `field` of `section`."""
+    info = section.model_fields.get(field)
+    alias = info.validation_alias if info else None
+    if isinstance(alias, AliasChoices):
+        return str(alias.choices[0])
+    return f"{section.model_config.get('env_prefix', '')}{field}".upper()
+
+
+def explain(exc: ValidationError, section: type[BaseSettings]) -> str:
+    lines = []
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else ""
+        field = next((f for f, info in section.model_fields.items()
+                      if f == field or (isinstance(info.validation_alias, AliasChoices)
+                                        and field in info.validation_alias.choices)), field)
+        message = error["msg"].removeprefix("Value error, ")
+        given = error.get("input")
+        shown = f" (got {given!r})" if isinstance(given, (str, int, float)) else ""
+        lines.append(f"{variable(section, field)}: {message}{shown}")
+    return "\n".join(lines)

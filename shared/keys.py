@@ -30,15 +30,14 @@ import threading
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+
+from shared.config import KeySettings
 
 log = logging.getLogger(__name__)
 
 ANONYMOUS = "anonymous"
 KEY_PREFIX = "vxq_"
 SECRET_PREFIX = "whsec_"
-DEFAULT_REQUESTS_PER_MINUTE = 600
-DEFAULT_CHARS_PER_DAY = 1_000_000
 
 _TENANT = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -101,15 +100,15 @@ def secret_bytes(secret: str) -> bytes:
     return raw
 
 
-def keys_configured(environ: Mapping[str, str]) -> bool:
+def keys_configured(settings: KeySettings) -> bool:
     """Whether any API key is configured. Raises KeysError when the configuration is malformed."""
-    return load(environ).configured
+    return load(settings).configured
 
 
-def load(environ: Mapping[str, str]) -> KeyRing:
-    """Read every source of keys and secrets named in ``environ``; raise KeysError on any flaw."""
-    default_rpm = _int_env(environ, "VOXQ_RATE_LIMIT_PER_MINUTE", DEFAULT_REQUESTS_PER_MINUTE)
-    default_cpd = _int_env(environ, "VOXQ_CHARS_PER_DAY", DEFAULT_CHARS_PER_DAY)
+def load(settings: KeySettings) -> KeyRing:
+    """Read every source of keys and secrets the settings name; raise KeysError on any flaw."""
+    default_rpm = settings.rate_limit_per_minute
+    default_cpd = settings.chars_per_day
     tenants: dict[str, dict] = {}
     by_hash: dict[str, str] = {}
 
@@ -130,13 +129,13 @@ def load(environ: Mapping[str, str]) -> KeyRing:
             by_hash[digest] = name
         _add_secrets(entry, secrets_, where)
 
-    for i, item in enumerate(filter(None, (s.strip() for s in environ.get("VOXQ_API_KEYS", "").split(",")))):
+    for i, item in enumerate(filter(None, (s.strip() for s in settings.api_keys.split(",")))):
         name, sep, digest = item.rpartition(":")
         if not sep:
             raise KeysError(f"VOXQ_API_KEYS entry {i + 1}: expected tenant:sha256hex")
         add(name, [digest], f"VOXQ_API_KEYS entry {i + 1}")
 
-    keys_file = environ.get("VOXQ_API_KEYS_FILE")
+    keys_file = settings.api_keys_file
     if keys_file:
         data = _read_toml(keys_file, "VOXQ_API_KEYS_FILE")
         unknown = set(data) - {"keys"}
@@ -159,7 +158,7 @@ def load(environ: Mapping[str, str]) -> KeyRing:
             add(entry.get("tenant"), hashes, where, entry.get("requests_per_minute"),
                 entry.get("chars_per_day"), _as_list(entry.get("webhook_secrets", []), where))
 
-    secrets_file = environ.get("VOXQ_WEBHOOK_SECRETS_FILE")
+    secrets_file = settings.webhook_secrets_file
     if secrets_file:
         for name, value in _read_toml(secrets_file, "VOXQ_WEBHOOK_SECRETS_FILE").items():
             where = f"{secrets_file}: {name}"
@@ -181,16 +180,15 @@ def load(environ: Mapping[str, str]) -> KeyRing:
 class KeySource:
     """The current KeyRing, read again when a file it came from changes (rotation, no restart)."""
 
-    def __init__(self, environ: Mapping[str, str]):
-        self.environ = dict(environ)
+    def __init__(self, settings: KeySettings):
+        self.settings = settings
         self._lock = threading.Lock()
         self._stamp = self._files_stamp()
-        self._ring = load(self.environ)
+        self._ring = load(self.settings)
 
     def _files_stamp(self) -> tuple:
         stamp = []
-        for var in ("VOXQ_API_KEYS_FILE", "VOXQ_WEBHOOK_SECRETS_FILE"):
-            path = self.environ.get(var)
+        for path in (self.settings.api_keys_file, self.settings.webhook_secrets_file):
             try:
                 st = os.stat(path) if path else None
             except OSError:
@@ -204,7 +202,7 @@ class KeySource:
             with self._lock:
                 if stamp != self._stamp:
                     try:
-                        self._ring = load(self.environ)
+                        self._ring = load(self.settings)
                     except KeysError as exc:
                         # Keep serving with the last good keys rather than locking everyone out.
                         log.error("key files changed but cannot be read, keeping the previous keys: %s", exc)
@@ -248,14 +246,3 @@ def _limit(value, where: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise KeysError(f"{where} must be a whole number >= 0 (0 means no limit)")
     return value
-
-
-def _int_env(environ: Mapping[str, str], name: str, default: int) -> int:
-    raw = environ.get(name)
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise KeysError(f"{name} must be a whole number, not {raw!r}") from None
-    return _limit(value, name)

@@ -68,7 +68,7 @@ def redis_url(redis_server):
 def settings():
     from shared.config import Settings
 
-    return Settings.from_env({})
+    return Settings.load()
 
 
 @pytest.fixture(scope="session")
@@ -106,14 +106,14 @@ class Worker:
         )
 
     def wait_ready(self, timeout: float = 60) -> None:
-        from shared import registry
+        from shared.store.workers import WorkerRegistry
 
-        client = redis.Redis.from_url(self.redis_url, decode_responses=True)
+        registry = WorkerRegistry(redis.Redis.from_url(self.redis_url, decode_responses=True))
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"worker exited:\n{self.log_path.read_text()[-3000:]}")
-            if registry.alive(client, 6):
+            if registry.alive(6):
                 return
             time.sleep(0.1)
         raise RuntimeError(f"worker not ready:\n{self.log_path.read_text()[-3000:]}")
@@ -150,7 +150,7 @@ def app(redis_url, data_dir):
     from api.app import create_app
 
     return create_app({"TESTING": True, "VOXQ_SETTINGS": {"redis_url": redis_url, "data_dir": data_dir,
-                                                           "heartbeat_ttl_s": 6}})
+                                                           "jobs": {"heartbeat_ttl_s": 6}}})
 
 
 @pytest.fixture

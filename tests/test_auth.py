@@ -9,6 +9,7 @@ import re
 import pytest
 
 from shared import keys
+from shared.config import KeySettings, SettingsError
 from tests.conftest import wait_for
 
 TENANTS = {
@@ -46,9 +47,9 @@ def keyed(redis_url, data_dir, key_file):
     from api.app import create_app
 
     path, plain = key_file
-    app = create_app({"TESTING": True, "VOXQ_API_KEYS_FILE": str(path),
-                      "VOXQ_SETTINGS": {"redis_url": redis_url, "data_dir": data_dir, "heartbeat_ttl_s": 6,
-                                        "max_chars": 200}})
+    app = create_app({"TESTING": True,
+                      "VOXQ_SETTINGS": {"redis_url": redis_url, "data_dir": data_dir, "jobs": {"heartbeat_ttl_s": 6},
+                                        "limits": {"max_chars": 200}, "keys": {"api_keys_file": str(path)}}})
     return app.test_client(), plain
 
 
@@ -173,9 +174,10 @@ def test_keys_from_the_environment_and_reloaded_when_the_file_changes(redis_url,
     env_key, file_key = keys.new_key(), keys.new_key()
     path = tmp_path / "keys.toml"
     path.write_text("")
-    app = create_app({"TESTING": True, "VOXQ_API_KEYS": f"envtenant:{keys.hash_key(env_key)}",
-                      "VOXQ_API_KEYS_FILE": str(path),
-                      "VOXQ_SETTINGS": {"redis_url": redis_url, "data_dir": data_dir}})
+    app = create_app({"TESTING": True,
+                      "VOXQ_SETTINGS": {"redis_url": redis_url, "data_dir": data_dir,
+                                        "keys": {"api_keys": f"envtenant:{keys.hash_key(env_key)}",
+                                                 "api_keys_file": str(path)}}})
     client = app.test_client()
     assert client.get("/v1/jobs", headers=bearer(env_key)).status_code == 200
     assert client.get("/v1/jobs", headers=bearer(file_key)).status_code == 401
@@ -186,20 +188,20 @@ def test_keys_from_the_environment_and_reloaded_when_the_file_changes(redis_url,
 
 
 BAD_CONFIG = [
-    ({"VOXQ_API_KEYS": "no-colon"}, "tenant:sha256hex"),
-    ({"VOXQ_API_KEYS": "acme:" + "a" * 63}, "64 hex"),
-    ({"VOXQ_API_KEYS": "bad tenant!:" + "a" * 64}, "tenant"),
-    ({"VOXQ_API_KEYS_FILE": "/nonexistent/keys.toml"}, "no such file"),
-    ({"VOXQ_RATE_LIMIT_PER_MINUTE": "lots"}, "whole number"),
+    ({"api_keys": "no-colon"}, keys.KeysError, "tenant:sha256hex"),
+    ({"api_keys": "acme:" + "a" * 63}, keys.KeysError, "64 hex"),
+    ({"api_keys": "bad tenant!:" + "a" * 64}, keys.KeysError, "tenant"),
+    ({"api_keys_file": "/nonexistent/keys.toml"}, keys.KeysError, "no such file"),
+    ({"rate_limit_per_minute": "lots"}, SettingsError, "VOXQ_RATE_LIMIT_PER_MINUTE: .*valid integer"),
 ]
 
 
-@pytest.mark.parametrize("env,message", BAD_CONFIG)
-def test_malformed_key_config_stops_the_start(env, message, redis_url):
+@pytest.mark.parametrize("given,error,message", BAD_CONFIG)
+def test_malformed_key_config_stops_the_start(given, error, message, redis_url):
     from api.app import create_app
 
-    with pytest.raises(keys.KeysError, match=message):
-        create_app({"TESTING": True, **env, "VOXQ_SETTINGS": {"redis_url": redis_url}})
+    with pytest.raises(error, match=message):
+        create_app({"TESTING": True, "VOXQ_SETTINGS": {"redis_url": redis_url, "keys": given}})
 
 
 def test_keys_file_errors_name_the_problem(tmp_path):
@@ -214,16 +216,16 @@ def test_keys_file_errors_name_the_problem(tmp_path):
     ):
         path.write_text(text)
         with pytest.raises(keys.KeysError, match=message):
-            keys.load({"VOXQ_API_KEYS_FILE": str(path)})
+            keys.load(KeySettings(api_keys="", api_keys_file=path))
 
 
 def test_keys_configured(tmp_path):
-    assert not keys.keys_configured({})
-    assert not keys.keys_configured({"VOXQ_API_KEYS": " , "})
+    assert not keys.keys_configured(KeySettings(api_keys=""))
+    assert not keys.keys_configured(KeySettings(api_keys=" , "))
     secrets_only = tmp_path / "secrets.toml"
     secrets_only.write_text(f'anonymous = "{keys.new_secret()}"\n')
-    assert not keys.keys_configured({"VOXQ_WEBHOOK_SECRETS_FILE": str(secrets_only)})
-    assert keys.keys_configured({"VOXQ_API_KEYS": f"a:{'0' * 64}"})
+    assert not keys.keys_configured(KeySettings(api_keys="", webhook_secrets_file=secrets_only))
+    assert keys.keys_configured(KeySettings(api_keys=f"a:{'0' * 64}"))
 
 
 def test_voxq_keys_create_prints_a_working_entry_once(tmp_path):
@@ -241,10 +243,10 @@ def test_voxq_keys_create_prints_a_working_entry_once(tmp_path):
     entry = text[text.index("[[keys]]"):text.index("\n\n", text.index("[[keys]]"))]
     path = tmp_path / "keys.toml"
     path.write_text(entry + "\n")
-    ring = keys.load({"VOXQ_API_KEYS_FILE": str(path)})
+    ring = keys.load(KeySettings(api_keys="", api_keys_file=path))
     tenant = ring.tenant_for_key(key)
     assert tenant.name == "acme" and tenant.requests_per_minute == 60 and tenant.webhook_secrets == (secret,)
     assert len(keys.secret_bytes(secret)) == 32
     env_line = re.search(r"^\s+(acme:[0-9a-f]{64})$", text, re.M).group(1)
-    assert keys.load({"VOXQ_API_KEYS": env_line}).tenant_for_key(key).name == "acme"
+    assert keys.load(KeySettings(api_keys=env_line)).tenant_for_key(key).name == "acme"
     assert key not in path.read_text()  # only its hash is ever written down

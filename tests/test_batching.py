@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -12,7 +11,9 @@ torch = pytest.importorskip("torch")
 from shared.config import Settings  # noqa: E402
 from tests.conftest import Worker, wait_for  # noqa: E402
 from worker.batcher import Batcher  # noqa: E402
-from worker.engines.base import Prosody  # noqa: E402
+from shared.options import SynthesisOptions  # noqa: E402
+from worker import synthesizer  # noqa: E402
+from worker.engines.base import SynthesisConfig, UnknownVoice  # noqa: E402
 
 SENTENCES = ["今天天气很好。", "请在十分钟后回电话。", "北京是中国的首都。", "欢迎使用语音合成。",
              "他一边走一边想。", "春天来了。"]
@@ -22,18 +23,18 @@ SENTENCES = ["今天天气很好。", "请在十分钟后回电话。", "北京�
 def torch_engine():
     from worker.engines import load_engine
 
-    return load_engine(Settings.from_env({}, engine="fastspeech2-torch"))
+    return load_engine(Settings.load(engine={"name": "fastspeech2-torch"}))
 
 
 def test_concurrent_segments_share_batches_and_keep_their_own_results(torch_engine):
-    alone = [torch_engine.synthesize(text, Prosody()) for text in SENTENCES]
+    alone = [torch_engine.synthesize(text, SynthesisConfig()) for text in SENTENCES]
     batcher = Batcher(torch_engine, max_batch=8, max_wait_s=0.2)
     results: dict[int, object] = {}
     barrier = threading.Barrier(len(SENTENCES))
 
     def job(index: int) -> None:
         barrier.wait()  # as if six jobs arrived together
-        results[index] = batcher.submit(SENTENCES[index], Prosody()).result(timeout=120)
+        results[index] = batcher.submit(SENTENCES[index], SynthesisConfig()).result(timeout=120)
 
     threads = [threading.Thread(target=job, args=(i,)) for i in range(len(SENTENCES))]
     for thread in threads:
@@ -54,11 +55,30 @@ def test_concurrent_segments_share_batches_and_keep_their_own_results(torch_engi
 
 def test_a_bad_segment_fails_alone(torch_engine):
     batcher = Batcher(torch_engine, max_batch=4, max_wait_s=0.2)
-    good = batcher.submit("你好。", Prosody())
-    bad = batcher.submit("😀", Prosody())
+    good = batcher.submit("你好。", SynthesisConfig())
+    bad = batcher.submit("😀", SynthesisConfig())
     assert good.result(timeout=60).duration_s > 0.2
     with pytest.raises(ValueError):
         bad.result(timeout=60)
+
+
+def test_the_voice_travels_through_the_batch_path(torch_engine):
+    batcher = Batcher(torch_engine, max_batch=4, max_wait_s=0.05)
+    assert batcher.submit("你好。", SynthesisConfig(voice="baker")).result(timeout=60).duration_s > 0.2
+    # A voice the engine lacks reaches the engine (it is not dropped on the way) and is refused.
+    with pytest.raises(UnknownVoice, match="unknown voice 'nobody'"):
+        batcher.submit("你好。", SynthesisConfig(voice="nobody")).result(timeout=60)
+
+
+def test_a_job_with_a_voice_the_engine_lacks_fails_with_that_reason_through_the_batcher(torch_engine, settings,
+                                                                                       tmp_path):
+    batcher = Batcher(torch_engine, max_batch=4, max_wait_s=0.05)
+    segments = synthesizer.plan("你好。再见。", settings)
+    with pytest.raises(synthesizer.SynthesisError) as err:
+        synthesizer.render(torch_engine, segments, SynthesisOptions(voice="nobody"), tmp_path / "x.wav", settings,
+                           batcher=batcher)
+    assert err.value.code == "unknown_voice"
+    assert not (tmp_path / "x.wav").exists()
 
 
 @pytest.mark.slow
@@ -77,9 +97,9 @@ def test_gpu_pool_takes_interactive_jobs_and_batches_across_them(client, redis_u
         log = (tmp_path / "torch.log").read_text()
         sizes = [int(line.split("batch of ")[1].split()[0]) for line in log.splitlines() if "batch of " in line]
         assert max(sizes) > 1, sizes
-        # Batch-priority work keeps to the batch queue, which this pool does not consume.
+        # Batch-priority work goes to the pool's gpu-batch queue while the pool is alive: this
+        # worker consumes no CPU queue, so the job can finish only if it was routed there.
         batch_job = client.post("/v1/jobs", json={"text": "批量任务。", "priority": "batch"}).get_json()
-        time.sleep(1.5)
-        assert client.get(f"/v1/jobs/{batch_job['id']}").get_json()["status"] == "queued"
+        assert wait_for(client, batch_job["id"], timeout=120)["status"] == "succeeded"
     finally:
         worker.stop()

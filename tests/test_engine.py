@@ -11,7 +11,8 @@ from shared.config import Settings
 from shared.options import SynthesisOptions
 from tests.audio_checks import rms, voiced_fraction
 from worker import assets, synthesizer
-from worker.engines.base import Prosody
+from worker.engines.base import SynthesisConfig
+from worker.text.segmenter import Segment
 
 
 def test_assets_are_verified_by_hash(tmp_path):
@@ -32,8 +33,8 @@ def test_assets_are_verified_by_hash(tmp_path):
 
 
 def test_speech_is_real_and_deterministic(engine):
-    first = engine.synthesize("语音合成系统把文字转换成自然的语音。", Prosody())
-    second = engine.synthesize("语音合成系统把文字转换成自然的语音。", Prosody())
+    first = engine.synthesize("语音合成系统把文字转换成自然的语音。", SynthesisConfig())
+    second = engine.synthesize("语音合成系统把文字转换成自然的语音。", SynthesisConfig())
     assert first.sample_rate == 24000
     assert np.array_equal(first.samples, second.samples)
     assert 1.5 < first.duration_s < 6
@@ -44,7 +45,7 @@ def test_speech_is_real_and_deterministic(engine):
 
 def test_marks_cover_every_character_in_order(engine):
     text = "今天天气很好"
-    chunk = engine.synthesize(text, Prosody())
+    chunk = engine.synthesize(text, SynthesisConfig())
     assert [m.char for m in chunk.marks] == list(text)
     ends = 0.0
     for mark in chunk.marks:
@@ -55,17 +56,17 @@ def test_marks_cover_every_character_in_order(engine):
 
 
 def test_speed_changes_duration(engine):
-    normal = engine.synthesize("请在十分钟后回电话。", Prosody()).duration_s
-    fast = engine.synthesize("请在十分钟后回电话。", Prosody(speed=1.25)).duration_s
-    slow = engine.synthesize("请在十分钟后回电话。", Prosody(speed=0.8)).duration_s
+    normal = engine.synthesize("请在十分钟后回电话。", SynthesisConfig()).duration_s
+    fast = engine.synthesize("请在十分钟后回电话。", SynthesisConfig(speed=1.25)).duration_s
+    slow = engine.synthesize("请在十分钟后回电话。", SynthesisConfig(speed=0.8)).duration_s
     assert fast < normal * 0.9
     assert slow > normal * 1.1
 
 
 def test_render_joins_segments_with_pauses_and_offsets_marks(engine, tmp_path):
-    settings = Settings.from_env({})
+    settings = Settings.load()
     out, marks = tmp_path / "out.wav", tmp_path / "marks.json"
-    result = synthesizer.render(engine, "你好。再见！", SynthesisOptions(marks=True), out, settings, marks)
+    result = synthesizer.speak(engine, "你好。再见！", SynthesisOptions(marks=True), out, settings, marks)
     audio, rate = sf.read(out, dtype="float32")
     assert rate == 24000 and result.segments == 2
     assert abs(len(audio) / rate - result.duration_s) < 0.01
@@ -74,26 +75,26 @@ def test_render_joins_segments_with_pauses_and_offsets_marks(engine, tmp_path):
     entries = json.loads(marks.read_text(encoding="utf-8"))
     assert [e["value"] for e in entries] == list("你好再见")
     # The second sentence starts after the first one and its sentence pause.
-    assert entries[2]["start_ms"] >= entries[1]["end_ms"] + settings.sentence_pause_s * 1000 * 0.9
+    assert entries[2]["start_ms"] >= entries[1]["end_ms"] + settings.text.sentence_pause_s * 1000 * 0.9
     assert entries[-1]["end_ms"] <= result.duration_s * 1000 + 1
 
 
 def test_limits(settings):
     with pytest.raises(synthesizer.SynthesisError, match="100000"):
-        synthesizer.plan("好" * (settings.max_chars + 1), settings)
+        synthesizer.plan("好" * (settings.limits.max_chars + 1), settings)
     assert synthesizer.plan("好", settings)
     # The maximum length is accepted and split into bounded segments.
-    segments = synthesizer.plan("好" * settings.max_chars, settings)
-    assert max(len(s.text) for s in segments) <= settings.max_segment_chars + 1
+    segments = synthesizer.plan("好" * settings.limits.max_chars, settings)
+    assert max(len(s.text) for s in segments) <= settings.text.max_segment_chars + 1
 
 
 @pytest.mark.slow
 def test_long_text_streams_to_disk_in_bounded_memory(engine, tmp_path):
-    settings = Settings.from_env({})
+    settings = Settings.load()
     text = "科学家们经过多年的努力，终于在这个领域取得了重大突破。" * 60  # 1,620 characters
     out = tmp_path / "long.wav"
     tracemalloc.start()
-    result = synthesizer.render(engine, text, SynthesisOptions(), out, settings)
+    result = synthesizer.speak(engine, text, SynthesisOptions(), out, settings)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     audio_bytes = result.duration_s * 24000 * 4  # what holding it whole as float32 would take
@@ -107,6 +108,27 @@ def test_windowed_vocoder_is_identical_to_one_call(engine):
     from worker.engines import baker
 
     phonemes = engine.g2p.convert("随着人工智能技术的快速发展，越来越多的企业开始在客户服务中使用智能语音助手")
-    mel, _ = engine._text_to_mel(phonemes.ids, baker.model_inputs(Prosody()))
+    mel, _ = engine.text_to_mel(phonemes.ids, baker.model_inputs(SynthesisConfig()))
     assert mel.shape[1] > 300  # long enough for several windows
-    assert np.array_equal(engine._mel_to_audio(mel), engine._vocode(mel))
+    assert np.array_equal(engine.mel_to_audio(mel), engine._vocode(mel))
+
+
+def test_an_engine_error_fails_the_job_with_its_own_reason_not_nothing_to_say(engine, settings, tmp_path):
+    # Options are checked once per job (check_options); an engine that still cannot speak a
+    # segment raises its own fault, which must not be mistaken for "nothing to say".
+    options = SynthesisOptions(voice="nobody")
+    with pytest.raises(synthesizer.SynthesisError) as err:
+        synthesizer.check_options(options, engine)
+    assert err.value.code == "unknown_voice"
+    segments = synthesizer.plan("你好。", settings)
+    with pytest.raises(synthesizer.SynthesisError) as err:
+        synthesizer.render(engine, segments, options, tmp_path / "x.wav", settings)
+    assert err.value.code == "unknown_voice" and "nobody" in str(err.value)
+    assert not (tmp_path / "x.wav").exists()
+    # A segment with nothing speakable is skipped; only a job with nothing at all is nothing_to_say.
+    speakable, unspeakable = Segment("你好。", "sentence"), Segment("兙。", "sentence")
+    result = synthesizer.render(engine, [speakable, unspeakable], SynthesisOptions(), tmp_path / "y.wav", settings)
+    assert result.duration_s > 0.3
+    with pytest.raises(synthesizer.SynthesisError) as err:
+        synthesizer.render(engine, [unspeakable], SynthesisOptions(), tmp_path / "z.wav", settings)
+    assert err.value.code == "nothing_to_say"

@@ -77,7 +77,7 @@ def test_a_failed_job_is_a_failed_task_acked_once_with_its_job_id(flower, worker
 
     # Acknowledged, not redelivered and not retried: one attempt, one log line, nothing left.
     store = client.application.extensions["voxq"].store
-    assert store.get(bad["id"]).attempts == 1
+    assert store.jobs.get(bad["id"]).attempts == 1
     assert worker.log_path.read_text().count(f"job {bad['id']} ended: failed") == 1
     assert "Traceback" not in worker.log_path.read_text()
     broker = redis.Redis.from_url(redis_url)

@@ -23,7 +23,7 @@ def read_back(path, fmt, rate):
 @pytest.mark.parametrize("fmt,rate", CASES)
 def test_round_trip(engine, settings, tmp_path, fmt, rate):
     path = tmp_path / f"out.{fmt}"
-    result = synthesizer.render(engine, TEXT, SynthesisOptions(format=fmt, sample_rate=rate), path, settings)
+    result = synthesizer.speak(engine, TEXT, SynthesisOptions(format=fmt, sample_rate=rate), path, settings)
     audio, read_rate = read_back(path, fmt, rate)
     assert read_rate == rate == result.sample_rate
     seconds = len(audio) / rate
@@ -36,6 +36,6 @@ def test_round_trip(engine, settings, tmp_path, fmt, rate):
 
 def test_opus_rejects_rates_it_cannot_encode(engine, settings, tmp_path):
     with pytest.raises(synthesizer.SynthesisError, match="opus supports"):
-        synthesizer.render(engine, TEXT, SynthesisOptions(format="opus", sample_rate=44100),
+        synthesizer.speak(engine, TEXT, SynthesisOptions(format="opus", sample_rate=44100),
                            tmp_path / "x.opus", settings)
     assert not (tmp_path / "x.opus").exists()

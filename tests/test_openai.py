@@ -110,8 +110,9 @@ def test_a_job_past_the_timeout_is_a_504_and_is_canceled(cluster):
     from api.app import create_app
 
     # Database 1 of the same server: a queue no worker consumes, so the job never starts.
-    app = create_app({"TESTING": True, "SPEECH_TIMEOUT_S": 0.3,
-                      "VOXQ_SETTINGS": {"redis_url": cluster.redis.url[:-1] + "1", "data_dir": cluster.data_dir}})
+    app = create_app({"TESTING": True,
+                      "VOXQ_SETTINGS": {"redis_url": cluster.redis.url[:-1] + "1", "data_dir": cluster.data_dir,
+                                        "limits": {"speech_timeout_s": 0.3}}})
     client = app.test_client()
     response = client.post("/v1/audio/speech", json={"model": "tts-1", "voice": "nova", "input": "你好。"})
     assert response.status_code == 504

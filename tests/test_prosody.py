@@ -20,7 +20,7 @@ def rendered(engine, settings, tmp_path_factory):
         key = tuple(sorted(options.items()))
         if key not in cache:
             path = folder / f"{len(cache)}.wav"
-            synthesizer.render(engine, TEXT, SynthesisOptions(**options), path, settings)
+            synthesizer.speak(engine, TEXT, SynthesisOptions(**options), path, settings)
             cache[key] = sf.read(path, dtype="float32")
         return cache[key]
 

@@ -33,7 +33,7 @@ def test_worker_killed_mid_job_job_finishes_exactly_once(client, redis_url, data
         done = wait_for(client, job["id"], timeout=180)
         assert done["status"] == "succeeded", done
         store = client.application.extensions["voxq"].store
-        assert store.get(job["id"]).attempts == 2
+        assert store.jobs.get(job["id"]).attempts == 2
         # Exactly once: one audio file, no temp files left by the killed attempt's successor.
         files = sorted(p.name for p in data_dir.rglob("*") if p.is_file())
         assert files == [f"{job['id']}.wav"], files

@@ -14,6 +14,7 @@ from shared.config import Settings
 from tests.conftest import ROOT, worker_env
 from worker.engines import EngineError, preflight
 from worker.engines import sambert
+from worker.engines.base import UnknownVoice
 
 
 def test_missing_packages_are_named_with_where_to_get_them():
@@ -27,14 +28,14 @@ def test_missing_packages_are_named_with_where_to_get_them():
 
 def test_missing_model_directory_says_how_to_get_it(tmp_path):
     with pytest.raises(sambert.MissingDependency, match="modelscope download --model damo/speech_sambert"):
-        sambert.model_directory(Settings.from_env({}, model_dir=tmp_path))
+        sambert.model_directory(Settings.load(engine={"model_dir": tmp_path}))
     (tmp_path / "configuration.json").write_text("{}")
-    assert sambert.model_directory(Settings.from_env({}, model_dir=tmp_path)) == tmp_path
+    assert sambert.model_directory(Settings.load(engine={"model_dir": tmp_path})) == tmp_path
 
 
 def test_preflight_reports_what_is_missing_here():
     with pytest.raises(EngineError, match="modelscope"):
-        preflight(Settings.from_env({}, engine="sambert"))
+        preflight(Settings.load(engine={"name": "sambert"}))
 
 
 def test_worker_refuses_to_start_and_says_why(redis_url, tmp_path):
@@ -64,7 +65,8 @@ def test_neutral_and_calm_are_plain_text():
 
 def test_voices():
     assert [v.name for v in sambert.VOICES] == ["zhitian_emo", "zhiyan_emo", "zhibei_emo", "zhizhe_emo"]
-    assert sambert.voice_name(None) == "zhitian_emo"
-    assert sambert.voice_name("zhizhe_emo") == "zhizhe_emo"
-    with pytest.raises(ValueError, match="valid: zhitian_emo"):
-        sambert.voice_name("baker")
+    engine = sambert.SambertEngine(pipeline=None, model_version="test")
+    assert engine.voice(None) == "zhitian_emo"
+    assert engine.voice("zhizhe_emo") == "zhizhe_emo"
+    with pytest.raises(UnknownVoice, match="valid: zhitian_emo"):
+        engine.voice("baker")

@@ -69,8 +69,9 @@ def test_timeout_is_a_504_error_and_the_job_is_canceled(cluster):
     from api.app import create_app
 
     # Database 1 of the same server: a queue no worker consumes, so the job never starts.
-    app = create_app({"TESTING": True, "SPEECH_TIMEOUT_S": 0.3,
-                      "VOXQ_SETTINGS": {"redis_url": cluster.redis.url[:-1] + "1", "data_dir": cluster.data_dir}})
+    app = create_app({"TESTING": True,
+                      "VOXQ_SETTINGS": {"redis_url": cluster.redis.url[:-1] + "1", "data_dir": cluster.data_dir,
+                                        "limits": {"speech_timeout_s": 0.3}}})
     client = app.test_client()
     response = client.post("/tts", data={"text": "你好。"})
     assert response.status_code == 504
@@ -84,8 +85,9 @@ def test_a_job_canceled_while_waiting_is_a_409(cluster):
 
     from api.app import create_app
 
-    app = create_app({"TESTING": True, "SPEECH_TIMEOUT_S": 20,
-                      "VOXQ_SETTINGS": {"redis_url": cluster.redis.url[:-1] + "2", "data_dir": cluster.data_dir}})
+    app = create_app({"TESTING": True,
+                      "VOXQ_SETTINGS": {"redis_url": cluster.redis.url[:-1] + "2", "data_dir": cluster.data_dir,
+                                        "limits": {"speech_timeout_s": 20}}})
     with ThreadPoolExecutor(1) as pool:
         waiting = pool.submit(lambda: app.test_client().post("/tts", data={"text": "你好。"}))
         client = app.test_client()

@@ -7,7 +7,8 @@ import socket
 
 import pytest
 
-from shared import callbacks
+from shared import callback_policy as callbacks
+from shared.config import Settings, SettingsError, WebhookSettings
 
 BLOCKED = [
     "http://127.0.0.1/hook",
@@ -60,14 +61,14 @@ MALFORMED = [
 @pytest.mark.parametrize("url", BLOCKED)
 def test_internal_addresses_are_blocked(url):
     with pytest.raises(callbacks.CallbackError) as err:
-        callbacks.check(url, callbacks.Policy.from_env({}))
+        callbacks.check(url, callbacks.Policy.from_settings(WebhookSettings()))
     assert err.value.code == "callback_url_blocked" and not err.value.transient
 
 
 @pytest.mark.parametrize("url", MALFORMED)
 def test_malformed_or_unsupported_urls_are_refused(url):
     with pytest.raises(callbacks.CallbackError) as err:
-        callbacks.check(url, callbacks.Policy.from_env({}))
+        callbacks.check(url, callbacks.Policy.from_settings(WebhookSettings()))
     assert err.value.code in ("invalid_callback_url", "callback_url_blocked")
 
 
@@ -79,11 +80,11 @@ def test_a_name_is_blocked_if_any_of_its_addresses_is_internal():
                 (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.1.2.3", port))]
 
     with pytest.raises(callbacks.CallbackError, match="10.1.2.3"):
-        callbacks.check("https://receiver.example/hook", callbacks.Policy.from_env({}), resolve)
+        callbacks.check("https://receiver.example/hook", callbacks.Policy.from_settings(WebhookSettings()), resolve)
 
 
 def test_public_addresses_pass_and_the_checked_address_is_what_delivery_uses():
-    policy = callbacks.Policy.from_env({})
+    policy = callbacks.Policy.from_settings(WebhookSettings())
     target = callbacks.check("https://8.8.8.8/hooks/tts?x=1", policy)
     assert target.addresses == ("8.8.8.8",) and target.port == 443 and target.path == "/hooks/tts?x=1"
     target = callbacks.check("http://[2606:4700::1111]:8080/h", policy)
@@ -98,8 +99,8 @@ def test_public_addresses_pass_and_the_checked_address_is_what_delivery_uses():
 
 
 def test_allowlist_opens_only_the_listed_networks():
-    policy = callbacks.Policy.from_env({"VOXQ_WEBHOOK_ALLOW_NETWORKS": "127.0.0.0/8, 10.20.0.0/16",
-                                        "VOXQ_WEBHOOK_PORTS": "443,9000-9100"})
+    policy = callbacks.Policy.from_settings(WebhookSettings(allow_networks="127.0.0.0/8, 10.20.0.0/16",
+                                                            ports="443,9000-9100"))
     assert callbacks.check("http://localhost:9050/h", policy).addresses == ("127.0.0.1",)
     assert callbacks.check("https://10.20.3.4/h", policy).addresses == ("10.20.3.4",)
     assert callbacks.check("http://[::ffff:127.0.0.1]:9000/h", policy).addresses == ("::ffff:7f00:1",)
@@ -109,10 +110,10 @@ def test_allowlist_opens_only_the_listed_networks():
 
 
 def test_bad_settings_are_refused():
-    for env in ({"VOXQ_WEBHOOK_ALLOW_NETWORKS": "not-a-cidr"}, {"VOXQ_WEBHOOK_PORTS": "0"},
-                {"VOXQ_WEBHOOK_PORTS": "http"}):
-        with pytest.raises(ValueError):
-            callbacks.Policy.from_env(env)
+    for given, variable in (({"allow_networks": "not-a-cidr"}, "VOXQ_WEBHOOK_ALLOW_NETWORKS"),
+                            ({"ports": "0"}, "VOXQ_WEBHOOK_PORTS"), ({"ports": "http"}, "VOXQ_WEBHOOK_PORTS")):
+        with pytest.raises(SettingsError, match=variable):
+            Settings.load(webhooks=given)
 
 
 @pytest.fixture
@@ -121,8 +122,8 @@ def anon_client(redis_url, data_dir, tmp_path):
 
     secrets_file = tmp_path / "secrets.toml"
     secrets_file.write_text(f'anonymous = "whsec_{base64.b64encode(os.urandom(32)).decode()}"\n')
-    app = create_app({"TESTING": True, "VOXQ_WEBHOOK_SECRETS_FILE": str(secrets_file),
-                      "VOXQ_SETTINGS": {"redis_url": redis_url, "data_dir": data_dir}})
+    app = create_app({"TESTING": True, "VOXQ_SETTINGS": {"redis_url": redis_url, "data_dir": data_dir,
+                                                         "keys": {"webhook_secrets_file": str(secrets_file)}}})
     return app.test_client()
 
 

@@ -11,7 +11,7 @@ torch = pytest.importorskip("torch")
 from shared.config import Settings  # noqa: E402
 from worker import assets  # noqa: E402
 from worker.engines import EngineError, baker  # noqa: E402
-from worker.engines.base import Prosody  # noqa: E402
+from worker.engines.base import SynthesisConfig  # noqa: E402
 from worker.engines.litert import LiteRTEngine  # noqa: E402
 from worker.engines.torch_bench import CORPUS, bench, corpus_ids  # noqa: E402
 from worker.engines.torch_fs2 import TorchEngine  # noqa: E402
@@ -32,9 +32,14 @@ SENTENCES = {
 }
 
 
+def on_device(settings: Settings, device: str) -> Settings:
+    # model_copy, not Settings.load: the engine's own check must meet a device the settings refuse.
+    return settings.model_copy(update={"engine": settings.engine.model_copy(update={"device": device})})
+
+
 @pytest.fixture(scope="module")
 def cpu_settings() -> Settings:
-    return Settings(engine="fastspeech2-torch", device="cpu", engine_threads=1)
+    return Settings.load(engine={"name": "fastspeech2-torch", "device": "cpu", "threads": 1})
 
 
 @pytest.fixture(scope="module")
@@ -61,11 +66,11 @@ def runs(litert, torch_engine, corpus) -> dict:
         rows = {}
         for index in range(len(corpus))[SENTENCES[name]]:
             ids = corpus[index]
-            mel, durations = litert._text_to_mel(ids, controls)
+            mel, durations = litert.text_to_mel(ids, controls)
             spectrograms = torch_engine.text_to_mel([ids], [controls])
             rows[index] = {
                 "ids": ids,
-                "litert": (mel[0], durations, litert._mel_to_audio(mel)),
+                "litert": (mel[0], durations, litert.mel_to_audio(mel)),
                 "torch": (
                     spectrograms.item(0)[0],
                     spectrograms.durations[0],
@@ -178,9 +183,9 @@ def test_vocoder_matches_litert_on_the_same_mel(runs, torch_engine):
 
 def test_synthesize_matches_litert_through_the_g2p(litert, torch_engine):
     # Pitch 1.3 is past what the f0 offset does cleanly: both engines hand the rest to WORLD.
-    prosody = Prosody(speed=1.1, pitch=1.3, energy=1.1)
+    config = SynthesisConfig(speed=1.1, pitch=1.3, energy=1.1)
     text = "今天的会议改到下午三点。"
-    ours, theirs = torch_engine.synthesize(text, prosody), litert.synthesize(text, prosody)
+    ours, theirs = torch_engine.synthesize(text, config), litert.synthesize(text, config)
     assert ours.sample_rate == theirs.sample_rate == 24000
     assert [m.char for m in ours.marks] == [m.char for m in theirs.marks]
     ends = np.array([[m.start_ms, m.end_ms] for m in ours.marks])
@@ -209,11 +214,11 @@ def test_batch_equals_one_at_a_time(runs, torch_engine, corpus):
 
 
 def test_synthesize_batch_keeps_marks_per_segment(torch_engine):
-    items = [("你好。", Prosody()), ("欢迎使用语音合成服务。", Prosody(speed=1.3)),
-             ("春眠不觉晓。", Prosody(pitch=0.9, energy=0.8))]
+    items = [("你好。", SynthesisConfig()), ("欢迎使用语音合成服务。", SynthesisConfig(speed=1.3)),
+             ("春眠不觉晓。", SynthesisConfig(pitch=0.9, energy=0.8))]
     batched = torch_engine.synthesize_batch(items)
-    for (text, prosody), chunk in zip(items, batched):
-        alone = torch_engine.synthesize(text, prosody)
+    for (text, config), chunk in zip(items, batched):
+        alone = torch_engine.synthesize(text, config)
         assert chunk.marks == alone.marks
         assert len(chunk.samples) == len(alone.samples)
         assert snr_db(alone.samples, chunk.samples) > 40
@@ -255,10 +260,10 @@ def test_corpus_has_ten_sentences_or_more():
 def test_check_says_what_is_missing(cpu_settings):
     TorchEngine.check(cpu_settings)
     with pytest.raises(EngineError, match="VOXQ_DEVICE"):
-        TorchEngine.check(cpu_settings.model_copy(update={"device": "tpu"}))
+        TorchEngine.check(on_device(cpu_settings, "tpu"))
     if torch.cuda.device_count() == 0:
         with pytest.raises(EngineError, match="cuda"):
-            TorchEngine.check(cpu_settings.model_copy(update={"device": "cuda"}))
+            TorchEngine.check(on_device(cpu_settings, "cuda"))
 
 
 # ----------------------------------------------------------------------------- CUDA
@@ -268,7 +273,7 @@ def test_check_says_what_is_missing(cpu_settings):
 def test_cuda_matches_cpu_and_is_deterministic(torch_engine, corpus, cpu_settings):
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")
-    gpu = TorchEngine.load(cpu_settings.model_copy(update={"device": "cuda"}))
+    gpu = TorchEngine.load(on_device(cpu_settings, "cuda"))
     controls = [CONTROLS["default"]] * len(corpus)
     cpu_mels = torch_engine.text_to_mel(corpus, controls)
     gpu_mels = gpu.text_to_mel(corpus, controls)

@@ -15,7 +15,7 @@ import pytest
 import redis
 import requests
 
-from shared.jobstore import JobStore
+from shared.store import keyspace
 from tests.conftest import ROOT, free_port
 
 LONG = "随着人工智能技术的快速发展，越来越多的企业开始使用智能语音助手。" * 12
@@ -153,7 +153,7 @@ def test_up_private_redis_status_two_stage_stop_requeue_and_no_orphans(tmp_path)
             time.sleep(0.2)
         assert body["status"] == "succeeded", body
         state = json.loads((data / "up.json").read_text())
-        record = redis.Redis.from_url(state["redis_url"], decode_responses=True).hgetall(JobStore.job_key(job["id"]))
+        record = redis.Redis.from_url(state["redis_url"], decode_responses=True).hgetall(keyspace.job(job["id"]))
         assert record["attempts"] == "2", record  # cut short once, run again: requeued, not lost
         children = children_of(again.proc.pid)
         # SIGKILL gives `voxq up` no chance to clean up: the parent-death signal stops every child.
@@ -188,8 +188,8 @@ def test_status_without_a_cluster_is_one_line(tmp_path):
 
 def test_status_against_a_redis(redis_url):
     client = redis.Redis.from_url(redis_url)
-    client.zadd("voxq:workers", {"cpu@host": time.time()})
-    client.hset("voxq:worker-queues", "cpu@host", json.dumps(["batch", "interactive"]))
+    client.zadd(keyspace.WORKERS, {"cpu@host": time.time()})
+    client.hset(keyspace.WORKER_QUEUES, "cpu@host", json.dumps(["batch", "interactive"]))
     client.rpush("batch", "x", "y")
     run = voxq("status", "--redis-url", redis_url)
     assert run.returncode == 0, run.stderr

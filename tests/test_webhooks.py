@@ -20,7 +20,10 @@ import pytest
 import redis
 from standardwebhooks import Webhook
 
-from shared import callbacks, keys, registry
+from shared import callback_policy as callbacks
+from shared import keys
+from shared.config import WebhookSettings
+from shared.store.workers import WorkerRegistry
 from tests.conftest import Worker, free_port, wait_for
 
 SCHEDULE = "0,1,1,1,1,1,1,1"  # eight attempts, a second apart: the real one spans a day
@@ -77,12 +80,11 @@ def receivers():
         receiver.stop()
 
 
-LOOPBACK = callbacks.Policy.from_env({"VOXQ_WEBHOOK_ALLOW_NETWORKS": "127.0.0.1/32,::1/128",
-                                      "VOXQ_WEBHOOK_PORTS": "1024-65535"})
+LOOPBACK = callbacks.Policy.from_settings(WebhookSettings(allow_networks="127.0.0.1/32,::1/128", ports="1024-65535"))
 
 
 def test_delivery_connects_to_the_checked_address_and_never_resolves_again(receivers):
-    from worker import webhooks
+    from worker import webhook_delivery as webhooks
 
     receiver = receivers()
     target = callbacks.check(f"http://localhost:{receiver.port}/hook?x=1", LOOPBACK)
@@ -99,7 +101,7 @@ def test_delivery_connects_to_the_checked_address_and_never_resolves_again(recei
 
 
 def test_delivery_over_ipv6(receivers):
-    from worker import webhooks
+    from worker import webhook_delivery as webhooks
 
     receiver = receivers(host="::1")
     target = callbacks.check(f"http://[::1]:{receiver.port}/h", LOOPBACK)
@@ -109,7 +111,7 @@ def test_delivery_over_ipv6(receivers):
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command to make a certificate")
 def test_https_delivery_sends_sni_and_verifies_the_certificate(receivers, tmp_path, monkeypatch):
-    from worker import webhooks
+    from worker import webhook_delivery as webhooks
 
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
@@ -150,7 +152,7 @@ def cluster(redis_server, tmp_path_factory):
                    concurrency=4, name="hooks", **env)
     client = redis.Redis.from_url(redis_server.url, decode_responses=True)
     deadline = time.time() + 60
-    while not {"interactive", "webhooks"} <= registry.alive_queues(client, 6):
+    while not {"interactive", "webhooks"} <= WorkerRegistry(client).alive_queues(6):
         for worker in (synth, hooks):
             if worker.proc.poll() is not None:
                 pytest.fail(f"worker exited:\n{worker.log_path.read_text()[-3000:]}")
@@ -166,10 +168,10 @@ def cluster(redis_server, tmp_path_factory):
 def api(cluster):
     from api.app import create_app
 
-    app = create_app({"TESTING": True, "VOXQ_API_KEYS_FILE": str(cluster.keys),
-                      "VOXQ_WEBHOOK_ALLOW_NETWORKS": "127.0.0.0/8", "VOXQ_WEBHOOK_PORTS": "1024-65535",
-                      "VOXQ_WEBHOOK_RETRY_SCHEDULE": SCHEDULE,
-                      "VOXQ_SETTINGS": {"redis_url": cluster.url, "data_dir": cluster.data, "heartbeat_ttl_s": 6}})
+    app = create_app({"TESTING": True, "VOXQ_SETTINGS": {
+        "redis_url": cluster.url, "data_dir": cluster.data, "jobs": {"heartbeat_ttl_s": 6},
+        "keys": {"api_keys_file": str(cluster.keys)},
+        "webhooks": {"allow_networks": "127.0.0.0/8", "ports": "1024-65535", "retry_schedule": SCHEDULE}}})
     return app.test_client()
 
 

@@ -21,21 +21,21 @@ def _engine_run(engine_name: str, threads: int) -> dict:
     from shared.config import Settings
     from worker import synthesizer
     from worker.engines import load_engine
-    from worker.engines.base import Prosody
+    from worker.engines.base import SynthesisConfig
 
-    settings = Settings.from_env(engine=engine_name, engine_threads=threads)
+    settings = Settings.load(engine={"name": engine_name, "threads": threads})
     started = time.perf_counter()
     engine = load_engine(settings)
     sentences = corpus()
     # Load time is time to ready: a worker warms up (jieba, runtime allocations) before serving.
-    engine.synthesize(sentences[0], Prosody())
+    engine.synthesize(sentences[0], SynthesisConfig())
     load_s = time.perf_counter() - started
     rtfs, audio_s, wall_s = [], 0.0, 0.0
     for sentence in sentences:
         started = time.perf_counter()
         seconds = 0.0
         for segment in synthesizer.plan(sentence, settings):
-            seconds += engine.synthesize(segment.text, Prosody()).duration_s
+            seconds += engine.synthesize(segment.text, SynthesisConfig()).duration_s
         elapsed = time.perf_counter() - started
         rtfs.append(elapsed / seconds)
         audio_s += seconds
@@ -71,7 +71,7 @@ def cmd_engine(args) -> int:
         from shared.config import Settings
 
         sizes = [int(b) for b in args.batch.split(",")]
-        settings = Settings.from_env(engine=args.engine, device=args.device)
+        settings = Settings.load(engine={"name": args.engine, "device": args.device})
         rows = torch_bench(sizes, args.device, settings=settings)
         print(f"engine {args.engine} on {args.device}, {rows[0]['sentences']} sentences per pass; "
               f"LiteRT (1 thread, same run): {rows[0]['litert_throughput']:.2f} audio s/wall s, "
@@ -104,12 +104,12 @@ def cmd_pitch(args) -> int:
     from worker import pitch
     from worker.engines import baker, load_engine
 
-    engine = load_engine(Settings.from_env(engine="fastspeech2-litert"))
+    engine = load_engine(Settings.load(engine={"name": "fastspeech2-litert"}))
     phonemes = engine.g2p.convert(corpus()[9])
 
     def speak(offset: float) -> np.ndarray:
-        mel, _ = engine._text_to_mel(phonemes.ids, baker.ModelInputs(1.0, 1.0, 1.0, offset, 1.0))
-        return engine._mel_to_audio(mel)
+        mel, _ = engine.text_to_mel(phonemes.ids, baker.ModelInputs(1.0, 1.0, 1.0, offset, 1.0))
+        return engine.mel_to_audio(mel)
 
     def measure(x: np.ndarray) -> tuple[float, float]:
         x = x.astype(np.float64)

@@ -124,7 +124,7 @@ def _validation_message(exc: ValidationError) -> str:
 
 
 def cmd_synth(args) -> int:
-    from shared.config import Settings
+    from shared.config import Settings, SettingsError
     from shared.options import SynthesisOptions
 
     text = _read_text(args)
@@ -150,9 +150,9 @@ def cmd_synth(args) -> int:
     except ValidationError as exc:
         raise CliError(_validation_message(exc)) from exc
     try:
-        settings = Settings.from_env()
-    except ValidationError as exc:
-        raise CliError(f"bad setting in the environment: {_validation_message(exc)}") from exc
+        settings = Settings.load()
+    except SettingsError as exc:
+        raise CliError(f"invalid settings: {exc}") from None
 
     # Heavy imports only now: `voxq up` and `voxq --help` never load the model stack.
     from worker import synthesizer
@@ -170,9 +170,8 @@ def cmd_synth(args) -> int:
             # The engine's own checks first: a missing package or model is one line, not a traceback.
             preflight(settings)
             engine = load_engine(settings)
-            result = synthesizer.render(
-                engine, text, options, out_path, settings, marks_path=args.marks, segments=segments
-            )
+            synthesizer.check_options(options, engine)
+            result = synthesizer.render(engine, segments, options, out_path, settings, marks_path=args.marks)
         except synthesizer.SynthesisError as exc:
             raise CliError(str(exc)) from exc
         except (EngineError, AssetError) as exc:

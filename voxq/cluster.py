@@ -77,12 +77,9 @@ def _port(url: str) -> int | None:
 
 
 def _redis_answers(url: str) -> bool:
-    import redis
+    from shared.store import answers
 
-    try:
-        return bool(redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1).ping())
-    except (redis.RedisError, ValueError):
-        return False
+    return answers(url)
 
 
 class Cluster:
@@ -185,10 +182,13 @@ class Cluster:
 
     def run(self) -> int:
         args = self.args
+        from shared.config import SettingsError, Settings
         from shared.keys import KeysError, keys_configured
 
         try:
-            configured = keys_configured(os.environ)
+            configured = keys_configured(Settings.load().keys)
+        except SettingsError as exc:
+            raise CliError(f"invalid settings: {exc}") from exc
         except KeysError as exc:
             raise CliError(f"API keys are misconfigured: {exc}") from exc
         if not _is_loopback(args.host) and not configured:
@@ -279,8 +279,7 @@ class Cluster:
         if not self.redis_url:
             return None
         try:
-            client = status._client(self.redis_url)
-            return sum(1 for job in status.in_flight(client) if job.task == "voxq.synthesize")
+            return len(status.synthesis_in_flight(status.open_store(self.redis_url)))
         except Exception:  # only for the message: Redis may already be gone
             return None
 

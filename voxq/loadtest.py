@@ -32,16 +32,16 @@ def _single_process_throughput(texts: list[str]) -> tuple[float, dict[str, float
     from shared.config import Settings
     from worker import synthesizer
     from worker.engines import load_engine
-    from worker.engines.base import Prosody
+    from worker.engines.base import SynthesisConfig
 
-    settings = Settings.from_env(engine_threads=1)
+    settings = Settings.load(engine={"threads": 1})
     engine = load_engine(settings)
-    engine.synthesize("你好。", Prosody())
+    engine.synthesize("你好。", SynthesisConfig())
     audio = wall = 0.0
     per_text: dict[str, float] = {}
     for text in texts:
         started = time.perf_counter()
-        seconds = sum(engine.synthesize(s.text, Prosody()).duration_s for s in synthesizer.plan(text, settings))
+        seconds = sum(engine.synthesize(s.text, SynthesisConfig()).duration_s for s in synthesizer.plan(text, settings))
         elapsed = time.perf_counter() - started
         per_text[text] = elapsed
         audio += seconds

@@ -1,11 +1,9 @@
 """`voxq status`: a running cluster's workers, queues and jobs in flight, read from its Redis."""
 from __future__ import annotations
 
-import base64
 import json
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -14,20 +12,6 @@ from voxq.cli import CliError
 # What `voxq up` leaves in its data directory, for `voxq status` and for people: how to reach it.
 STATE_FILE = "up.json"
 LOCK_FILE = "voxq.lock"
-
-# kombu's Redis transport keeps delivered-but-unacknowledged messages in this hash, and splits
-# each queue into one list per priority step (queue, queue\x06\x163, ...). Read-only use here.
-UNACKED = "unacked"
-PRIORITY_SEPARATOR = "\x06\x16"
-PRIORITY_STEPS = (0, 3, 6, 9)
-
-
-@dataclass
-class InFlight:
-    task: str
-    job_id: str
-    queue: str
-
 
 def redacted(url: str) -> str:
     """The URL without its password, for banners and status lines."""
@@ -56,35 +40,16 @@ def read_state(data_dir: Path) -> dict | None:
         return None
 
 
-def queue_lengths(client, queues) -> dict[str, int]:
-    pipe = client.pipeline(transaction=False)
-    for queue in queues:
-        for step in PRIORITY_STEPS:
-            pipe.llen(f"{queue}{PRIORITY_SEPARATOR}{step}" if step else queue)
-    counts = pipe.execute()
-    steps = len(PRIORITY_STEPS)
-    return {queue: sum(counts[i * steps:(i + 1) * steps]) for i, queue in enumerate(queues)}
+def synthesis_in_flight(store) -> list:
+    from shared.tasks import SYNTHESIZE
+
+    return [taken for taken in store.queues.in_flight() if taken.task == SYNTHESIZE]
 
 
-def in_flight(client) -> list[InFlight]:
-    """Tasks a worker has taken and not yet acknowledged: the jobs being worked on right now."""
-    found = []
-    for raw in client.hvals(UNACKED):
-        try:
-            payload, _exchange, routing_key = json.loads(raw)
-            headers = payload.get("headers") or {}
-            args = json.loads(base64.b64decode(payload["body"]))[0] if payload.get("body") else []
-            job_id = args[0] if args and isinstance(args[0], str) else "?"
-            found.append(InFlight(headers.get("task", "?"), job_id, routing_key))
-        except (ValueError, TypeError, KeyError, IndexError):
-            continue  # not a message of ours: say nothing rather than guess
-    return found
+def open_store(url: str):
+    from shared.store import Store
 
-
-def _client(url: str):
-    import redis
-
-    return redis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=2, socket_timeout=5)
+    return Store.open(url, result_ttl_s=60)
 
 
 def _resolve(args) -> tuple[str, dict]:
@@ -131,49 +96,46 @@ def _api_ready(url: str) -> str:
 
 
 def cmd_status(args) -> int:
-    import redis
-
-    from shared import registry
-    from shared.config import Settings
-    from shared.jobstore import JobStore
-    from shared.tasks import SYNTHESIS_QUEUES, WEBHOOKS
+    from shared.config import Settings, SettingsError
+    from shared.store import Unavailable
+    from shared.tasks import SYNTHESIS_QUEUES, SYNTHESIZE, WEBHOOKS
 
     url, state = _resolve(args)
-    client = _client(url)
-    ttl = Settings.from_env().heartbeat_ttl_s
     try:
-        client.ping()
-        names = registry.alive(client, ttl)
-        consumed = {}
-        if names:
-            consumed = {name: json.loads(raw) if raw else []
-                        for name, raw in zip(names, client.hmget(registry.QUEUES, names))}
-        lengths = queue_lengths(client, (*SYNTHESIS_QUEUES, WEBHOOKS))
-        flying = in_flight(client)
-        store = JobStore(client, ttl_s=1)
-        progress = {job.job_id: store.get(job.job_id) for job in flying if job.task == "voxq.synthesize"}
-    except redis.RedisError as exc:
+        ttl = Settings.load().jobs.heartbeat_ttl_s
+    except SettingsError as exc:
+        raise CliError(f"invalid settings: {exc}") from None
+    store = open_store(url)
+    try:
+        store.ping()
+        names = store.workers.alive(ttl)
+        consumed = store.workers.queues_of(names)
+        lengths = store.queues.depths((*SYNTHESIS_QUEUES, WEBHOOKS))
+        flying = store.queues.in_flight()
+        jobs = [taken for taken in flying if taken.task == SYNTHESIZE]
+        records = {taken.first_arg: store.jobs.get(taken.first_arg) for taken in jobs}
+    except Unavailable as exc:
         raise CliError(f"Redis at {redacted(url)} does not answer: {exc}") from exc
 
     lines = [f"Redis      {redacted(url)}" + (" (private, started by voxq up)" if state.get("private") else "")]
     if state.get("api_url"):
         lines.append(f"API        {state['api_url']}  {_api_ready(state['api_url'])}")
     if state.get("pid"):
-        lines.append(f"voxq up    pid {state['pid']}, since {time.strftime('%Y-%m-%d %H:%M', time.localtime(state.get('started', 0)))}")
+        since = time.strftime("%Y-%m-%d %H:%M", time.localtime(state.get("started", 0)))
+        lines.append(f"voxq up    pid {state['pid']}, since {since}")
     lines.append(f"workers    {len(names)} alive" + (":" if names else ""))
     for name in names:
         lines.append(f"             {name}  ({', '.join(consumed.get(name) or ['?'])})")
     lines.append("queues     " + " · ".join(f"{queue} {n}" for queue, n in lengths.items()))
-    jobs = [job for job in flying if job.task == "voxq.synthesize"]
     lines.append(f"in flight  {len(jobs)} job(s)" + (":" if jobs else ""))
-    for job in jobs:
-        record = progress.get(job.job_id)
+    for taken in jobs:
+        record = records.get(taken.first_arg)
         detail = "no record"
         if record is not None:
             detail = record.status
             if record.progress.segments_total:
                 detail += f", {record.progress.segments_done}/{record.progress.segments_total} segments"
-        lines.append(f"             {job.job_id}  {job.queue}  {detail}")
+        lines.append(f"             {taken.first_arg}  {taken.queue}  {detail}")
     others = len(flying) - len(jobs)
     if others:
         lines.append(f"             and {others} webhook deliver{'y' if others == 1 else 'ies'}")

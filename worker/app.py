@@ -1,25 +1,48 @@
-"""The Celery app of the workers: `celery -A worker.app worker ...`. The engine loads per process."""
+"""The Celery app of the workers: `celery -A worker.app worker ...`. The engine loads per process.
+
+Settings are read when Celery first configures the app (as the worker starts), not at import.
+"""
 from __future__ import annotations
 
 import logging
 
+from celery import Celery
 from celery.signals import worker_init, worker_process_init, worker_process_shutdown, worker_shutdown
 
 from shared import logs, tasks
-from shared.broker import make_celery
-from shared.config import Settings
-from worker import metrics_server
+from shared.broker import celery_config
+from shared.config import Settings, SettingsError
 
-settings = Settings.from_env()
-app = make_celery(settings, "voxq.worker")
-app.conf.include = ["worker.tasks", "worker.webhooks"]
+app = Celery("voxq.worker", include=["worker.tasks"])
 
 log = logging.getLogger(__name__)
+_settings: Settings | None = None
+
+
+@app.on_configure.connect
+def _configure(sender: Celery, **_) -> None:
+    global _settings
+    try:
+        _settings = Settings.load()
+    except SettingsError as exc:
+        # One line per bad variable, then exit: no traceback, and no children forked to fail alike.
+        raise SystemExit(f"voxq worker: error: invalid settings:\n{exc}") from None
+    # Loaded by Celery right after this signal (reading sender.conf here would recurse).
+    sender.config_from_object(celery_config(_settings))
+
+
+def settings() -> Settings:
+    if _settings is None:
+        app.conf.broker_url  # noqa: B018 - reading the config makes Celery run _configure once
+    return _settings
+
+
+def _queues() -> list[str]:
+    return sorted(app.amqp.queues.consume_from or app.amqp.queues)
 
 
 def _consumes_synthesis() -> bool:
-    queues = set(app.amqp.queues.consume_from or app.amqp.queues)
-    return bool(queues & set(tasks.SYNTHESIS_QUEUES))
+    return bool(set(_queues()) & set(tasks.SYNTHESIS_QUEUES))
 
 
 @worker_process_init.connect
@@ -28,18 +51,21 @@ def _init_child(**_):
     # across processes and no child inherits a half-initialised runtime.
     from worker import context
 
-    context.start(settings, load_engine=_consumes_synthesis(), queues=_queues())
+    context.start(settings(), app, load_engine=_consumes_synthesis(), queues=_queues())
 
 
 @worker_init.connect
 def _init_main(sender=None, **_):
-    logs.configure(settings.log_level)
-    metrics_server.start(settings)  # in the main process, before the pool forks
+    from worker import metrics_server
+
+    current = settings()
+    logs.configure(current.log_level)
+    metrics_server.start(current)  # in the main process, before the pool forks
     if _consumes_synthesis():
         from worker.engines import EngineError, preflight
 
         try:
-            preflight(settings)
+            preflight(current)
         except EngineError as exc:
             # Exit before forking children that would each die the same way, over and over.
             raise SystemExit(f"voxq worker: error: {exc}") from None
@@ -51,11 +77,7 @@ def _init_main(sender=None, **_):
         # fork ever follows it.
         from worker import context
 
-        context.start(settings, load_engine=_consumes_synthesis(), queues=_queues())
-
-
-def _queues() -> list[str]:
-    return sorted(app.amqp.queues.consume_from or app.amqp.queues)
+        context.start(current, app, load_engine=_consumes_synthesis(), queues=_queues())
 
 
 @worker_process_shutdown.connect

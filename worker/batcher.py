@@ -9,7 +9,7 @@ import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
-from worker.engines.base import AudioChunk, Prosody
+from worker.engines.base import AudioChunk, SynthesisConfig
 
 log = logging.getLogger(__name__)
 
@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class _Item:
     text: str
-    prosody: Prosody
+    config: SynthesisConfig
     future: Future = field(default_factory=Future)
 
 
@@ -31,8 +31,8 @@ class Batcher:
         self._thread = threading.Thread(target=self._loop, name="voxq-batcher", daemon=True)
         self._thread.start()
 
-    def submit(self, text: str, prosody: Prosody) -> "Future[AudioChunk]":
-        item = _Item(text, prosody)
+    def submit(self, text: str, config: SynthesisConfig) -> "Future[AudioChunk]":
+        item = _Item(text, config)
         self._queue.put(item)
         return item.future
 
@@ -55,12 +55,12 @@ class Batcher:
             self.batch_sizes = (self.batch_sizes + [len(batch)])[-1000:]
             log.debug("batch of %d segment(s)", len(batch))
             try:
-                chunks = self.engine.synthesize_batch([(item.text, item.prosody) for item in batch])
+                chunks = self.engine.synthesize_batch([(item.text, item.config) for item in batch])
             except Exception:
                 # One bad segment (say, nothing speakable) must not fail its neighbours: redo alone.
                 for item in batch:
                     try:
-                        item.future.set_result(self.engine.synthesize_batch([(item.text, item.prosody)])[0])
+                        item.future.set_result(self.engine.synthesize_batch([(item.text, item.config)])[0])
                     except Exception as exc:  # handed to the waiting job, which decides
                         item.future.set_exception(exc)
                 continue

@@ -1,57 +1,78 @@
-"""What one worker process holds for its lifetime: settings, Redis, storage, and the engine."""
+"""What one worker process holds for its lifetime: settings, the store, storage, the engine's
+runner and the webhook delivery. Built by worker/app.py's init signals, never at import."""
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from shared.config import Settings
-from shared.jobstore import JobStore, connect
 from shared.storage import Storage
+from shared.store import Store
 
 log = logging.getLogger(__name__)
 
-_runner = None
-_heartbeat = None
-_store = None
+
+@dataclass
+class Context:
+    settings: Settings
+    store: Store
+    storage: Storage
+    runner: object | None = None  # worker.runner.Runner, when this process synthesizes
+    delivery: object | None = None  # worker.webhook_delivery.Delivery
+    heartbeat: object | None = None
 
 
-def start(settings: Settings, load_engine: bool, queues: list[str]) -> None:
-    global _runner, _heartbeat, _store
+_current: Context | None = None
+
+
+def start(settings: Settings, celery, load_engine: bool, queues: list[str]) -> Context:
+    global _current
+    from shared.keys import KeySource
+    from shared.webhook_publisher import WebhookPublisher
     from worker.heartbeat import Heartbeat, capabilities
+    from worker.webhook_delivery import Delivery
 
-    _store = JobStore(connect(settings.redis_url), settings.result_ttl_s)
+    store = Store.open(settings.redis_url, settings.jobs.result_ttl_s)
     storage = Storage(settings.data_dir)
+    ctx = Context(settings, store, storage)
+    ctx.delivery = Delivery(settings.webhooks, store, KeySource(settings.keys))
     caps = None
     if load_engine:
         from worker.engines import load_engine as load
+        from worker.engines.base import SynthesisConfig
         from worker.runner import Runner
 
         engine = load(settings)
         # Warm up before taking a task: the first call pays for jieba's dictionary and the
         # runtime's allocations, which would otherwise land on the first user's job.
-        from worker.engines.base import Prosody
-
-        engine.synthesize("你好。", Prosody())
+        engine.synthesize("你好。", SynthesisConfig())
         batcher = None
-        if hasattr(engine, "synthesize_batch") and settings.batch_max > 1:
+        if engine.supports_batch and settings.engine.batch_max > 1:
             from worker.batcher import Batcher
 
-            batcher = Batcher(engine, settings.batch_max, settings.batch_wait_ms / 1000)
-        _runner = Runner(settings, _store, storage, engine, batcher)
+            batcher = Batcher(engine, settings.engine.batch_max, settings.engine.batch_wait_ms / 1000)
+        publisher = WebhookPublisher(celery, store.jobs, settings.webhooks.retry_schedule[0])
+        ctx.runner = Runner(settings, store, storage, engine, notify=publisher.notify, batcher=batcher)
         caps = capabilities(engine, settings)
-    _heartbeat = Heartbeat(settings, _store, storage, caps, queues)
-    _heartbeat.start()
+    ctx.heartbeat = Heartbeat(settings, store, storage, caps, queues)
+    ctx.heartbeat.start()
+    _current = ctx
+    return ctx
+
+
+def current() -> Context:
+    if _current is None:
+        raise RuntimeError("this worker process has not started (worker_process_init did not run)")
+    return _current
 
 
 def runner():
-    if _runner is None:
+    runner = current().runner
+    if runner is None:
         raise RuntimeError("this worker process has no engine (it does not consume a synthesis queue)")
-    return _runner
-
-
-def store() -> JobStore:
-    return _store
+    return runner
 
 
 def stop() -> None:
-    if _heartbeat is not None:
-        _heartbeat.stop()
+    if _current is not None and _current.heartbeat is not None:
+        _current.heartbeat.stop()

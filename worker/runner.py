@@ -5,24 +5,30 @@ import contextlib
 import logging
 import threading
 import time
+from typing import Callable
 
 from shared.config import Settings
 from shared.jobs import TERMINAL
-from shared.jobstore import JobStore
 from shared.storage import Storage
-from worker import metrics, synthesizer, webhooks
-from worker.cache import cache_key
+from shared.store import Store, Transient
+from worker import metrics, synthesizer
+from worker.cache import ResultCache, cache_key
 
 log = logging.getLogger(__name__)
 
 
 class Runner:
-    def __init__(self, settings: Settings, store: JobStore, storage: Storage, engine, batcher=None):
+    def __init__(self, settings: Settings, store: Store, storage: Storage, engine,
+                 notify: Callable[[str], object], batcher=None):
         self.settings = settings
         self.store = store
+        self.jobs = store.jobs
         self.storage = storage
         self.engine = engine
+        # Called with the job ID when a job ends here; it queues the webhook (and never raises).
+        self.notify = notify
         self.batcher = batcher
+        self.cache = ResultCache(store, storage, settings.jobs.result_ttl_s)
         # Without a batcher the engine is called directly, and a runtime such as LiteRT's
         # interpreter is not thread-safe: under a threads pool, jobs take turns.
         self._engine_lock = threading.Lock() if batcher is None else contextlib.nullcontext()
@@ -31,47 +37,48 @@ class Runner:
         """Run a job; return the status it ended in (or why nothing was done)."""
         status = self._run(job_id)
         if status in ("succeeded", "failed"):
-            # At most one webhook per job, whoever asks; this never raises.
-            webhooks.notify(self.store, job_id)
+            # At most one webhook per job, whoever asks.
+            self.notify(job_id)
         return status
 
     def _run(self, job_id: str) -> str:
-        record = self.store.get(job_id)
+        jobs = self.jobs
+        record = jobs.get(job_id)
         if record is None:
             return "missing"
         if record.status in TERMINAL:
             # A redelivery of a job that already ended (or was canceled): nothing to do twice.
             return record.status
-        attempts = self.store.start_attempt(job_id)
-        if attempts > self.settings.max_attempts:
-            self.store.fail(
-                job_id, "worker_lost",
-                f"the job was interrupted {attempts - 1} times (a worker died while running it)",
-            )
+        attempts = jobs.start_attempt(job_id)
+        if attempts > self.settings.jobs.max_attempts:
+            jobs.fail(job_id, "worker_lost",
+                      f"the job was interrupted {attempts - 1} times (a worker died while running it)")
             return "failed"
-        if not self.store.mark_running(job_id):
-            return self.store.status(job_id) or "missing"
-        text = self.store.text(job_id)
+        if not jobs.mark_running(job_id):
+            return jobs.status(job_id) or "missing"
+        text = jobs.text(job_id)
         if text is None:
-            self.store.fail(job_id, "text_expired", "the job's text is no longer stored")
+            jobs.fail(job_id, "text_expired", "the job's text is no longer stored")
             return "failed"
         log.info("job %s started: %d chars, sha256 %s, attempt %d",
                  job_id, len(text), record.text_sha256[:12], attempts)
         started = time.perf_counter()
-        try:
-            segments = synthesizer.plan(text, self.settings)
-            synthesizer.check_options(record.options, self.engine)
-        except synthesizer.SynthesisError as exc:
-            self.store.fail(job_id, exc.code, str(exc))
-            return "failed"
         options = record.options
+        try:
+            # The one check of the options inside the worker (the API checked them against the
+            # registered engines; this worker's engine is the one that will speak).
+            synthesizer.check_options(options, self.engine)
+            segments = synthesizer.plan(text, self.settings)
+        except synthesizer.SynthesisError as exc:
+            jobs.fail(job_id, exc.code, str(exc))
+            return "failed"
         key = cache_key(segments, options, self.engine.name, self.engine.model_version)
-        audio = self.storage.audio_path(job_id, options.format)
-        marks = self.storage.marks_path(job_id) if options.marks else None
-        if self._reuse(job_id, key, audio, marks):
+        if self._reuse(job_id, key, options.marks):
             return "succeeded"
 
-        self.store.set_progress(job_id, 0, len(segments))
+        audio = self.storage.audio_path(job_id, options.format)
+        marks = self.storage.marks_path(job_id) if options.marks else None
+        jobs.set_progress(job_id, 0, len(segments))
         if attempts > 1:
             self.storage.clear_temp(job_id)
         temp_audio = self.storage.temp_path(audio)
@@ -79,18 +86,23 @@ class Runner:
         try:
             with self._engine_lock:
                 result = synthesizer.render(
-                    self.engine, text, options, temp_audio, self.settings,
+                    self.engine, segments, options, temp_audio, self.settings,
                     marks_path=temp_marks,
-                    on_progress=lambda done, total: self.store.set_progress(job_id, done, total),
-                    should_stop=lambda: self.store.status(job_id) != "running",
-                    segments=segments,
+                    on_progress=lambda done, total: jobs.set_progress(job_id, done, total),
+                    should_stop=lambda: jobs.status(job_id) != "running",
                     batcher=self.batcher,
                 )
         except synthesizer.Canceled:
             log.info("job %s canceled mid-synthesis", job_id)
-            return self.store.status(job_id) or "canceled"
+            return jobs.status(job_id) or "canceled"
         except synthesizer.SynthesisError as exc:
-            self.store.fail(job_id, exc.code, str(exc))
+            jobs.fail(job_id, exc.code, str(exc))
+            return "failed"
+        except Transient:
+            raise  # Redis blinked: the task retries, and the job resumes from its first segment
+        except Exception as exc:  # noqa: BLE001 - a bug in an engine must end the job, not strand it running
+            log.exception("job %s: synthesis failed", job_id)
+            jobs.fail(job_id, "engine_error", f"synthesis failed ({exc.__class__.__name__})")
             return "failed"
         if marks:
             self.storage.publish(temp_marks, marks)
@@ -103,37 +115,27 @@ class Runner:
             "sha256": result.sha256,
             "marks": bool(marks),
         }
-        if not self.store.succeed(job_id, payload):
+        if not jobs.succeed(job_id, payload):
             # Canceled between the last segment and here: the cancel wins, the files go.
             self.storage.delete(job_id)
-            return self.store.status(job_id) or "canceled"
-        self.store.redis.set(key, job_id, ex=self.settings.result_ttl_s)
+            return jobs.status(job_id) or "canceled"
+        self.cache.remember(key, job_id)
         elapsed = time.perf_counter() - started
         metrics.observe_synthesis(self.engine.name, elapsed, result.duration_s)
         log.info("job %s succeeded: %.2f s audio in %.2f s (RTF %.3f)",
                  job_id, result.duration_s, elapsed, elapsed / max(result.duration_s, 1e-6))
         return "succeeded"
 
-    def _reuse(self, job_id: str, key: str, audio, marks) -> bool:
-        source_id = self.store.redis.get(key)
-        if not source_id or source_id == job_id:
+    def _reuse(self, job_id: str, key: str, marks: bool) -> bool:
+        source = self.cache.source(key, job_id)
+        if source is None or not self.cache.copy(source, job_id, marks):
             return False
-        source = self.store.get(source_id)
-        if source is None or source.status != "succeeded" or not source.result:
-            return False
-        source_audio = self.storage.audio_path(source_id, source.options.format)
-        source_marks = self.storage.marks_path(source_id)
-        if not source_audio.is_file() or (marks and not source_marks.is_file()):
-            return False
-        if marks:
-            self.storage.link_or_copy(source_marks, marks)
-        self.storage.link_or_copy(source_audio, audio)
-        payload = dict(source.result, marks=bool(marks))
+        payload = dict(source.result, marks=marks)
         segments = source.progress.segments_total or 0
-        self.store.set_progress(job_id, segments, segments)
-        if not self.store.succeed(job_id, payload, cache_hit=True):
+        self.jobs.set_progress(job_id, segments, segments)
+        if not self.jobs.succeed(job_id, payload, cache_hit=True):
             self.storage.delete(job_id)
             return True
         metrics.CACHE_HITS.inc()
-        log.info("job %s served from the cache (job %s)", job_id, source_id)
+        log.info("job %s served from the cache (job %s)", job_id, source.id)
         return True

@@ -16,7 +16,7 @@ from shared.options import SynthesisOptions, check_format_rate
 from worker.assets import sha256_of
 from worker.audio import AudioWriter
 from worker.emotions import PRESETS
-from worker.engines.base import Engine, Prosody
+from worker.engines.base import Engine, EngineFault, NothingToSay, SynthesisConfig
 from worker.text.normalizer import normalize
 from worker.text.segmenter import Segment, split_segments
 
@@ -50,18 +50,18 @@ def plan(text: str, settings: Settings) -> list[Segment]:
     """Check and split the text; raise SynthesisError for text that cannot be spoken."""
     if not text or not text.strip():
         raise SynthesisError("empty_text", "text is empty", "text")
-    if len(text) > settings.max_chars:
-        raise SynthesisError(
-            "text_too_long", f"text has {len(text)} characters; the limit is {settings.max_chars}", "text"
-        )
-    segments = split_segments(normalize(text), settings.max_segment_chars)
+    limit = settings.limits.max_chars
+    if len(text) > limit:
+        raise SynthesisError("text_too_long", f"text has {len(text)} characters; the limit is {limit}", "text")
+    segments = split_segments(normalize(text), settings.text.max_segment_chars)
     if not segments:
         raise SynthesisError("nothing_to_say", "nothing to say: the text has no speakable characters", "text")
     return segments
 
 
 def check_options(options: SynthesisOptions, engine: Engine) -> None:
-    emotions = getattr(engine, "emotions", tuple(PRESETS))
+    """Whether this engine can speak with these options; SynthesisError if not. Once per job."""
+    emotions = engine.emotions
     if options.emotion not in emotions:
         raise SynthesisError(
             "unknown_emotion", f"unknown emotion {options.emotion!r}; valid: {', '.join(emotions)}", "emotion"
@@ -76,14 +76,16 @@ def check_options(options: SynthesisOptions, engine: Engine) -> None:
 
 def preset_for(options: SynthesisOptions, engine: Engine):
     # An engine with trained emotions speaks them itself; the others get a prosody recipe.
-    if getattr(engine, "native_emotions", False):
+    if engine.native_emotions:
         return PRESETS["neutral"]
     return PRESETS.get(options.emotion, PRESETS["neutral"])
 
 
-def prosody_for(options: SynthesisOptions, engine: Engine) -> Prosody:
+def config_for(options: SynthesisOptions, engine: Engine) -> SynthesisConfig:
+    """The engine's per-call options for a job's: the voice, and the emotion's prosody recipe."""
     preset = preset_for(options, engine)
-    return Prosody(
+    return SynthesisConfig(
+        voice=options.voice,
         speed=options.speed * preset.speed,
         pitch=options.pitch * preset.pitch,
         energy=preset.energy,
@@ -120,32 +122,37 @@ class _MarksWriter:
             self._fh.close()
 
 
+def speak(engine: Engine, text: str, options: SynthesisOptions, out_path: str | os.PathLike, settings: Settings,
+          marks_path: str | os.PathLike | None = None) -> SynthesisResult:
+    """Check, plan and render `text` in one call (the CLI's and the benchmarks' path)."""
+    check_options(options, engine)
+    return render(engine, plan(text, settings), options, out_path, settings, marks_path=marks_path)
+
+
 def render(
     engine: Engine,
-    text: str,
+    segments: list[Segment],
     options: SynthesisOptions,
     out_path: str | os.PathLike,
     settings: Settings,
     marks_path: str | os.PathLike | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
-    segments: list[Segment] | None = None,
     batcher=None,
 ) -> SynthesisResult:
-    """Synthesize `text` into `out_path` (and its timing marks into `marks_path`).
+    """Synthesize planned `segments` into `out_path` (and their timing marks into `marks_path`).
+    The options were checked (check_options) when the job was planned.
 
     With a batcher, up to a batch of the job's next segments are in flight at once, so a long
     job fills batches on its own and shares them with whatever else is waiting.
     """
-    check_options(options, engine)
-    segments = segments if segments is not None else plan(text, settings)
-    prosody = prosody_for(options, engine)
+    config = config_for(options, engine)
     preset = preset_for(options, engine)
     gain = options.volume * preset.gain
     rate = engine.sample_rate
     pauses = {
-        "sentence": settings.sentence_pause_s * preset.pause_scale,
-        "clause": settings.clause_pause_s * preset.pause_scale,
+        "sentence": settings.text.sentence_pause_s * preset.pause_scale,
+        "clause": settings.text.clause_pause_s * preset.pause_scale,
         "none": 0.0,
     }
     out_path = Path(out_path)
@@ -158,9 +165,9 @@ def render(
     def next_chunk(index: int, segment: Segment):
         nonlocal submitted
         if batcher is None:
-            return engine.synthesize(segment.text, prosody, options.voice)
+            return engine.synthesize(segment.text, config)
         while submitted < total and len(in_flight) < batcher.max_batch:
-            in_flight.append(batcher.submit(segments[submitted].text, prosody))
+            in_flight.append(batcher.submit(segments[submitted].text, config))
             submitted += 1
         return in_flight.popleft().result()
     try:
@@ -171,10 +178,12 @@ def render(
                     raise Canceled()
                 try:
                     chunk = next_chunk(index, segment)
-                except ValueError:
+                except NothingToSay:
                     # A segment with nothing speakable (e.g. only symbols the voice lacks).
                     log.debug("segment %d has nothing to say", index)
                     chunk = None
+                except EngineFault as exc:
+                    raise SynthesisError(exc.code, f"segment {index + 1}: {exc}") from None
                 last = index == total - 1
                 if chunk is not None and len(chunk.samples):
                     marks.write(chunk.marks, position * 1000.0 / rate)

@@ -1,13 +1,14 @@
-"""Celery tasks: thin. They decode the job ID, call the runner, and let Celery retry Redis blips."""
+"""Celery tasks: thin. Each decodes its arguments, calls the real code, and records the outcome;
+Celery's own retry handles Redis blips and webhook back-off."""
 from __future__ import annotations
 
 import logging
 import time
 
-import redis
 from celery import shared_task
 
 from shared import logs, tasks
+from shared.store import Transient, Unavailable
 from worker import context, metrics
 
 log = logging.getLogger(__name__)
@@ -26,7 +27,7 @@ class JobFailed(Exception):
     name=tasks.SYNTHESIZE,
     acks_late=True,
     reject_on_worker_lost=True,
-    autoretry_for=(redis.ConnectionError, redis.TimeoutError),
+    autoretry_for=Transient,
     retry_backoff=True,
     max_retries=5,
     throws=(JobFailed,),
@@ -37,8 +38,8 @@ def synthesize(job_id: str) -> str:
     if status in ("succeeded", "failed", "canceled"):
         metrics.JOBS_FINISHED.labels(status).inc()
     try:
-        record = context.store().get(job_id)
-    except redis.RedisError:  # only for the log line: never redo a finished job for it
+        record = context.current().store.jobs.get(job_id)
+    except Unavailable:  # only for the log line: never redo a finished job for it
         record = None
     fields = {"status": status, "duration_s": round(time.perf_counter() - started, 3)}
     log.info("job %s ended: %s", job_id, status,
@@ -47,3 +48,12 @@ def synthesize(job_id: str) -> str:
         error = record.error if record is not None else None
         raise JobFailed(f"job {job_id} failed: {error.code}: {error.message}" if error else f"job {job_id} failed")
     return status
+
+
+@shared_task(bind=True, name=tasks.DELIVER_WEBHOOK, acks_late=True, ignore_result=True, max_retries=None)
+def deliver_webhook(self, job_id: str, webhook_id: str, generation: int = 0) -> str:
+    outcome, retry_in = context.current().delivery.run(job_id, webhook_id, generation, self.request.retries)
+    metrics.WEBHOOK_DELIVERIES.labels(outcome).inc()
+    if retry_in is not None:
+        raise self.retry(countdown=retry_in, argsrepr=repr([job_id]), kwargsrepr="{}")
+    return outcome

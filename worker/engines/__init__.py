@@ -19,28 +19,26 @@ def available() -> list[str]:
 
 
 def engine_class(settings: Settings):
-    found = importlib.metadata.entry_points(group=GROUP, name=settings.engine)
+    name = settings.engine.name
+    found = importlib.metadata.entry_points(group=GROUP, name=name)
     if not found:
-        raise EngineError(
-            f"unknown engine {settings.engine!r}; available: {', '.join(available())}"
-        )
+        raise EngineError(f"unknown engine {name!r}; available: {', '.join(available())}")
     try:
         return next(iter(found)).load()
     except ImportError as exc:
-        raise EngineError(f"engine {settings.engine!r} cannot be imported: {exc}") from exc
+        raise EngineError(f"engine {name!r} cannot be imported: {exc}") from exc
 
 
 def preflight(settings: Settings) -> None:
     """Cheap checks before a worker forks: fail at start-up, once, with a message that says why."""
-    engine_cls = engine_class(settings)
-    check = getattr(engine_cls, "check", None)
-    if check is not None:
-        try:
-            check(settings)
-        except (RuntimeError, ValueError) as exc:
-            raise EngineError(str(exc)) from exc
+    try:
+        engine_class(settings).check(settings)
+    except EngineError:
+        raise
+    except (RuntimeError, ValueError) as exc:
+        raise EngineError(str(exc)) from exc
 
 
 def load_engine(settings: Settings) -> Engine:
-    """Import the engine named by settings.engine and load it (the one place that does I/O)."""
+    """Import the engine named by settings.engine.name and load it (the one place that does I/O)."""
     return engine_class(settings).load(settings)

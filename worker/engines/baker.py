@@ -10,7 +10,7 @@ from worker import pitch
 from worker.assets import VoiceAssets
 from worker.text.g2p import G2P, Phonemes
 
-from .base import Mark, Prosody, VoiceInfo
+from .base import Mark, SynthesisConfig, VoiceInfo
 
 SAMPLE_RATE = 24000
 HOP = 300  # samples per mel frame of the Multi-band MelGAN vocoder
@@ -34,13 +34,13 @@ class ModelInputs:
     residual_pitch: float  # what the model could not do cleanly, left for WORLD
 
 
-def model_inputs(prosody: Prosody) -> ModelInputs:
-    offset, residual = pitch.split(prosody.pitch)
+def model_inputs(config: SynthesisConfig) -> ModelInputs:
+    offset, residual = pitch.split(config.pitch)
     return ModelInputs(
         # The model's speed_ratios multiplies durations, so a faster voice is a smaller ratio.
-        speed_ratio=1.0 / prosody.speed,
-        f0_ratio=prosody.pitch_range,
-        energy_ratio=prosody.energy,
+        speed_ratio=1.0 / config.speed,
+        f0_ratio=config.pitch_range,
+        energy_ratio=config.energy,
         f0_offset=offset,
         residual_pitch=residual,
     )

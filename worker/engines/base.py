@@ -1,16 +1,27 @@
-"""The engine contract: load once, then turn text segments into audio chunks with timing marks."""
+"""The engine contract: load once, then turn text segments into audio chunks with timing marks.
+
+An engine subclasses `Engine`, sets its identity (name, model_version, sample_rate, voices), and
+implements `load` and `synthesize`. Everything else has a declared default here.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import numpy as np
 
+from shared.options import EMOTIONS
+from worker.text.g2p import NothingToSay
+
+__all__ = ["AudioChunk", "Engine", "EngineFault", "Mark", "NothingToSay", "SynthesisConfig", "UnknownVoice",
+           "VoiceInfo"]
+
 
 @dataclass(frozen=True)
-class Prosody:
-    """Per-segment controls. Ratios are relative to the model's own default (1.0)."""
+class SynthesisConfig:
+    """Per-call options, the same for `synthesize` and `synthesize_batch`. Ratios are relative to
+    the model's own default (1.0); `voice` None is the engine's default voice."""
 
+    voice: str | None = None
     speed: float = 1.0
     pitch: float = 1.0
     energy: float = 1.0
@@ -48,25 +59,55 @@ class VoiceInfo:
     description: str = ""
 
 
-class Engine(Protocol):
-    """What every engine offers. Optional extras, looked up with getattr:
+class EngineFault(Exception):
+    """The engine could not speak a segment. Unlike NothingToSay (a segment skipped), it fails
+    the job with `code`."""
 
-    - `emotions` (tuple of names) and `native_emotions` (True when the model speaks them itself;
-      otherwise the synthesizer applies worker/emotions.py's prosody recipes);
-    - `check(settings)`, a classmethod: cheap start-up checks run before a worker forks;
-    - `synthesize_batch(items)`: many segments at once, for worker/batcher.py.
-    """
+    code = "engine_error"
+
+
+class UnknownVoice(EngineFault):
+    code = "unknown_voice"
+
+
+class Engine:
+    """What every engine offers. Subclasses set the identity and implement load and synthesize."""
 
     name: str
     model_version: str
     sample_rate: int
     voices: list[VoiceInfo]
+    # Emotions a request may name. Without native_emotions, the synthesizer turns each into a
+    # prosody recipe (worker/emotions.py); with it, the model speaks config.emotion itself.
+    emotions: tuple[str, ...] = EMOTIONS
+    native_emotions: bool = False
+    # True when synthesize_batch really batches (worker/batcher.py groups segments for it).
+    supports_batch: bool = False
+
+    @classmethod
+    def check(cls, settings) -> None:
+        """Cheap start-up checks, run before a worker forks; raise RuntimeError or ValueError
+        with a message saying what to install or set."""
 
     @classmethod
     def load(cls, settings) -> "Engine":
         """Do all the I/O: find, verify and load the model. Called once per worker process."""
-        ...
+        raise NotImplementedError
 
-    def synthesize(self, text: str, prosody: Prosody, voice: str | None = None) -> AudioChunk:
-        """Synthesize one segment (already normalised and split by the caller)."""
-        ...
+    def synthesize(self, text: str, config: SynthesisConfig = SynthesisConfig()) -> AudioChunk:
+        """One segment (already normalised and split by the caller). Raises NothingToSay when it
+        has nothing speakable, EngineFault when it cannot be spoken."""
+        raise NotImplementedError
+
+    def synthesize_batch(self, items: list[tuple[str, SynthesisConfig]]) -> list[AudioChunk]:
+        """Many segments; each chunk is what synthesize() gives for that segment alone."""
+        return [self.synthesize(text, config) for text, config in items]
+
+    def voice(self, name: str | None) -> str:
+        """The voice to speak with; raises UnknownVoice for a name this engine lacks."""
+        names = [v.name for v in self.voices]
+        if name is None:
+            return names[0]
+        if name not in names:
+            raise UnknownVoice(f"unknown voice {name!r} for engine {self.name}; valid: {', '.join(names)}")
+        return name

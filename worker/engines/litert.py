@@ -7,10 +7,9 @@ import numpy as np
 
 from shared.config import Settings
 from worker import assets, pitch
-from worker.emotions import PRESETS
 
 from . import baker
-from .base import AudioChunk, Prosody
+from .base import AudioChunk, Engine, SynthesisConfig
 from .tflite_graph import patched_acoustic_model
 
 log = logging.getLogger(__name__)
@@ -19,12 +18,11 @@ VOCODER_WINDOW = 96  # mel frames kept per vocoder call (1.2 s of audio); its ar
 VOCODER_CONTEXT = 24  # frames of context each side; the output is identical to one whole call
 
 
-class LiteRTEngine:
+class LiteRTEngine(Engine):
     name = "fastspeech2-litert"
     model_version = assets.MODEL_VERSION
     sample_rate = baker.SAMPLE_RATE
     voices = baker.VOICES
-    emotions = tuple(PRESETS)
 
     def __init__(self, g2p, acoustic, vocoder):
         self.g2p = g2p
@@ -38,29 +36,30 @@ class LiteRTEngine:
 
     @classmethod
     def check(cls, settings: Settings) -> None:
-        assets.locate(settings.model_dir)
+        assets.locate(settings.engine.model_dir)
 
     @classmethod
     def load(cls, settings: Settings) -> "LiteRTEngine":
         from ai_edge_litert.interpreter import Interpreter
 
-        found = assets.locate(settings.model_dir)
-        threads = settings.engine_threads
+        found = assets.locate(settings.engine.model_dir)
+        threads = settings.engine.threads
         acoustic = Interpreter(model_content=patched_acoustic_model(found.acoustic), num_threads=threads)
         vocoder = Interpreter(model_path=str(found.vocoder), num_threads=threads)
         log.info("loaded %s (%s) with %d thread(s)", cls.name, found.acoustic.parent, threads)
         return cls(baker.load_g2p(found), acoustic, vocoder)
 
-    def synthesize(self, text: str, prosody: Prosody = Prosody(), voice: str | None = None) -> AudioChunk:
+    def synthesize(self, text: str, config: SynthesisConfig = SynthesisConfig()) -> AudioChunk:
+        self.voice(config.voice)  # one voice; an unknown name is an error, not a silent default
         phonemes = self.g2p.convert(text)
-        controls = baker.model_inputs(prosody)
-        mel, durations = self._text_to_mel(phonemes.ids, controls)
-        audio = self._mel_to_audio(mel)
+        controls = baker.model_inputs(config)
+        mel, durations = self.text_to_mel(phonemes.ids, controls)
+        audio = self.mel_to_audio(mel)
         audio = pitch.shift(audio, self.sample_rate, controls.residual_pitch)
         marks = baker.marks_from_durations(phonemes, durations, mel.shape[1])
         return AudioChunk(audio, self.sample_rate, marks)
 
-    def _text_to_mel(self, ids: list[int], controls: baker.ModelInputs):
+    def text_to_mel(self, ids: list[int], controls: baker.ModelInputs):
         model = self._acoustic
         model.resize_tensor_input(self._inputs["input_ids"], [1, len(ids)])
         model.allocate_tensors()
@@ -80,7 +79,7 @@ class LiteRTEngine:
         durations = model.get_tensor(self._outputs["Identity_2"])[0]
         return mel, durations
 
-    def _mel_to_audio(self, mel: np.ndarray) -> np.ndarray:
+    def mel_to_audio(self, mel: np.ndarray) -> np.ndarray:
         """Vocode in windows of frames with context on both sides.
 
         The vocoder's activations grow with the input (hundreds of MB for a long segment), and

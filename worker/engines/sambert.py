@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib.util
 import io
 import logging
-import os
 from pathlib import Path
 from xml.sax.saxutils import escape
 
@@ -19,11 +18,10 @@ import numpy as np
 from shared.config import Settings
 from worker import pitch
 
-from .base import AudioChunk, Prosody, VoiceInfo
+from .base import AudioChunk, Engine, SynthesisConfig, VoiceInfo
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "damo/speech_sambert-hifigan_tts_zh-cn_16k"
 SAMPLE_RATE = 16000
 MODELSCOPE_INDEX = "https://modelscope.oss-cn-beijing.aliyuncs.com/releases/repo.html"
 
@@ -59,9 +57,9 @@ def missing_requirements(find_spec=importlib.util.find_spec) -> list[str]:
 
 
 def model_directory(settings: Settings) -> Path:
-    folder = Path(settings.model_dir) if settings.model_dir else None
+    folder = Path(settings.engine.model_dir) if settings.engine.model_dir else None
     if folder is None or not (folder / "configuration.json").is_file():
-        model_id = os.environ.get("VOXQ_SAMBERT_MODEL", DEFAULT_MODEL)
+        model_id = settings.engine.sambert_model
         raise MissingDependency(
             f"the Sambert model directory is missing: download {model_id} from ModelScope's hub on a "
             f"connected machine (`modelscope download --model {model_id} --local_dir DIR`), copy DIR "
@@ -78,16 +76,7 @@ def ssml(text: str, emotion: str) -> str:
     return f'<speak><emotion category="{category}" intensity="1.0">{escape(text)}</emotion></speak>'
 
 
-def voice_name(voice: str | None) -> str:
-    names = [v.name for v in VOICES]
-    if voice is None:
-        return names[0]
-    if voice not in names:
-        raise ValueError(f"unknown Sambert voice {voice!r}; valid: {', '.join(names)}")
-    return voice
-
-
-class SambertEngine:
+class SambertEngine(Engine):
     name = "sambert"
     sample_rate = SAMPLE_RATE
     voices = VOICES
@@ -112,17 +101,17 @@ class SambertEngine:
         from modelscope.utils.constant import Tasks
 
         # A local directory: ModelScope reads it and never reaches for its hub.
-        tts = pipeline(task=Tasks.text_to_speech, model=str(folder), device=settings.device)
+        tts = pipeline(task=Tasks.text_to_speech, model=str(folder), device=settings.engine.device)
         log.info("loaded sambert from %s", folder)
         return cls(tts, f"sambert:{folder.name}")
 
-    def synthesize(self, text: str, prosody: Prosody = Prosody(), voice: str | None = None) -> AudioChunk:
+    def synthesize(self, text: str, config: SynthesisConfig = SynthesisConfig()) -> AudioChunk:
         import soundfile as sf
         from modelscope.outputs import OutputKeys
 
-        output = self._pipeline(input=ssml(text, prosody.emotion), voice=voice_name(voice))
+        output = self._pipeline(input=ssml(text, config.emotion), voice=self.voice(config.voice))
         samples, rate = sf.read(io.BytesIO(output[OutputKeys.OUTPUT_WAV]), dtype="float32")
-        samples = pitch.shift(np.asarray(samples), rate, prosody.pitch)
+        samples = pitch.shift(np.asarray(samples), rate, config.pitch)
         # Sambert's pipeline exposes no speed control and no durations: speed is not applied
         # (the README says so) and the engine returns no timing marks.
         return AudioChunk(samples, rate, [])

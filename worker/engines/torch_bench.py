@@ -8,7 +8,7 @@ import time
 from shared.config import Settings
 
 from . import baker
-from .base import Prosody
+from .base import SynthesisConfig
 
 log = logging.getLogger(__name__)
 
@@ -85,19 +85,19 @@ def bench(batch_sizes, device: str = "cpu", settings: Settings | None = None,
     from .litert import LiteRTEngine
     from .torch_fs2 import TorchEngine
 
-    settings = settings or Settings.from_env()
-    settings = settings.model_copy(update={"device": device})
-    found = assets.locate(settings.model_dir)
+    settings = settings or Settings.load()
+    settings = settings.model_copy(update={"engine": settings.engine.model_copy(update={"device": device})})
+    found = assets.locate(settings.engine.model_dir)
     ids = corpus_ids(found.mapper)[:sentences]
-    controls = baker.model_inputs(Prosody())
+    controls = baker.model_inputs(SynthesisConfig())
 
     litert = LiteRTEngine.load(settings)
 
     def run_litert() -> float:
         seconds = 0.0
         for sentence in ids:
-            mel, _ = litert._text_to_mel(sentence, controls)
-            seconds += len(litert._mel_to_audio(mel)) / litert.sample_rate
+            mel, _ = litert.text_to_mel(sentence, controls)
+            seconds += len(litert.mel_to_audio(mel)) / litert.sample_rate
         return seconds
 
     run_litert()

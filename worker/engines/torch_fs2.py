@@ -8,10 +8,9 @@ import numpy as np
 
 from shared.config import Settings
 from worker import assets, pitch
-from worker.emotions import PRESETS
 
 from . import EngineError, baker
-from .base import AudioChunk, Prosody
+from .base import AudioChunk, Engine, SynthesisConfig
 
 try:
     import torch
@@ -62,12 +61,12 @@ def _device(name: str) -> "torch.device":
     return torch.device(name)
 
 
-class TorchEngine:
+class TorchEngine(Engine):
     name = "fastspeech2-torch"
     model_version = assets.MODEL_VERSION
     sample_rate = baker.SAMPLE_RATE
     voices = baker.VOICES
-    emotions = tuple(PRESETS)
+    supports_batch = True
 
     def __init__(self, g2p, acoustic, vocoder, device):
         self.g2p = g2p
@@ -79,41 +78,41 @@ class TorchEngine:
     def check(cls, settings: Settings) -> None:
         """What load() needs, checked without loading a model or starting CUDA."""
         _require_torch()
-        _device(settings.device)
-        assets.locate(settings.model_dir)
+        _device(settings.engine.device)
+        assets.locate(settings.engine.model_dir)
 
     @classmethod
     def load(cls, settings: Settings) -> "TorchEngine":
         _require_torch()
         from .torch_weights import load_fastspeech2, load_mb_melgan
 
-        device = _device(settings.device)
+        device = _device(settings.engine.device)
         if device.type == "cpu":
-            torch.set_num_threads(settings.engine_threads)
+            torch.set_num_threads(settings.engine.threads)
         else:
             # Same input, same output, and parity with the CPU: no autotuned or TF32 kernels.
             torch.backends.cudnn.benchmark = False
             torch.backends.cudnn.deterministic = True
             torch.backends.cudnn.allow_tf32 = False
             torch.backends.cuda.matmul.allow_tf32 = False
-        found = assets.locate(settings.model_dir)
+        found = assets.locate(settings.engine.model_dir)
         acoustic = load_fastspeech2(found.acoustic).to(device)
         vocoder = load_mb_melgan(found.vocoder).to(device)
         log.info("loaded %s (%s) on %s", cls.name, found.acoustic.parent, device)
         return cls(baker.load_g2p(found), acoustic, vocoder, device)
 
-    def synthesize(
-        self, text: str, prosody: Prosody = Prosody(), voice: str | None = None
-    ) -> AudioChunk:
-        return self.synthesize_batch([(text, prosody)])[0]
+    def synthesize(self, text: str, config: SynthesisConfig = SynthesisConfig()) -> AudioChunk:
+        return self.synthesize_batch([(text, config)])[0]
 
-    def synthesize_batch(self, items: list[tuple[str, Prosody]]) -> list[AudioChunk]:
+    def synthesize_batch(self, items: list[tuple[str, SynthesisConfig]]) -> list[AudioChunk]:
         """Synthesize segments together, as one padded batch; each chunk is what synthesize()
         gives for that segment alone."""
         if not items:
             return []
+        for _, config in items:
+            self.voice(config.voice)  # one voice; an unknown name is an error, not a silent default
         phonemes = [self.g2p.convert(text) for text, _ in items]
-        controls = [baker.model_inputs(prosody) for _, prosody in items]
+        controls = [baker.model_inputs(config) for _, config in items]
         spectrograms = self.text_to_mel([p.ids for p in phonemes], controls)
         chunks = []
         for i, audio in enumerate(self.mel_to_audio(spectrograms)):

@@ -1,4 +1,4 @@
-"""Job callbacks: the SSRF check of a callback URL, and publishing a webhook delivery.
+"""The callback-URL policy: where a job's webhook may be sent (the SSRF rules).
 
 A callback URL must not be a way into the internal network. `check` accepts only http and https
 on the allowed ports, resolves the host once, and refuses the URL if ANY address it resolves to is
@@ -11,25 +11,19 @@ receivers on premises.
 """
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import logging
 import re
 import socket
-import uuid
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import Callable
 from urllib.parse import urlsplit
 
-from shared import tasks
-from shared.jobs import WebhookState, now
+from shared.config import WebhookSettings
 
 log = logging.getLogger(__name__)
 
 MAX_URL_LENGTH = 2048
-DEFAULT_PORTS = "80,443,8080,8443"
-# Seconds before each attempt: at once, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 24 h.
-DEFAULT_RETRY_SCHEDULE = "0,5,300,1800,7200,18000,36000,86400"
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -69,10 +63,10 @@ class Policy:
     allow: tuple[Network, ...] = ()
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str]) -> "Policy":
+    def from_settings(cls, settings: WebhookSettings) -> "Policy":
         return cls(
-            ports=frozenset(parse_ports(environ.get("VOXQ_WEBHOOK_PORTS") or DEFAULT_PORTS)),
-            allow=tuple(parse_networks(environ.get("VOXQ_WEBHOOK_ALLOW_NETWORKS", ""))),
+            ports=frozenset(settings.ports),
+            allow=tuple(ipaddress.ip_network(n, strict=False) for n in settings.allow_networks),
         )
 
 
@@ -92,42 +86,6 @@ class Target:
         host = f"[{self.host}]" if ":" in self.host else self.host
         default = 443 if self.scheme == "https" else 80
         return host if self.port == default else f"{host}:{self.port}"
-
-
-def parse_ports(text: str) -> set[int]:
-    ports: set[int] = set()
-    for item in filter(None, (p.strip() for p in text.split(","))):
-        low, _, high = item.partition("-")
-        try:
-            first, last = int(low), int(high or low)
-        except ValueError:
-            raise ValueError(f"VOXQ_WEBHOOK_PORTS: {item!r} is not a port or a range like 8000-8999") from None
-        if not 1 <= first <= last <= 65535:
-            raise ValueError(f"VOXQ_WEBHOOK_PORTS: {item!r} is outside 1-65535")
-        ports.update(range(first, last + 1))
-    return ports
-
-
-def parse_networks(text: str) -> list[Network]:
-    networks = []
-    for item in filter(None, (n.strip() for n in text.split(","))):
-        try:
-            networks.append(ipaddress.ip_network(item, strict=False))
-        except ValueError:
-            raise ValueError(f"VOXQ_WEBHOOK_ALLOW_NETWORKS: {item!r} is not a CIDR like 10.1.0.0/16") from None
-    return networks
-
-
-def retry_schedule(environ: Mapping[str, str]) -> list[float]:
-    """Seconds to wait before each attempt; its length is the number of attempts."""
-    text = environ.get("VOXQ_WEBHOOK_RETRY_SCHEDULE") or DEFAULT_RETRY_SCHEDULE
-    try:
-        delays = [float(d) for d in text.split(",") if d.strip()]
-    except ValueError:
-        raise ValueError(f"VOXQ_WEBHOOK_RETRY_SCHEDULE must be comma-separated seconds, not {text!r}") from None
-    if not delays or any(d < 0 for d in delays):
-        raise ValueError("VOXQ_WEBHOOK_RETRY_SCHEDULE needs at least one delay, none negative")
-    return delays
 
 
 def check(url: str, policy: Policy, resolve: Callable = socket.getaddrinfo) -> Target:
@@ -283,68 +241,3 @@ def _resolve(host: str, port: int, resolve: Callable) -> list[IPAddress]:
     if not addresses:
         raise CallbackError("callback_url_unresolvable", f"callback_url host {host!r} has no address")
     return addresses
-
-
-# --- publishing a delivery --------------------------------------------------------------------
-
-# Both run only while the job record exists, so a deleted job never comes back as a stray key.
-_CLAIM_ID = """
-if redis.call('HEXISTS', KEYS[1], 'record') == 0 then return false end
-if redis.call('HSETNX', KEYS[1], 'webhook_id', ARGV[1]) == 1 then
-  redis.call('HSET', KEYS[1], 'webhook_gen', 0)
-  return {ARGV[1], 0, 1}
-end
-if ARGV[2] == '1' then
-  return {redis.call('HGET', KEYS[1], 'webhook_id'), redis.call('HINCRBY', KEYS[1], 'webhook_gen', 1), 0}
-end
-return false
-"""
-_SAVE_STATE = """
-if redis.call('HEXISTS', KEYS[1], 'record') == 0 then return 0 end
-redis.call('HSET', KEYS[1], 'webhook', ARGV[1])
-return 1
-"""
-
-
-def disabled_key(owner: str) -> str:
-    return f"voxq:webhook-disabled:{owner}"
-
-
-def url_digest(url: str) -> str:
-    return hashlib.sha256(url.encode("utf-8")).hexdigest()
-
-
-def is_disabled(client, owner: str, url: str) -> bool:
-    return bool(client.sismember(disabled_key(owner), url_digest(url)))
-
-
-def save_state(store, job_id: str, state: WebhookState) -> bool:
-    """JobStore.set_webhook, but a no-op once the job is gone."""
-    return bool(store.redis.eval(_SAVE_STATE, 1, store.job_key(job_id), state.model_dump_json()))
-
-
-def publish(celery, store, job_id: str, first_delay_s: float = 0, redeliver: bool = False) -> bool:
-    """Queue the webhook of a finished job. Without `redeliver`, at most once per job, whoever
-    calls: a worker that finished it and an API that canceled it cannot both send one."""
-    record = store.get(job_id)
-    if record is None or not record.callback_url or record.status not in ("succeeded", "failed", "canceled"):
-        return False
-    claimed = store.redis.eval(_CLAIM_ID, 1, store.job_key(job_id), f"msg_{uuid.uuid4().hex}",
-                               "1" if redeliver else "0")
-    if not claimed:
-        return False
-    webhook_id, generation, first = claimed[0], int(claimed[1]), bool(claimed[2])
-    previous = record.webhook or WebhookState()
-    save_state(store, job_id, WebhookState(status="pending", attempts=previous.attempts,
-                                           last_status_code=previous.last_status_code, next_attempt_at=now()))
-    try:
-        celery.send_task(
-            tasks.DELIVER_WEBHOOK, args=[job_id, webhook_id, generation], queue=tasks.WEBHOOKS,
-            countdown=first_delay_s or None, argsrepr=repr([job_id]), kwargsrepr="{}", retry=False,
-        )
-    except Exception:
-        if first:
-            store.redis.hdel(store.job_key(job_id), "webhook_id")
-        raise
-    log.info("job %s: webhook %s queued (job.%s, generation %d)", job_id, webhook_id, record.status, generation)
-    return True

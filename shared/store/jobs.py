@@ -1,4 +1,5 @@
-"""Job records in Redis: create, read, list, and atomic status transitions."""
+"""Job records in Redis: create, read, list, atomic status transitions, and the webhook state
+kept in the job's hash. The only writer of a job's keys."""
 from __future__ import annotations
 
 import hashlib
@@ -8,11 +9,8 @@ import uuid
 from datetime import datetime
 from typing import Iterable
 
-import redis
-
 from shared.jobs import JobError, JobRecord, JobRequest, Progress, WebhookState, now
-
-PREFIX = "voxq"
+from shared.store import keyspace
 
 # Move a job to a new status only if it is in one of the allowed ones, and set fields with it,
 # in one step: a redelivered task, a cancel and a finish can race, and exactly one must win.
@@ -30,12 +28,24 @@ end
 return {0, current}
 """
 
-
-def connect(url: str) -> redis.Redis:
-    # Short timeouts: when Redis is down the API must answer 503 at once, not hang.
-    return redis.Redis.from_url(
-        url, socket_connect_timeout=1, socket_timeout=5, health_check_interval=30, decode_responses=True
-    )
+# Both run only while the job record exists, so a deleted job never comes back as a stray key.
+# Take the job's webhook ID (once; a redelivery keeps the ID and starts a new generation).
+_CLAIM_WEBHOOK = """
+if redis.call('HEXISTS', KEYS[1], 'record') == 0 then return false end
+if redis.call('HSETNX', KEYS[1], 'webhook_id', ARGV[1]) == 1 then
+  redis.call('HSET', KEYS[1], 'webhook_gen', 0)
+  return {ARGV[1], 0, 1}
+end
+if ARGV[2] == '1' then
+  return {redis.call('HGET', KEYS[1], 'webhook_id'), redis.call('HINCRBY', KEYS[1], 'webhook_gen', 1), 0}
+end
+return false
+"""
+_SAVE_WEBHOOK = """
+if redis.call('HEXISTS', KEYS[1], 'record') == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'webhook', ARGV[1])
+return 1
+"""
 
 
 def text_sha256(text: str) -> str:
@@ -43,23 +53,16 @@ def text_sha256(text: str) -> str:
 
 
 class JobStore:
-    def __init__(self, client: redis.Redis, ttl_s: int):
+    def __init__(self, client, ttl_s: int):
         self.redis = client
         self.ttl_s = ttl_s
         self._transition = client.register_script(_TRANSITION)
+        self._claim_webhook = client.register_script(_CLAIM_WEBHOOK)
+        self._save_webhook = client.register_script(_SAVE_WEBHOOK)
 
-    # keys
-    @staticmethod
-    def job_key(job_id: str) -> str:
-        return f"{PREFIX}:job:{job_id}"
-
-    @staticmethod
-    def text_key(job_id: str) -> str:
-        return f"{PREFIX}:job:{job_id}:text"
-
-    @staticmethod
-    def owner_key(owner: str) -> str:
-        return f"{PREFIX}:jobs:{owner}"
+    job_key = staticmethod(keyspace.job)
+    text_key = staticmethod(keyspace.job_text)
+    owner_key = staticmethod(keyspace.owner_index)
 
     # create
     def create(self, request: JobRequest, owner: str) -> JobRecord:
@@ -115,6 +118,9 @@ class JobStore:
 
     def status(self, job_id: str) -> str | None:
         return self.redis.hget(self.job_key(job_id), "status")
+
+    def exists(self, job_id: str) -> bool:
+        return bool(self.redis.exists(self.job_key(job_id)))
 
     @staticmethod
     def _parse(fields: dict) -> JobRecord | None:
@@ -213,13 +219,40 @@ class JobStore:
         return ok
 
     def cancel(self, job_id: str) -> tuple[bool, str]:
+        """Cancel a queued or running job; (whether this call canceled it, the status before).
+
+        The text goes with a cancel: nobody will speak it, and it is the user's data.
+        """
         ok, previous = self.transition(job_id, ("queued", "running"), "canceled", finished_at=now())
         if ok:
-            self._refresh_ttl(job_id)
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.delete(self.text_key(job_id))
+            pipe.expire(self.job_key(job_id), self.ttl_s)
+            pipe.execute()
         return ok, previous
 
-    def set_webhook(self, job_id: str, state: WebhookState) -> None:
-        self.redis.hset(self.job_key(job_id), "webhook", state.model_dump_json())
+    # webhook state, in the job's hash
+    def claim_webhook(self, job_id: str, redeliver: bool) -> tuple[str, int, bool] | None:
+        """(webhook ID, generation, first claim) for a delivery about to be queued, or None when
+        the job is gone or (without `redeliver`) its webhook was already queued once."""
+        claimed = self._claim_webhook(keys=[self.job_key(job_id)],
+                                      args=[f"msg_{uuid.uuid4().hex}", "1" if redeliver else "0"])
+        if not claimed:
+            return None
+        return claimed[0], int(claimed[1]), bool(claimed[2])
+
+    def release_webhook(self, job_id: str) -> None:
+        """Undo a first claim whose message could not be queued, so a later notify can try again."""
+        self.redis.hdel(self.job_key(job_id), "webhook_id")
+
+    def webhook_delivery(self, job_id: str) -> tuple[int | None, str | None]:
+        """(generation, webhook ID) of the job's current delivery."""
+        generation, webhook_id = self.redis.hmget(self.job_key(job_id), "webhook_gen", "webhook_id")
+        return (int(generation) if generation is not None else None), webhook_id
+
+    def save_webhook(self, job_id: str, state: WebhookState) -> bool:
+        """Store the webhook's state for GET; a no-op once the job is gone."""
+        return bool(self._save_webhook(keys=[self.job_key(job_id)], args=[state.model_dump_json()]))
 
     def delete(self, record: JobRecord) -> None:
         self.discard(record)
@@ -232,7 +265,7 @@ class JobStore:
         pipe.execute()
 
     # retention
-    def prune_index(self, owner_keys_pattern: str = f"{PREFIX}:jobs:*") -> int:
+    def prune_index(self, owner_keys_pattern: str = keyspace.OWNER_INDEX_PATTERN) -> int:
         """Drop index entries older than the TTL (the records themselves expire in Redis)."""
         cutoff = time.time() - self.ttl_s - 3600
         removed = 0

@@ -1,0 +1,77 @@
+"""Every Redis key voxq uses, in one place: what each holds, and who owns it (shared/store/*)."""
+from __future__ import annotations
+
+PREFIX = "voxq"
+
+
+def job(job_id: str) -> str:
+    """Hash: the job record, its status, progress, result, error and webhook state."""
+    return f"{PREFIX}:job:{job_id}"
+
+
+def job_text(job_id: str) -> str:
+    """String: the text to speak, stored apart from the record and never sent through the broker."""
+    return f"{PREFIX}:job:{job_id}:text"
+
+
+def owner_index(owner: str) -> str:
+    """Sorted set: a tenant's job IDs by creation time, for GET /v1/jobs."""
+    return f"{PREFIX}:jobs:{owner}"
+
+
+OWNER_INDEX_PATTERN = f"{PREFIX}:jobs:*"
+
+
+def idempotency(owner: str, key_digest: str) -> str:
+    """String: the body digest and job ID an Idempotency-Key was first used with."""
+    return f"{PREFIX}:idem:{owner}:{key_digest}"
+
+
+def rate(tenant: str) -> str:
+    """String: the tenant's theoretical arrival time (GCRA), in ms."""
+    return f"{PREFIX}:rate:{tenant}"
+
+
+def chars(owner: str, day: str) -> str:
+    """Counter: characters the tenant submitted on a UTC day (YYYY-MM-DD)."""
+    return f"{PREFIX}:chars:{owner}:{day}"
+
+
+def cache(digest: str) -> str:
+    """String: the ID of a job whose audio answers this request digest."""
+    return f"{PREFIX}:cache:{digest}"
+
+
+def webhook_disabled(owner: str) -> str:
+    """Set: digests of callback URLs that answered 410 Gone to this tenant."""
+    return f"{PREFIX}:webhook-disabled:{owner}"
+
+
+def webhook_attempt(job_id: str, generation: int, attempt: int) -> str:
+    """String: the claim (then the outcome) of one delivery attempt, so a redelivered message
+    never sends twice."""
+    return f"{PREFIX}:webhook-attempt:{job_id}:{generation}:{attempt}"
+
+
+WORKERS = f"{PREFIX}:workers"  # zset: worker name -> last heartbeat (unix time)
+ENGINES = f"{PREFIX}:engines"  # hash: engine name -> capabilities JSON
+WORKER_QUEUES = f"{PREFIX}:worker-queues"  # hash: worker name -> JSON list of queues it consumes
+
+
+def lock(name: str) -> str:
+    """String: a cluster-wide lock (e.g. one retention sweep per period), holder as value."""
+    return f"{PREFIX}:{name}-lock"
+
+
+# kombu's Redis transport keeps a queue's messages of priority p > 0 in the list "<queue>\x06\x16<p>".
+_PRIORITY_SEP = "\x06\x16"
+
+
+# kombu's Redis transport keeps each delivered, not yet acknowledged message in this hash
+# (delivery tag -> [message, exchange, routing key]) until its worker acks it.
+BROKER_UNACKED = "unacked"
+
+
+def broker_queue(queue: str, priority: int = 0) -> str:
+    """List: a broker queue's messages (kombu's layout), for depth metrics."""
+    return queue if priority == 0 else f"{queue}{_PRIORITY_SEP}{priority}"

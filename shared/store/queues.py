@@ -1,0 +1,46 @@
+"""The broker's queue depths, read from kombu's Redis lists (for metrics and `voxq status`)."""
+from __future__ import annotations
+
+import base64
+import json
+from typing import NamedTuple
+
+from shared.store import keyspace
+
+
+class Taken(NamedTuple):
+    """A message a worker has taken and not yet acknowledged: a task in flight."""
+
+    task: str
+    first_arg: str
+    queue: str
+
+_PRIORITIES = range(10)  # kombu's Redis transport: 0 plus one list per priority 1-9
+
+
+class QueueStats:
+    def __init__(self, client):
+        self.client = client
+
+    def depths(self, queues) -> dict[str, int]:
+        queues = list(queues)
+        pipe = self.client.pipeline(transaction=False)
+        for queue in queues:
+            for priority in _PRIORITIES:
+                pipe.llen(keyspace.broker_queue(queue, priority))
+        lengths = pipe.execute()
+        n = len(_PRIORITIES)
+        return {queue: sum(lengths[i * n:(i + 1) * n]) for i, queue in enumerate(queues)}
+
+    def in_flight(self) -> list[Taken]:
+        """Messages taken by a worker and not yet acknowledged (read-only; kombu owns the hash)."""
+        found = []
+        for raw in self.client.hvals(keyspace.BROKER_UNACKED):
+            try:
+                message, _exchange, routing_key = json.loads(raw)
+                args = json.loads(base64.b64decode(message["body"]))[0] if message.get("body") else []
+                first = args[0] if args and isinstance(args[0], str) else "?"
+                found.append(Taken((message.get("headers") or {}).get("task", "?"), first, routing_key))
+            except (ValueError, TypeError, KeyError, IndexError):
+                continue  # not a message of ours: say nothing rather than guess
+        return found
