@@ -221,13 +221,13 @@ class Cluster:
                                   "-n", f"cpu-{args.port}@%h", "--loglevel", "INFO"], env,
                        # Synthesis is throughput work sharing cores with the API: a lower priority
                        # keeps submits and polls fast while every core synthesizes.
-                       nice=WORKER_NICE,
-                       # Orphaned, a worker stops at once (cold shutdown) rather than finish a long
-                       # job for no one; the job is requeued (see _requeue_orphans).
-                       death_signal=signal.SIGQUIT)
+                       # SIGTERM when orphaned, like every child: a cold shutdown (SIGQUIT) hangs
+                       # when Redis dies at the same moment. What it leaves taken is requeued by
+                       # the next start (see _requeue_orphans).
+                       nice=WORKER_NICE)
             self.spawn("webhooks", [python, "-m", "celery", "-A", "worker.app", "worker", "--pool", "threads",
                                     "--concurrency", "8", "-Q", "webhooks", "-n", f"webhooks-{args.port}@%h",
-                                    "--loglevel", "INFO"], env, death_signal=signal.SIGQUIT)
+                                    "--loglevel", "INFO"], env)
             flower_auth = os.environ.get("FLOWER_BASIC_AUTH")
             shown_auth = "(from FLOWER_BASIC_AUTH)"
             if not flower_auth:
