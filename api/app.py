@@ -22,7 +22,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.json.ensure_ascii = False
     app.json.sort_keys = False
 
-    from api import auth, errors, health, jobs, services, streams, voices, webhooks
+    from api import auth, docs, errors, health, jobs, services, streams, voices, webhooks
     from api import metrics, openai_speech, openapi, seed, web
     from shared import logs
 
@@ -42,4 +42,5 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(seed.bp)
     app.register_blueprint(openapi.bp)
     app.register_blueprint(web.bp)
+    docs.init_app(app)
     return app

@@ -106,9 +106,9 @@ def submit(job: JobRequest, owner: str) -> JobRecord:
     try:
         svc.celery.send_task(
             tasks.SYNTHESIZE, args=[record.id], queue=queue_for(job.priority), priority=tasks.FIRST_CHUNK_PRIORITY,
-            # Flower and the event stream show this instead of arguments: the text never travels
-            # through the broker anyway, but nothing of the job should be readable there.
-            argsrepr="(hidden)", kwargsrepr="{}",
+            # Only the job ID travels through the broker, and Flower shows it; the text, the
+            # user's data, stays in the store and never enters the broker or Flower.
+            argsrepr=repr([record.id]), kwargsrepr="{}",
             retry=False,
         )
     except OperationalError:

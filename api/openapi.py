@@ -138,6 +138,11 @@ def operations() -> dict[str, dict[str, dict]]:
             "summary": "The web page: type, listen, download", "tags": ["web"], "security": PUBLIC,
             "responses": {"200": {"description": "the page", "content": {"text/html": {"schema": {"type": "string"}}}}},
         }},
+        "/docs": {"get": {
+            "summary": "Interactive documentation of this API (Swagger UI over /openapi.json)", "tags": ["web"],
+            "security": PUBLIC,
+            "responses": {"200": {"description": "the page", "content": {"text/html": {"schema": {"type": "string"}}}}},
+        }},
         "/healthz": {"get": {
             "summary": "Liveness", "tags": ["health"], "security": PUBLIC,
             "responses": {"200": _json(Ref(Health), "the process answers")},

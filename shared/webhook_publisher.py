@@ -46,7 +46,7 @@ class WebhookPublisher:
             self.celery.send_task(
                 tasks.DELIVER_WEBHOOK, args=[job_id, webhook_id, generation], queue=tasks.WEBHOOKS,
                 countdown=(0 if redeliver else self.first_delay_s) or None,
-                argsrepr="(hidden)", kwargsrepr="{}", retry=False,
+                argsrepr=repr([job_id]), kwargsrepr="{}", retry=False,
             )
         except Exception:
             if first:

@@ -1,6 +1,8 @@
 """`voxq synth` as a user runs it: real process, real model; bad input is one clear line."""
 from __future__ import annotations
 
+import io
+import os
 import subprocess
 import sys
 
@@ -42,7 +44,7 @@ BAD = [
     (["synth", "你好", "--format", "aiff", "-o", "{out}"], "valid: wav, flac, ogg, opus, mp3, pcm"),
     (["synth", "你好", "--sample-rate", "11025", "-o", "{out}"], "valid: 8000, 16000, 22050, 24000, 44100, 48000"),
     (["synth", "你好", "--speed", "3", "-o", "{out}"], "speed"),
-    (["synth", "你好", "--format", "opus", "--sample-rate", "44100", "-o", "{out}"], "opus supports"),
+    (["synth", "你好", "--format", "opus", "--sample-rate", "44100", "-o", "{opus_out}"], "opus supports"),
 ]
 
 
@@ -53,11 +55,58 @@ def test_bad_input_is_one_line_and_nonzero(tmp_path, args, message):
     too_long = tmp_path / "long.txt"
     too_long.write_text("好" * 100_001, encoding="utf-8")
     out = tmp_path / "out.wav"
-    paths = {"out": out, "bad_utf8": bad_utf8, "missing": tmp_path / "nope.txt", "too_long": too_long}
+    paths = {"out": out, "opus_out": tmp_path / "out.opus", "bad_utf8": bad_utf8, "missing": tmp_path / "nope.txt",
+             "too_long": too_long}
     run = voxq(*[a.format(**paths) for a in args])
     stderr = run.stderr.decode()
     assert run.returncode != 0
     assert message in stderr
     assert "Traceback" not in stderr
     assert len([line for line in stderr.splitlines() if line.startswith("voxq: error")]) == 1
-    assert not out.exists(), "no audio file for a failed request"
+    assert not out.exists() and not paths["opus_out"].exists(), "no audio file for a failed request"
+
+
+@pytest.mark.parametrize("args,message", [
+    (["-o", "{dir}/e.aac"], "cannot write aac audio ({dir}/e.aac); use one of the extensions"),
+    (["-o", "{dir}/x.mp3", "--format", "wav"], "--format wav contradicts the extension of {dir}/x.mp3 (mp3)"),
+    (["-o", "{dir}/missing/x.wav"], "cannot write audio {dir}/missing/x.wav: the folder {dir}/missing does not exist"),
+    (["-o", "{dir}/x.wav", "--marks", "{dir}/missing/m.json"], "cannot write marks {dir}/missing/m.json"),
+], ids=["unknown-extension", "contradiction", "missing-folder", "missing-marks-folder"])
+def test_output_problems_are_one_line_before_any_work(tmp_path, args, message):
+    run = voxq("synth", "你好", *[a.format(dir=tmp_path) for a in args])
+    stderr = run.stderr.decode()
+    assert run.returncode == 2
+    assert stderr.strip().startswith(f"voxq: error: {message.format(dir=tmp_path)}"), stderr
+    assert len(stderr.splitlines()) == 1
+    assert not any(tmp_path.iterdir()), "no file for a refused request"
+
+
+def test_format_follows_the_extension_and_stdout_works(tmp_path):
+    out = tmp_path / "x.ogg"
+    run = voxq("synth", "你好", "-o", str(out))
+    assert run.returncode == 0, run.stderr
+    assert sf.info(out).format == "OGG"
+    # LiteRT's informational line from native code stays out of the output: only our summary.
+    assert run.stderr.decode().splitlines() == [f"{out}: " + run.stderr.decode().split(": ", 1)[1].strip()]
+
+    run = voxq("synth", "你好", "-o", "-", "--format", "flac")
+    assert run.returncode == 0, run.stderr
+    samples, rate = sf.read(io.BytesIO(run.stdout))
+    assert rate == 24000 and len(samples) > rate // 2
+    assert run.stderr.decode().startswith("stdout: ") and len(run.stderr.decode().splitlines()) == 1
+
+
+def test_a_missing_engine_package_is_one_line(tmp_path):
+    env = dict(os.environ, VOXQ_ENGINE="sambert")
+    run = subprocess.run([sys.executable, "-m", "voxq", "synth", "你好", "-o", str(tmp_path / "x.wav")],
+                         capture_output=True, timeout=120, env=env)
+    stderr = run.stderr.decode()
+    assert run.returncode == 2
+    assert stderr.startswith("voxq: error: the sambert engine needs: ") and len(stderr.splitlines()) == 1
+
+
+def test_version():
+    from importlib.metadata import version
+
+    run = voxq("--version")
+    assert run.returncode == 0 and run.stdout.decode().strip() == f"voxq {version('voxq')}"

@@ -1,6 +1,8 @@
-"""`voxq up` as a user runs it: one command, the whole cluster, Ctrl-C stops every child."""
+"""`voxq up` as a user runs it: one command, the whole cluster, its own Redis, and no process that
+outlives it; a two-stage Ctrl-C that never loses a job; `voxq status` against it."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -10,9 +12,13 @@ import time
 
 import psutil
 import pytest
+import redis
 import requests
 
+from shared.store import keyspace
 from tests.conftest import ROOT, free_port
+
+LONG = "随着人工智能技术的快速发展，越来越多的企业开始使用智能语音助手。" * 12
 
 
 def children_of(pid: int) -> list[psutil.Process]:
@@ -22,56 +28,142 @@ def children_of(pid: int) -> list[psutil.Process]:
         return []
 
 
-@pytest.mark.slow
-def test_up_serves_jobs_and_ctrl_c_stops_everything(tmp_path):
-    port, flower_port = free_port(), free_port()
+def up_env() -> dict:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    env.pop("REDIS_URL", None)
-    env.pop("FLOWER_BASIC_AUTH", None)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "voxq", "up", "--port", str(port), "--flower-port", str(flower_port),
-         "--workers", "1", "--data-dir", str(tmp_path / "data"), "--redis-url", "redis://127.0.0.1:1/0"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    try:
-        banner = "".join(proc.stdout.readline() for _ in range(6))
-        assert f"http://127.0.0.1:{port}/" in banner
-        login = re.search(r"login (\S+):(\S+)", banner)
-        assert login, banner
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.time() + 90
+    for name in ("REDIS_URL", "FLOWER_BASIC_AUTH", "VOXQ_DATA_DIR"):
+        env.pop(name, None)
+    return env
+
+
+class Up:
+    """A `voxq up` process and what it printed."""
+
+    def __init__(self, data_dir, workers: int = 1):
+        self.port, self.flower_port = free_port(), free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "voxq", "up", "--port", str(self.port), "--flower-port", str(self.flower_port),
+             "--workers", str(workers), "--data-dir", str(data_dir)],
+            cwd=ROOT, env=up_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        self.banner = "".join(self.proc.stdout.readline() for _ in range(7))
+
+    def wait_ready(self, timeout: float = 120) -> None:
+        deadline = time.time() + timeout
         while time.time() < deadline:
+            assert self.proc.poll() is None, self.banner + self.proc.stdout.read()
             try:
-                if requests.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except requests.ConnectionError:
+                if requests.get(f"{self.base}/readyz", timeout=5).status_code == 200:
+                    return
+            except requests.RequestException:
                 pass
             time.sleep(0.3)
-        else:
-            pytest.fail("cluster never became ready")
-        job = requests.post(f"{base}/v1/jobs", json={"text": "一条命令启动整个集群。"}, timeout=10).json()
-        while (body := requests.get(f"{base}/v1/jobs/{job['id']}", timeout=10).json())["status"] in ("queued", "running"):
-            time.sleep(0.1)
-        assert body["status"] == "succeeded"
-        # A private redis-server with AOF in the data directory, since the given URL did not answer.
-        assert (tmp_path / "data" / "redis").is_dir()
-        # Flower is never open.
-        flower = f"http://127.0.0.1:{flower_port}/"
-        for _ in range(50):
+        pytest.fail("cluster never became ready")
+
+    def job(self, job_id: str) -> dict:
+        return requests.get(f"{self.base}/v1/jobs/{job_id}", timeout=10).json()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(30)
+
+
+def voxq(*args, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "voxq", *args], cwd=ROOT, env=up_env(), capture_output=True,
+                          text=True, timeout=60, **kwargs)
+
+
+def wait_gone(processes: list[psutil.Process], timeout: float = 40) -> None:
+    _, alive = psutil.wait_procs(processes, timeout=timeout)
+    assert not alive, [(p.pid, p.cmdline()) for p in alive if p.is_running()]
+
+
+@pytest.mark.slow
+def test_up_private_redis_status_two_stage_stop_requeue_and_no_orphans(tmp_path):
+    data = tmp_path / "data"
+    first = Up(data)
+    try:
+        # Its own Redis in the data directory, never whatever listens on 6379; the banner says so.
+        assert "private redis-server on 127.0.0.1:" in first.banner, first.banner
+        assert ":6379" not in first.banner
+        assert (data / "redis" / "redis.conf").stat().st_mode & 0o077 == 0
+        first.wait_ready()
+        children = children_of(first.proc.pid)
+        assert len(children) >= 5  # redis, gunicorn, worker, webhooks worker, flower (and their children)
+        login = re.search(r"login (\S+):(\S+)", first.banner)
+        # No password of Flower or Redis on any command line, where `ps` shows it to every local user.
+        state = json.loads((data / "up.json").read_text())
+        redis_password = redis.Redis.from_url(state["redis_url"]).connection_pool.connection_kwargs["password"]
+        for child in children:
+            line = " ".join(child.cmdline())
+            assert login[2] not in line and redis_password not in line, line
+        flower = f"http://127.0.0.1:{first.flower_port}/"
+        deadline = time.time() + 30
+        while True:
             try:
-                assert requests.get(flower, timeout=2).status_code == 401
+                assert requests.get(flower, timeout=5).status_code == 401
                 break
             except requests.ConnectionError:
+                assert time.time() < deadline, "Flower never answered"
                 time.sleep(0.2)
         assert requests.get(flower, auth=(login[1], login[2]), timeout=5).status_code == 200
-        children = children_of(proc.pid)
-        assert len(children) >= 5  # redis, gunicorn, worker, webhooks worker, flower (and their children)
+
+        # One data directory, one cluster: a second `voxq up` refuses in one line.
+        second = voxq("up", "--port", str(free_port()), "--flower-port", str(free_port()),
+                      "--data-dir", str(data))
+        assert second.returncode == 2
+        assert f"another `voxq up` (pid {first.proc.pid}) is using {data}" in second.stderr
+        assert "Traceback" not in second.stderr
+
+        job = requests.post(f"{first.base}/v1/jobs", json={"text": LONG}, timeout=10).json()
+        deadline = time.time() + 120
+        while not ((body := first.job(job["id"]))["status"] == "running" and body["progress"]["segments_done"] >= 1):
+            assert time.time() < deadline, body
+            time.sleep(0.1)
+        status = voxq("status", "--data-dir", str(data))
+        assert status.returncode == 0, status.stderr
+        assert "(private, started by voxq up)" in status.stdout and redis_password not in status.stdout
+        assert re.search(r"workers\s+2 alive", status.stdout), status.stdout
+        assert re.search(r"interactive \d+ · batch 0", status.stdout), status.stdout  # the job's later chunks
+        assert re.search(rf"in flight\s+1 job\(s\):\n\s+{job['id']}\s+interactive\s+running, \d+/12 segments",
+                         status.stdout), status.stdout
+
+        # Ctrl-C says what it waits for; a second one stops at once, and the job goes back to the queue.
+        first.proc.send_signal(signal.SIGINT)
+        said = first.proc.stdout.readline()
+        assert "waiting for 1 job(s) in flight to finish (Ctrl-C again stops at once" in said, said
+        started = time.time()
+        first.proc.send_signal(signal.SIGINT)
+        assert first.proc.wait(60) == 0
+        assert time.time() - started < 30
+        assert "stopping at once" in first.proc.stdout.read()
+        wait_gone(children)
+        gone = voxq("status", "--data-dir", str(data))
+        assert gone.returncode == 2 and "no running `voxq up` found" in gone.stderr
     finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(60)
-    assert proc.returncode == 0
-    gone, alive = psutil.wait_procs(children, timeout=10)
-    assert not alive, alive
+        first.kill()
+
+    again = Up(data)
+    try:
+        again.wait_ready()
+        deadline = time.time() + 180
+        while (body := again.job(job["id"]))["status"] in ("queued", "running"):
+            assert time.time() < deadline, body
+            time.sleep(0.2)
+        assert body["status"] == "succeeded", body
+        state = json.loads((data / "up.json").read_text())
+        record = redis.Redis.from_url(state["redis_url"], decode_responses=True).hgetall(keyspace.job(job["id"]))
+        # Cut short once, run again: requeued, not lost (the planning task or a chunk, whichever ran).
+        cut = [k for k, v in record.items() if (k == "attempts" or k.startswith("chunk_attempts:")) and v == "2"]
+        assert cut, record
+        children = children_of(again.proc.pid)
+        # SIGKILL gives `voxq up` no chance to clean up: the parent-death signal stops every child.
+        again.proc.kill()
+        again.proc.wait(10)
+        wait_gone(children)
+    finally:
+        again.kill()
 
 
 def test_up_refuses_a_public_bind_without_keys(tmp_path):
@@ -81,3 +173,28 @@ def test_up_refuses_a_public_bind_without_keys(tmp_path):
     assert run.returncode == 2
     assert "refusing to bind 0.0.0.0 without API keys" in run.stderr
     assert "Traceback" not in run.stderr
+
+
+def test_up_with_a_given_redis_that_does_not_answer_says_so(tmp_path):
+    run = voxq("up", "--data-dir", str(tmp_path), "--redis-url", "redis://127.0.0.1:1/0")
+    assert run.returncode == 2
+    assert run.stderr.strip() == "voxq: error: Redis at redis://127.0.0.1:1/0 does not answer"
+
+
+def test_status_without_a_cluster_is_one_line(tmp_path):
+    run = voxq("status", "--data-dir", str(tmp_path))
+    assert run.returncode == 2
+    assert run.stderr.strip() == (f"voxq: error: no running `voxq up` found in {tmp_path}: "
+                                  "give --data-dir, --redis-url or REDIS_URL")
+
+
+def test_status_against_a_redis(redis_url):
+    client = redis.Redis.from_url(redis_url)
+    client.zadd(keyspace.WORKERS, {"cpu@host": time.time()})
+    client.hset(keyspace.WORKER_QUEUES, "cpu@host", json.dumps(["batch", "interactive"]))
+    client.rpush("batch", "x", "y")
+    run = voxq("status", "--redis-url", redis_url)
+    assert run.returncode == 0, run.stderr
+    assert re.search(r"workers\s+1 alive:\n\s+cpu@host\s+\(batch, interactive\)", run.stdout), run.stdout
+    assert "batch 2" in run.stdout
+    assert re.search(r"in flight\s+0 job\(s\)", run.stdout)

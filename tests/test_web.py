@@ -2,6 +2,7 @@
 under gunicorn and a real worker: type, listen, download, history, errors, language, API key."""
 from __future__ import annotations
 
+import contextlib
 import io
 import shutil
 from pathlib import Path
@@ -35,12 +36,12 @@ def cluster(tmp_path_factory):
 @pytest.fixture(scope="module")
 def browser():
     if not Path(CHROMIUM).is_file() or shutil.which("chromium") is None:
-        pytest.fail("Debian's chromium is not installed (/usr/bin/chromium): run `make system-deps`, "
+        pytest.fail("Debian's chromium is not installed (/usr/bin/chromium): run `make test-system-deps`, "
                     "which does `apt-get install -y chromium`; the browser tests never download a browser")
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        pytest.fail("playwright (the Python package) is not installed: `make install` installs the test extras")
+        pytest.fail("playwright (the Python package) is not installed: `make install-test` installs the test extras")
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -48,9 +49,14 @@ def browser():
         browser.close()
 
 
-@pytest.fixture
-def page(browser, cluster):
-    context = browser.new_context(locale="zh-CN", accept_downloads=True, viewport={"width": 1100, "height": 1000})
+DESKTOP = {"viewport": {"width": 1280, "height": 800}}
+PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True, "device_scale_factor": 3}
+
+
+@contextlib.contextmanager
+def open_page(browser, cluster, **context_options):
+    context_options.setdefault("viewport", {"width": 1100, "height": 1000})
+    context = browser.new_context(locale="zh-CN", accept_downloads=True, **context_options)
     page = context.new_page()
     seen, problems = [], []
     page.on("request", lambda request: seen.append(request.url))
@@ -66,6 +72,12 @@ def page(browser, cluster):
     strangers = [url for url in seen if not url.startswith((cluster.url + "/", "blob:", "data:"))]
     assert not strangers
     assert not problems
+
+
+@pytest.fixture
+def page(browser, cluster):
+    with open_page(browser, cluster) as page:
+        yield page
 
 
 def test_type_submit_listen_download_and_replay(page, cluster):
@@ -200,3 +212,174 @@ def test_with_keys_configured_the_page_asks_for_one_and_then_works(browser, clus
     finally:
         context.close()
         keyed.stop()
+
+
+LONG = "随着人工智能技术的快速发展，越来越多的企业开始使用智能语音助手。" * 12
+IN_VIEW = """(id) => {
+  const r = document.getElementById(id).getBoundingClientRect();
+  return r.height > 0 && r.top >= 0 && r.bottom <= window.innerHeight;
+}"""
+# An indeterminate <progress> (no value attribute) is the one that animates.
+PROGRESS_ANIMATES = """() => {
+  const p = document.getElementById('progress');
+  return p.offsetParent !== null && !p.hasAttribute('value');
+}"""
+
+
+def history_item(page, job_id):
+    return page.locator(f'#history li[data-id="{job_id}"]')
+
+
+def submitted_job_id(page) -> str:
+    page.wait_for_function("() => JSON.parse(localStorage.getItem('voxq.history') || '[]').length > 0")
+    return page.evaluate("JSON.parse(localStorage.getItem('voxq.history'))[0].id")
+
+
+@pytest.mark.parametrize("form", [DESKTOP, PHONE], ids=["desktop", "phone"])
+def test_a_failed_job_looks_failed_and_focus_follows_the_job(browser, cluster, form):
+    with open_page(browser, cluster, **form) as page:
+        page.fill("#text", "😀🎉")
+        # Keyboard only: Ctrl + Enter in the text area.
+        page.focus("#text")
+        page.keyboard.press("Control+Enter")
+        page.wait_for_function("() => document.getElementById('result').dataset.status === 'failed'",
+                               timeout=60_000)
+        assert page.locator("#status-line").inner_text() == "失败"
+        assert page.locator("#error").inner_text() == "这段文字里没有可以朗读的字符，请输入中文文字。"
+        assert page.locator("#progress").is_hidden()
+        assert not page.evaluate(PROGRESS_ANIMATES)
+        assert page.locator("#cancel").is_hidden()
+        # Focus went to the job's status, not to <body>.
+        assert page.evaluate("document.activeElement.id") == "status-line"
+        job_id = submitted_job_id(page)
+        item = history_item(page, job_id)
+        assert item.locator(".badge").inner_text() == "失败"
+        assert item.locator("button.replay").is_hidden()
+        assert page.evaluate(IN_VIEW, "status-line")
+        # The same after a reload: the history keeps no Play button for a job without audio.
+        page.reload()
+        page.wait_for_selector("body[data-ready=true]")
+        assert history_item(page, job_id).locator("button.replay").is_hidden()
+
+
+def test_an_empty_submit_puts_the_focus_back_in_the_text(page):
+    page.focus("#submit")
+    page.keyboard.press("Enter")
+    page.locator("#error").wait_for(state="visible")
+    assert page.evaluate("document.activeElement.id") == "text"
+
+
+def test_history_badge_follows_the_job_and_cancel_stops_it(page, cluster):
+    page.fill("#text", LONG)
+    page.click("#submit")
+    page.wait_for_function("() => document.getElementById('status-line').textContent.startsWith('正在合成：第')",
+                           timeout=60_000)
+    job_id = submitted_job_id(page)
+    badge = history_item(page, job_id).locator(".badge")
+    assert badge.inner_text() == "合成中"
+    cancel = page.locator("#cancel")
+    assert cancel.is_visible() and cancel.inner_text() == "取消"
+    with page.expect_request(lambda r: r.method == "DELETE" and r.url.endswith(f"/v1/jobs/{job_id}")):
+        cancel.click()
+    page.wait_for_function("() => document.getElementById('result').dataset.status === 'canceled'")
+    assert page.locator("#status-line").inner_text() == "已取消"
+    assert page.locator("#progress").is_hidden() and cancel.is_hidden()
+    page.wait_for_function(f"""() => document.querySelector('#history li[data-id="{job_id}"] .badge')
+                                       .textContent === '已取消'""")
+    assert history_item(page, job_id).locator("button.replay").is_hidden()
+    assert requests.get(f"{cluster.url}/v1/jobs/{job_id}", timeout=10).json()["status"] == "canceled"
+
+
+def test_on_a_phone_the_result_comes_into_view_and_the_shortcut_hint_is_gone(browser, cluster):
+    with open_page(browser, cluster, **PHONE) as page:
+        assert page.locator(".hint").is_hidden()  # no Ctrl + Enter on a touch screen
+        # The sliders are named by their labels, not by the value shown beside them.
+        for name in ("语速", "音高", "音量"):
+            assert page.get_by_role("slider", name=name, exact=True).count() == 1
+        page.fill("#text", "你好。")
+        assert not page.evaluate(IN_VIEW, "result") and page.evaluate("window.scrollY") == 0
+        page.locator("#submit").tap()
+        page.wait_for_function(IN_VIEW, arg="progress")
+        page.wait_for_function(AUDIO_READY, timeout=60_000)
+        page.wait_for_function(IN_VIEW, arg="player")
+        assert page.locator("#download").is_visible()
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "web-phone.png"))
+
+
+def test_at_1280_the_voice_and_its_licence_note_are_whole(browser, cluster):
+    with open_page(browser, cluster, **DESKTOP) as page:
+        assert page.locator(".hint").is_visible()
+        note = page.locator("#voice-note")
+        assert note.is_visible() and "(non-commercial)" in note.inner_text()
+        box = note.bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= 1280
+        assert page.evaluate("(() => { const n = document.getElementById('voice-note'); "
+                             "return n.scrollWidth <= n.clientWidth; })()")
+        # The menu itself holds only the short name, which its width always fits.
+        assert page.evaluate("""() => {
+          const s = document.getElementById('voice');
+          const c = document.createElement('canvas').getContext('2d');
+          c.font = getComputedStyle(s).font;
+          return c.measureText(s.options[s.selectedIndex].text).width < s.clientWidth - 24;
+        }""")
+        for name in ("Speed", "Pitch", "Volume"):
+            assert page.get_by_role("slider", name=name, exact=True).count() == 0  # still Chinese
+        page.click("#lang-toggle")
+        for name in ("Speed", "Pitch", "Volume"):
+            assert page.get_by_role("slider", name=name, exact=True).count() == 1
+
+
+def test_pcm_with_rate_volume_and_marks(page, cluster):
+    page.select_option("#format", "pcm")
+    page.select_option("#sample-rate", "16000")
+    page.fill("#volume", "0.5")
+    assert page.locator("#volume-value").inner_text() == "0.50×"
+    page.check("#marks")
+    page.fill("#text", "你好，世界。")
+    page.click("#submit")
+    page.locator("#player-box").wait_for(state="visible", timeout=60_000)
+    info = page.locator("#pcm-info")
+    assert info.is_visible() and info.inner_text() == "16000 Hz · 16 位 · 单声道（小端）"
+    assert page.locator("#player").is_hidden() and page.locator("#pcm-note").is_visible()
+    marks = page.locator("#marks-link")
+    assert marks.is_visible()
+    found = requests.get(cluster.url + marks.get_attribute("href"), timeout=10).json()
+    assert [m["value"] for m in found][:2] == ["你", "好"]
+    job_id = page.get_attribute("#download", "href").split("/")[3]
+    options = requests.get(f"{cluster.url}/v1/jobs/{job_id}", timeout=10).json()["options"]
+    assert options["format"] == "pcm" and options["sample_rate"] == 16000
+    assert options["volume"] == 0.5 and options["marks"] is True
+
+    # Opus takes only some rates: the menu offers just those.
+    page.select_option("#format", "opus")
+    rates = page.eval_on_selector_all("#sample-rate option", "os => os.map(o => o.value)")
+    assert rates == ["", "8000", "16000", "24000", "48000"]
+
+
+def test_api_docs_page_renders_the_operations(browser, cluster):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    seen, problems = [], []
+    page.on("request", lambda request: seen.append(request.url))
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
+    try:
+        with page.expect_response(lambda r: r.url == f"{cluster.url}/openapi.json") as spec:
+            page.goto(f"{cluster.url}/docs")
+        assert spec.value.status == 200
+        page.locator(".opblock").first.wait_for(timeout=30_000)
+        assert page.locator(".info .title").inner_text().startswith("voxq")
+        summaries = page.locator(".opblock-summary-path").all_inner_texts()
+        assert "/v1/jobs" in [s.replace("\u200b", "") for s in summaries]
+        assert page.locator(".opblock-post").count() >= 1 and page.locator(".opblock-delete").count() >= 1
+        # Open one operation: its parameters and responses render.
+        page.locator(".opblock-delete .opblock-summary").first.click()
+        page.locator(".opblock-delete .responses-table").first.wait_for()
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "docs.png"))
+    finally:
+        context.close()
+    strangers = [url for url in seen if not url.startswith((cluster.url + "/", "blob:", "data:"))]
+    assert not strangers, strangers
+    assert not problems, problems

@@ -141,7 +141,8 @@ def add_parser(sub) -> None:
     engine.add_argument("--batch", help="batch sizes for a batching engine, e.g. 1,4,8,16")
     engine.add_argument("--device", default="cpu")
     engine.set_defaults(func=cmd_engine)
-    which.add_parser("pitch", help="model f0 offset vs WORLD for pitch shifts").set_defaults(func=cmd_pitch)
+    which.add_parser("pitch", help="model f0 offset vs WORLD for pitch shifts").set_defaults(
+        func=cmd_pitch, quiet_native=True)
     try:
         from voxq import loadtest
     except ImportError:  # the cluster benchmark arrives with the cluster

@@ -1,8 +1,13 @@
-"""The `voxq` command: synth, up, bench. Errors are one line on stderr and a non-zero exit."""
+"""The `voxq` command: synth, up, status, bench, keys. Errors are one line on stderr and a non-zero exit."""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import shutil
 import sys
+import tempfile
+import threading
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -34,11 +39,82 @@ def _read_text(args) -> str:
         raise CliError(f"stdin is not valid UTF-8 (byte {exc.start})") from exc
 
 
+# The extensions a user may give with -o, and the format each one means.
+EXTENSION_FORMATS = {
+    "wav": "wav", "wave": "wav", "flac": "flac", "ogg": "ogg", "oga": "ogg", "opus": "opus",
+    "mp3": "mp3", "pcm": "pcm", "raw": "pcm",
+}
+STDOUT = "-"
+
+
 def _format_for(args) -> str:
-    if args.format:
-        return args.format
+    """The format from --format and -o's extension; one clear error when they disagree."""
+    if args.format and args.format not in FORMATS:
+        raise CliError(f"unknown format {args.format!r}; valid: {', '.join(FORMATS)}")
+    if args.output == STDOUT:
+        return args.format or "wav"
     suffix = Path(args.output).suffix.lstrip(".").lower()
-    return suffix if suffix in FORMATS else "wav"
+    if not suffix:
+        return args.format or "wav"
+    implied = EXTENSION_FORMATS.get(suffix)
+    if implied is None:
+        # An unknown extension (.aac, .m4a) would hold audio of another format than its name says.
+        raise CliError(
+            f"cannot write {suffix} audio ({args.output}); use one of the extensions "
+            f"{', '.join('.' + e for e in EXTENSION_FORMATS)}, or no extension with --format"
+        )
+    if args.format and args.format != implied:
+        raise CliError(f"--format {args.format} contradicts the extension of {args.output} ({implied})")
+    return implied
+
+
+def _check_writable(path: str, what: str) -> None:
+    """Refuse before synthesizing when the file cannot be written, not after minutes of work."""
+    folder = Path(path).parent
+    if not folder.is_dir():
+        raise CliError(f"cannot write {what} {path}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise CliError(f"cannot write {what} {path}: the folder {folder} is not writable")
+
+
+# Whole lines, as LiteRT writes them ("INFO: Created TensorFlow Lite XNNPACK delegate for CPU.").
+NATIVE_NOISE = (b"INFO: Created TensorFlow Lite XNNPACK delegate",)
+
+
+@contextlib.contextmanager
+def _quiet_native_stderr():
+    """Drop the runtime's informational line that native code writes on fd 2; pass all else on.
+
+    LiteRT prints "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." straight to fd 2, out of
+    reach of Python's logging. Everything else written there meanwhile (a real error, Python's
+    own stderr) is forwarded line by line as it comes, so nothing else is hidden or delayed.
+    """
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, AttributeError, ValueError):
+        yield  # no usable fd 2 (embedded use): nothing to filter
+        return
+    read_end, write_end = os.pipe()
+
+    def forward():
+        with os.fdopen(read_end, "rb") as pipe:
+            for line in pipe:
+                if not line.startswith(NATIVE_NOISE):
+                    os.write(saved, line)
+
+    thread = threading.Thread(target=forward, name="stderr-filter", daemon=True)
+    thread.start()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stderr.flush()
+        os.dup2(saved, 2)  # closes the pipe's last write end: the thread reads to its end
+        thread.join(5)
+        os.close(saved)
 
 
 def _validation_message(exc: ValidationError) -> str:
@@ -53,8 +129,13 @@ def cmd_synth(args) -> int:
 
     text = _read_text(args)
     fmt = _format_for(args)
-    if fmt not in FORMATS:
-        raise CliError(f"unknown format {fmt!r}; valid: {', '.join(FORMATS)}")
+    to_stdout = args.output == STDOUT
+    if to_stdout and sys.stdout.isatty():
+        raise CliError("refusing to write audio to a terminal: redirect stdout, or give -o FILE")
+    if not to_stdout:
+        _check_writable(args.output, "audio")
+    if args.marks:
+        _check_writable(args.marks, "marks")
     if args.sample_rate is not None and args.sample_rate not in SAMPLE_RATES:
         raise CliError(
             f"unsupported sample rate {args.sample_rate}; valid: {', '.join(map(str, SAMPLE_RATES))}"
@@ -75,58 +156,90 @@ def cmd_synth(args) -> int:
 
     # Heavy imports only now: `voxq up` and `voxq --help` never load the model stack.
     from worker import synthesizer
-    from worker.engines import EngineError, load_engine
+    from worker.engines import EngineError, load_engine, preflight
     from worker.assets import AssetError
 
-    try:
-        segments = synthesizer.plan(text, settings)
-        engine = load_engine(settings)
-        synthesizer.check_options(options, engine)
-        result = synthesizer.render(engine, segments, options, args.output, settings, marks_path=args.marks)
-    except synthesizer.SynthesisError as exc:
-        raise CliError(str(exc)) from exc
-    except (EngineError, AssetError) as exc:
-        raise CliError(str(exc)) from exc
+    with contextlib.ExitStack() as stack:
+        out_path = args.output
+        if to_stdout:
+            # Encoders write a file (a WAV header is finished last): render it, then stream it out.
+            folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="voxq-"))
+            out_path = os.path.join(folder, f"out.{fmt}")
+        try:
+            segments = synthesizer.plan(text, settings)
+            # The engine's own checks first: a missing package or model is one line, not a traceback.
+            preflight(settings)
+            engine = load_engine(settings)
+            synthesizer.check_options(options, engine)
+            result = synthesizer.render(engine, segments, options, out_path, settings, marks_path=args.marks)
+        except synthesizer.SynthesisError as exc:
+            raise CliError(str(exc)) from exc
+        except (EngineError, AssetError) as exc:
+            raise CliError(str(exc)) from exc
+        except OSError as exc:
+            raise CliError(f"cannot write {exc.filename or args.output}: {exc.strerror or exc}") from exc
+        if to_stdout:
+            with open(out_path, "rb") as audio:
+                try:
+                    shutil.copyfileobj(audio, sys.stdout.buffer)
+                    sys.stdout.buffer.flush()
+                except BrokenPipeError:
+                    # The reader went away (`| head`): not an error of ours; keep Python quiet at exit.
+                    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                    return 1
+    shown = "stdout" if to_stdout else args.output
     print(
-        f"{args.output}: {result.duration_s:.2f} s, {result.format}, {result.sample_rate} Hz, "
+        f"{shown}: {result.duration_s:.2f} s, {result.format}, {result.sample_rate} Hz, "
         f"{result.bytes} bytes, {result.segments} segment(s)",
         file=sys.stderr,
     )
     return 0
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("voxq")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="voxq", description="Self-hosted Chinese text-to-speech.")
+    parser.add_argument("--version", action="version", version=f"voxq {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     synth = sub.add_parser("synth", help="synthesize text to an audio file")
     synth.add_argument("text", nargs="?", help="the text; '-' or nothing reads stdin")
-    synth.add_argument("-o", "--output", required=True, help="output file")
+    synth.add_argument("-o", "--output", required=True, help="output file; '-' writes the audio to stdout")
     synth.add_argument("--file", help="read the text from this UTF-8 file")
     synth.add_argument("--emotion", default="neutral", help=f"one of: {', '.join(EMOTIONS)}")
     synth.add_argument("--speed", type=float, default=1.0, help="0.5 to 2.0")
     synth.add_argument("--pitch", type=float, default=1.0, help="0.5 to 2.0")
     synth.add_argument("--volume", type=float, default=1.0, help="0.0 to 2.0")
-    synth.add_argument("--format", help=f"one of: {', '.join(FORMATS)} (default: from -o, else wav)")
+    synth.add_argument("--format", help=f"one of: {', '.join(FORMATS)} (default: from -o's extension, else wav)")
     synth.add_argument("--sample-rate", type=int, help=f"one of: {', '.join(map(str, SAMPLE_RATES))}")
     synth.add_argument("--marks", help="write per-character timing marks (JSON) to this file")
-    synth.set_defaults(func=cmd_synth)
+    # Commands that run an engine in this process filter LiteRT's native stderr line (see main).
+    synth.set_defaults(func=cmd_synth, quiet_native=True)
 
-    from voxq import bench, cluster, keys  # all light: no model stack at import
+    from voxq import bench, cluster, keys, status  # all light: no model stack at import
 
     cluster.add_parser(sub)
+    status.add_parser(sub)
     bench.add_parser(sub)
     keys.add_parser(sub)
     return parser
-
-
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.func(args) or 0
+        # Not for long-running commands (`voxq up`): a filter thread there would outlive its terminal.
+        with _quiet_native_stderr() if getattr(args, "quiet_native", False) else contextlib.nullcontext():
+            return args.func(args) or 0
     except CliError as exc:
         print(f"voxq: error: {exc}", file=sys.stderr)
         return 2

@@ -1,6 +1,14 @@
-"""`voxq up`: Redis, the API, the workers and Flower on one machine, stopped together by Ctrl-C."""
+"""`voxq up`: Redis, the API, the workers and Flower on one machine, stopped together by Ctrl-C.
+
+The children never outlive `voxq up`: each gets a parent-death signal, so a SIGKILL of `voxq up`
+or a closed terminal takes them along, and one data directory serves one `voxq up` at a time.
+"""
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import ctypes.util
+import fcntl
 import ipaddress
 import os
 import secrets
@@ -9,13 +17,42 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
+from voxq import status
 from voxq.cli import CliError
 
-
 WORKER_NICE = 10
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+# A child that takes longer than this to stop after SIGTERM is killed, except the synthesis
+# workers: they finish the jobs in flight, and a second Ctrl-C is how to stop those at once.
+GRACE_S = 20
+# After a second Ctrl-C: the workers' cold shutdown hands their jobs back to the queue.
+QUICK_GRACE_S = 10
+
+
+def _say(message: str, err: bool = False) -> None:
+    # After the terminal is gone (SIGHUP) a print fails: stopping must go on regardless.
+    try:
+        print(message, file=sys.stderr if err else sys.stdout, flush=True)
+    except (OSError, ValueError):
+        pass
+
+
+def _parent_death_signal(sig: int, parent: int):
+    """A preexec_fn: the child gets `sig` when its parent dies, even by SIGKILL (Linux prctl)."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+    def arm():
+        libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+        # The parent may have died between fork and prctl: then no signal would ever come.
+        if os.getppid() != parent:
+            os.kill(os.getpid(), sig)
+
+    return arm
 
 
 def _is_loopback(host: str) -> bool:
@@ -33,6 +70,12 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _port(url: str) -> int | None:
+    from urllib.parse import urlsplit
+
+    return urlsplit(url).port
+
+
 def _redis_answers(url: str) -> bool:
     from shared.store import answers
 
@@ -44,33 +87,98 @@ class Cluster:
         self.args = args
         self.children: list[tuple[str, subprocess.Popen]] = []
         self.data_dir = Path(args.data_dir).resolve()
+        self.redis_url: str | None = None
+        self.private_redis = False
+        self._lock = None
 
-    def spawn(self, name: str, cmd: list[str], env: dict, nice: int = 0) -> None:
+    def lock(self) -> None:
+        """Hold the data directory for as long as we run: two clusters must not share one by accident."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        handle = open(self.data_dir / status.LOCK_FILE, "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "?"
+            handle.close()
+            raise CliError(f"another `voxq up` (pid {holder}) is using {self.data_dir}; stop it first, "
+                           "or give this one its own --data-dir") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        self._lock = handle  # released by the kernel when we exit, however we exit
+
+    def spawn(self, name: str, cmd: list[str], env: dict, nice: int = 0, death_signal: int = signal.SIGTERM) -> None:
         log = open(self.data_dir / "logs" / f"{name}.log", "ab")
-        # Each child in its own session, so a Ctrl-C reaches it only through us, in order.
+        die_with_us = _parent_death_signal(death_signal, os.getpid())
+
+        def prepare():
+            die_with_us()
+            if nice:
+                os.nice(nice)
+
+        # Each child in its own session, so a Ctrl-C reaches it only through us, in order; the
+        # parent-death signal stops it when we die without getting to say so.
         proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                preexec_fn=(lambda: os.nice(nice)) if nice else None)
+                                preexec_fn=prepare)
+        log.close()
         self.children.append((name, proc))
 
     def start_redis(self) -> str:
-        url = self.args.redis_url or os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
-        if _redis_answers(url):
-            return url
+        given = self.args.redis_url or os.environ.get("REDIS_URL")
+        if given:
+            if not _redis_answers(given):
+                raise CliError(f"Redis at {status.redacted(given)} does not answer")
+            return given
+        # Default: a private redis-server in the data directory, never whatever listens on 6379,
+        # whose jobs would mix with ours. A password keeps other local users' clients out too.
         binary = shutil.which("redis-server")
         if binary is None:
-            raise CliError(f"Redis at {url} does not answer and redis-server is not installed")
+            raise CliError("redis-server is not installed (apt-get install redis-server), "
+                           "and neither --redis-url nor REDIS_URL is given")
         port = _free_port()
+        password = secrets.token_urlsafe(24)
         folder = self.data_dir / "redis"
         folder.mkdir(parents=True, exist_ok=True)
-        self.spawn("redis", [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder),
-                             "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
-                             "--maxmemory-policy", "noeviction"], dict(os.environ))
-        url = f"redis://127.0.0.1:{port}/0"
-        for _ in range(100):
+        config = folder / "redis.conf"
+        # The password goes in a file only we can read, never on a command line that `ps` shows.
+        fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write("\n".join((
+                f"port {port}", "bind 127.0.0.1", f'dir "{folder}"', "appendonly yes", "appendfsync everysec",
+                'save ""', "maxmemory-policy noeviction", f"requirepass {password}", "",
+            )))
+        os.chmod(config, 0o600)
+        self.spawn("redis", [binary, str(config)], dict(os.environ))
+        self.private_redis = True
+        url = f"redis://:{password}@127.0.0.1:{port}/0"
+        for _ in range(200):
             if _redis_answers(url):
+                self._requeue_orphans(url)
                 return url
+            if self.children[-1][1].poll() is not None:
+                break
             time.sleep(0.05)
         raise CliError(f"redis-server did not start; see {self.data_dir / 'logs' / 'redis.log'}")
+
+    @staticmethod
+    def _requeue_orphans(url: str) -> None:
+        """Put the jobs a previous run left taken-but-unfinished back in their queues.
+
+        Only for the private Redis: we hold the data directory's lock, so no worker of ours is
+        alive, and every unacknowledged message belongs to a worker that was stopped at once or
+        killed. Without this they would wait out the visibility timeout (an hour by default).
+        """
+        from kombu import Connection
+
+        try:
+            with Connection(url, transport_options={"visibility_timeout": 0}) as conn:
+                qos = conn.default_channel.qos
+                qos.restore_visible(num=100_000, interval=1)
+        except Exception as exc:  # a convenience: a failure here must not stop the cluster
+            _say(f"voxq: could not requeue unfinished jobs now ({exc}); they return after the "
+                 "visibility timeout", err=True)
 
     def run(self) -> int:
         args = self.args
@@ -89,15 +197,18 @@ class Cluster:
                 "cluster. Create one with `voxq keys create` and set VOXQ_API_KEYS or VOXQ_API_KEYS_FILE, "
                 "or bind 127.0.0.1"
             )
+        self.lock()
         (self.data_dir / "logs").mkdir(parents=True, exist_ok=True)
+
         def interrupt(*_):
             raise KeyboardInterrupt()
 
-        # Explicit handlers: a shell that starts us in the background leaves SIGINT ignored.
-        signal.signal(signal.SIGTERM, interrupt)
-        signal.signal(signal.SIGINT, interrupt)
+        # Explicit handlers: a shell that starts us in the background leaves SIGINT ignored. A
+        # closed terminal (SIGHUP) stops the cluster like Ctrl-C does.
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, interrupt)
         try:
-            redis_url = self.start_redis()
+            redis_url = self.redis_url = self.start_redis()
             env = dict(os.environ, REDIS_URL=redis_url, VOXQ_DATA_DIR=str(self.data_dir), PYTHONUNBUFFERED="1")
             python = sys.executable
             api_env = dict(env, PROMETHEUS_MULTIPROC_DIR=str(self.data_dir / "metrics" / "api"))
@@ -110,6 +221,9 @@ class Cluster:
                                   "-n", f"cpu-{args.port}@%h", "--loglevel", "INFO"], env,
                        # Synthesis is throughput work sharing cores with the API: a lower priority
                        # keeps submits and polls fast while every core synthesizes.
+                       # SIGTERM when orphaned, like every child: a cold shutdown (SIGQUIT) hangs
+                       # when Redis dies at the same moment. What it leaves taken is requeued by
+                       # the next start (see _requeue_orphans).
                        nice=WORKER_NICE)
             self.spawn("webhooks", [python, "-m", "celery", "-A", "worker.app", "worker", "--pool", "threads",
                                     "--concurrency", "8", "-Q", "webhooks", "-n", f"webhooks-{args.port}@%h",
@@ -120,42 +234,115 @@ class Cluster:
                 # Flower never runs open: without configured credentials, make one-off ones.
                 flower_auth = f"admin:{secrets.token_urlsafe(12)}"
                 shown_auth = flower_auth
-            self.spawn("flower", [python, "-m", "celery", "--broker", redis_url, "flower",
-                                  f"--address={args.host}", f"--port={args.flower_port}",
-                                  f"--basic-auth={flower_auth}"], env)
+            # Flower reads its options and Celery its broker from the environment: the password
+            # and the Redis URL stay out of the command line, which every local user can read.
+            self.spawn("flower", [python, "-m", "celery", "flower",
+                                  f"--address={args.host}", f"--port={args.flower_port}"],
+                       dict(env, FLOWER_BASIC_AUTH=flower_auth, CELERY_BROKER_URL=redis_url))
             shown_host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
-            print(f"voxq is starting (logs in {self.data_dir / 'logs'}):", flush=True)
-            print(f"  web page and API  http://{shown_host}:{args.port}/", flush=True)
-            print(f"  readiness         http://{shown_host}:{args.port}/readyz", flush=True)
-            print(f"  Flower            http://{shown_host}:{args.flower_port}/  login {shown_auth}", flush=True)
-            print(f"  Redis             {redis_url}", flush=True)
-            print(f"  {args.workers} CPU worker process(es); Ctrl-C stops everything", flush=True)
+            api_url = f"http://{shown_host}:{args.port}/"
+            if self.private_redis:
+                shown_redis = f"private redis-server on 127.0.0.1:{_port(redis_url)}, data in {self.data_dir / 'redis'}"
+            else:
+                shown_redis = f"{status.redacted(redis_url)} (from {'--redis-url' if args.redis_url else 'REDIS_URL'})"
+            status.write_state(self.data_dir, {
+                "pid": os.getpid(), "started": time.time(), "redis_url": redis_url, "private": self.private_redis,
+                "api_url": api_url, "flower_url": f"http://{shown_host}:{args.flower_port}/",
+            })
+            _say(f"voxq is starting (logs in {self.data_dir / 'logs'}):")
+            _say(f"  web page and API  {api_url}")
+            _say(f"  API docs          {api_url}docs")
+            _say(f"  readiness         {api_url}readyz")
+            _say(f"  Flower            http://{shown_host}:{args.flower_port}/  login {shown_auth}")
+            _say(f"  Redis             {shown_redis}")
+            _say(f"  {args.workers} CPU worker process(es); `voxq status` shows the queues; Ctrl-C stops everything")
             return self.watch()
         except KeyboardInterrupt:
             return 0
         finally:
-            self.stop()
+            try:
+                self.stop()
+            finally:
+                with contextlib.suppress(OSError):
+                    (self.data_dir / status.STATE_FILE).unlink()
 
     def watch(self) -> int:
         while True:
             for name, proc in self.children:
                 if proc.poll() is not None:
-                    print(f"voxq: {name} exited with status {proc.returncode}; stopping the cluster "
-                          f"(see {self.data_dir / 'logs' / (name + '.log')})", file=sys.stderr, flush=True)
+                    _say(f"voxq: {name} exited with status {proc.returncode}; stopping the cluster "
+                         f"(see {self.data_dir / 'logs' / (name + '.log')})", err=True)
                     return 1
             time.sleep(0.5)
 
+    def _jobs_in_flight(self) -> int | None:
+        if not self.redis_url:
+            return None
+        try:
+            return len(status.synthesis_in_flight(status.open_store(self.redis_url)))
+        except Exception:  # only for the message: Redis may already be gone
+            return None
+
     def stop(self) -> None:
-        # Reverse order: the API and workers go first, Redis last, so no one loses its broker mid-job.
-        for name, proc in reversed(self.children):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(20 if name != "redis" else 10)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
+        """First the API, workers and Flower, together; Redis last, so no one loses its broker mid-job.
+
+        The workers finish the jobs they hold (a warm shutdown). A second Ctrl-C stops them at
+        once: Celery's cold shutdown hands each unfinished job back to its queue (acks_late), and
+        the next start runs it again.
+        """
+        hurry = threading.Event()
+        # From here a signal is a request to hurry, never an exception that could cut this short.
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, lambda *_: hurry.set())
+        rest = [(name, proc) for name, proc in self.children if name != "redis"]
+        redis = [(name, proc) for name, proc in self.children if name == "redis"]
+        if any(proc.poll() is None for _, proc in rest):
+            jobs = self._jobs_in_flight()
+            if jobs:
+                _say(f"voxq: stopping: waiting for {jobs} job(s) in flight to finish "
+                     "(Ctrl-C again stops at once; they go back to the queue)", err=True)
+            else:
+                _say("voxq: stopping", err=True)
+            for _, proc in rest:
+                _signal(proc, signal.SIGTERM)
+            if not self._wait(rest, kill_after=GRACE_S, spare=("worker",), hurry=hurry):
+                _say("voxq: stopping at once; unfinished jobs go back to the queue", err=True)
+                for name, proc in rest:
+                    # SIGQUIT: Celery's cold shutdown (requeue) and gunicorn's quick exit.
+                    _signal(proc, signal.SIGKILL if name == "flower" else signal.SIGQUIT)
+                self._wait(rest, kill_after=QUICK_GRACE_S)
+        for _, proc in redis:
+            _signal(proc, signal.SIGTERM)  # Redis writes its append-only file out before exiting
+        self._wait(redis, kill_after=GRACE_S)
         self.children.clear()
+
+    @staticmethod
+    def _wait(children, kill_after: float, spare: tuple[str, ...] = (), hurry: threading.Event | None = None) -> bool:
+        """Wait for every child; kill the groups of those (not spared) still there after kill_after.
+
+        Returns False when `hurry` was set before they were all gone.
+        """
+        deadline = time.monotonic() + kill_after
+        while True:
+            running = [(name, proc) for name, proc in children if proc.poll() is None]
+            if not running:
+                return True
+            if hurry is not None and hurry.is_set():
+                return False
+            if time.monotonic() > deadline:
+                for name, proc in running:
+                    if name not in spare:
+                        _signal(proc, signal.SIGKILL, group=True)
+                deadline = float("inf") if all(n in spare for n, _ in running) else time.monotonic() + 5
+            time.sleep(0.1)
+
+
+def _signal(proc: subprocess.Popen, sig: int, group: bool = False) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        if group:
+            os.killpg(proc.pid, sig)
+        elif proc.poll() is None:
+            proc.send_signal(sig)
 
 
 def cmd_up(args) -> int:
@@ -170,5 +357,6 @@ def add_parser(sub) -> None:
     up.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                     help="CPU worker processes (default: one per core)")
     up.add_argument("--data-dir", default=os.environ.get("VOXQ_DATA_DIR", "./data"), help="audio and logs")
-    up.add_argument("--redis-url", help="use this Redis (default REDIS_URL, else a private redis-server)")
+    up.add_argument("--redis-url", help="use this Redis (default REDIS_URL, else a private redis-server "
+                                        "in the data directory)")
     up.set_defaults(func=cmd_up)

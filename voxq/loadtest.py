@@ -164,4 +164,4 @@ def add_parser(which) -> None:
     cluster.add_argument("--api-key", default=os.environ.get("VOXQ_API_KEY"))
     cluster.add_argument("--poll-interval", type=float, default=0.5,
                          help="seconds between status polls per job under load (default 0.5)")
-    cluster.set_defaults(func=cmd_cluster)
+    cluster.set_defaults(func=cmd_cluster, quiet_native=True)

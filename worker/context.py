@@ -57,7 +57,7 @@ def start(settings: Settings, celery, load_engine: bool, queues: list[str]) -> C
         def publish_chunk(job_id: str, index: int, owner: str, queue: str) -> None:
             celery.send_task(
                 tasks.SYNTHESIZE_CHUNK, args=[job_id, index, owner], queue=queue or tasks.INTERACTIVE,
-                priority=tasks.CONTINUATION_PRIORITY, argsrepr=f"({job_id!r}, chunk {index})", kwargsrepr="{}",
+                priority=tasks.CONTINUATION_PRIORITY, argsrepr=repr([job_id, index]), kwargsrepr="{}",
                 retry=False,
             )
 

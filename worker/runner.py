@@ -51,7 +51,7 @@ class Runner:
             return "missing"
         if record.status in TERMINAL:
             # A redelivery of a job that already ended (or was canceled): nothing to do twice.
-            return record.status
+            return "skipped"
         attempts = jobs.start_attempt(job_id)
         if attempts > self.settings.jobs.max_attempts:
             return self._fail(record, "worker_lost",
@@ -97,7 +97,7 @@ class Runner:
             if record is None or record.status == "canceled":
                 self.storage.delete_chunks(job_id)  # what landed before the end is no use now
             self._dispatch(owner)
-            return record.status if record else "missing"
+            return "skipped" if record else "missing"
         if record.status == "queued":
             self.jobs.mark_running(job_id)
         return self._speak(record, index)
@@ -233,7 +233,7 @@ class Runner:
             metrics.job_finished("failed", self.jobs.get(record.id))
             self.notify(record.id)
             return "failed"
-        return self.jobs.status(record.id) or "missing"
+        return "skipped"  # it had ended already (another chunk failed it, or it was canceled)
 
     def _reuse(self, record: JobRecord, key: str, segments: int) -> bool:
         job_id = record.id

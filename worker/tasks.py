@@ -14,6 +14,16 @@ from worker import context, metrics
 log = logging.getLogger(__name__)
 
 
+class JobFailed(Exception):
+    """This task ended its job `failed` (already recorded): raised so that Flower and the events
+    show a failure.
+
+    Listed in the task's `throws`, so Celery logs it as an expected outcome without a traceback;
+    with acks_late the message is still acknowledged (task_acks_on_failure_or_timeout), never
+    redelivered, and it is not in autoretry_for, so it is never retried.
+    """
+
+
 @shared_task(
     name=tasks.SYNTHESIZE,
     acks_late=True,
@@ -21,13 +31,13 @@ log = logging.getLogger(__name__)
     autoretry_for=Transient,
     retry_backoff=True,
     max_retries=5,
+    throws=(JobFailed,),
 )
 def synthesize(job_id: str) -> str:
     """A job's first task: plan it, dispatch its chunks, speak chunk 0."""
     started = time.perf_counter()
     status = context.runner().run(job_id)
-    _log_end(job_id, status, started, "planned and spoke chunk 0")
-    return status
+    return _end(job_id, status, started, "planned and spoke chunk 0")
 
 
 @shared_task(
@@ -37,15 +47,15 @@ def synthesize(job_id: str) -> str:
     autoretry_for=Transient,
     retry_backoff=True,
     max_retries=5,
+    throws=(JobFailed,),
 )
 def synthesize_chunk(job_id: str, index: int, owner: str) -> str:
     started = time.perf_counter()
     status = context.runner().run_chunk(job_id, index, owner)
-    _log_end(job_id, status, started, f"spoke chunk {index}")
-    return status
+    return _end(job_id, status, started, f"spoke chunk {index}")
 
 
-def _log_end(job_id: str, status: str, started: float, what: str) -> None:
+def _end(job_id: str, status: str, started: float, what: str) -> str:
     try:
         record = context.current().store.jobs.get(job_id)
     except Unavailable:  # only for the log line: never redo a finished job for it
@@ -53,6 +63,10 @@ def _log_end(job_id: str, status: str, started: float, what: str) -> None:
     fields = {"status": status, "duration_s": round(time.perf_counter() - started, 3)}
     log.info("job %s %s: %s", job_id, what, status,
              extra=logs.job_fields(record, **fields) if record else {"job_id": job_id, **fields})
+    if status == "failed":  # this task ended the job: the runner says "skipped" for a job already over
+        error = record.error if record is not None else None
+        raise JobFailed(f"job {job_id} failed: {error.code}: {error.message}" if error else f"job {job_id} failed")
+    return status
 
 
 @shared_task(bind=True, name=tasks.DELIVER_WEBHOOK, acks_late=True, ignore_result=True, max_retries=None)
@@ -60,5 +74,5 @@ def deliver_webhook(self, job_id: str, webhook_id: str, generation: int = 0) -> 
     outcome, retry_in = context.current().delivery.run(job_id, webhook_id, generation, self.request.retries)
     metrics.WEBHOOK_DELIVERIES.labels(outcome).inc()
     if retry_in is not None:
-        raise self.retry(countdown=retry_in, argsrepr="(hidden)", kwargsrepr="{}")
+        raise self.retry(countdown=retry_in, argsrepr=repr([job_id]), kwargsrepr="{}")
     return outcome

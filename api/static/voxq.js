@@ -20,7 +20,10 @@
       apiKeyHelp: "服务器启用了 API 密钥时才需要填写；密钥只保存在这个浏览器里。",
       save: "保存", clear: "清除", keySaved: "已保存", keyCleared: "已清除",
       textLabel: "要朗读的文字", textPlaceholder: "在这里输入中文，例如：今天天气很好，我们去公园散步吧。",
-      voice: "音色", emotion: "情感", format: "格式", speed: "语速", pitch: "音高",
+      voice: "音色", emotion: "情感", format: "格式", speed: "语速", pitch: "音高", volume: "音量",
+      sampleRate: "采样率", nativeRate: "原始（{rate} Hz）", nativeRateUnknown: "原始",
+      marks: "同时生成逐字时间标记（JSON）", marksDownload: "时间标记", cancel: "取消",
+      pcmInfo: "{rate} Hz · 16 位 · 单声道（小端）", apiDocs: "API 文档",
       submit: "合成语音", hint: "Ctrl + Enter 也可以提交",
       queued: "排队中…", running: "正在合成：第 {done} / {total} 段", starting: "正在合成…",
       succeeded: "合成完成", info: "{duration} 秒 · {format}",
@@ -37,7 +40,10 @@
       apiKeyHelp: "Only needed when the server has API keys enabled; the key is kept in this browser only.",
       save: "Save", clear: "Clear", keySaved: "Saved", keyCleared: "Cleared",
       textLabel: "Text to speak", textPlaceholder: "Type Chinese text here, e.g. 今天天气很好，我们去公园散步吧。",
-      voice: "Voice", emotion: "Emotion", format: "Format", speed: "Speed", pitch: "Pitch",
+      voice: "Voice", emotion: "Emotion", format: "Format", speed: "Speed", pitch: "Pitch", volume: "Volume",
+      sampleRate: "Sample rate", nativeRate: "Native ({rate} Hz)", nativeRateUnknown: "Native",
+      marks: "Also make per-character timing marks (JSON)", marksDownload: "Timing marks", cancel: "Cancel",
+      pcmInfo: "{rate} Hz · 16-bit · mono (little-endian)", apiDocs: "API docs",
       submit: "Synthesize", hint: "Ctrl + Enter submits too",
       queued: "Queued…", running: "Synthesizing: segment {done} of {total}", starting: "Synthesizing…",
       succeeded: "Done", info: "{duration} s · {format}",
@@ -113,7 +119,7 @@
     lastError: null,
     lastStatus: null,
     current: null,
-    blobUrl: null,
+    blobUrls: {},
   };
 
   // localStorage can be missing or full (private windows): the page works without it.
@@ -129,6 +135,8 @@
   const t = (key, vars) => fill(TEXT[state.lang][key] ?? TEXT.zh[key] ?? key, vars);
   const chars = (text) => Array.from(text).length; // code points, as the server counts
   const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+  const TEXT_ERRORS = new Set(["empty_text", "nothing_to_say", "text_too_long", "payload_too_large"]);
 
   class ApiFailure extends Error {
     constructor(status, code, message, field = null, retry = null) {
@@ -205,6 +213,7 @@
     $("lang-toggle").textContent = t("langButton");
     $("lang-toggle").lang = state.lang === "zh" ? "en" : "zh-CN";
     renderEmotions();
+    renderRates();
     renderCounter();
     renderHistory();
     if (state.lastStatus) renderStatus(state.lastStatus);
@@ -228,20 +237,47 @@
     select.value = emotions.includes(chosen) ? chosen : emotions[0];
   }
 
+  // The menu shows voice names only; the chosen voice's whole description (its licence note
+  // included) is a line of its own below, never cut off by the width of a <select>.
+  function renderVoiceNote() {
+    const voices = state.caps ? state.caps.voices : [];
+    const voice = voices.find((v) => v.name === $("voice").value);
+    $("voice-note").textContent = voice && voice.description ? `${voice.name}: ${voice.description}` : "";
+  }
+
+  function renderRates() {
+    const select = $("sample-rate");
+    const caps = state.caps;
+    const chosen = select.value;
+    const native = caps && caps.native_sample_rate;
+    const rates = (caps && caps.sample_rates) || [];
+    // Opus encodes only at some rates: offer just those, so the choice can never be refused.
+    const allowed = $("format").value === "opus" && caps && caps.opus_sample_rates ? caps.opus_sample_rates : rates;
+    select.replaceChildren(
+      option("", native ? t("nativeRate", { rate: native }) : t("nativeRateUnknown")),
+      ...allowed.map((r) => option(String(r), `${r} Hz`)),
+    );
+    select.value = allowed.map(String).includes(chosen) ? chosen : "";
+  }
+
   function renderMenus() {
     const caps = state.caps;
     const voices = caps ? caps.voices : [];
+    const chosenVoice = $("voice").value;
     $("voice").replaceChildren(...(voices.length
-      ? voices.map((v) => option(v.name, v.description ? `${v.name} · ${v.description}` : v.name))
+      ? voices.map((v) => option(v.name, v.name))
       : [option("", "—")]));
+    if (voices.some((v) => v.name === chosenVoice)) $("voice").value = chosenVoice;
+    renderVoiceNote();
     renderEmotions();
     const formats = caps ? caps.formats : FALLBACK.formats;
     const chosen = $("format").value || "wav";
     $("format").replaceChildren(...formats.map((f) => option(f, FORMAT_LABELS[f] || f)));
     $("format").value = formats.includes(chosen) ? chosen : formats[0];
+    renderRates();
     const limits = caps && caps.limits;
     if (limits) {
-      for (const name of ["speed", "pitch"]) {
+      for (const name of ["speed", "pitch", "volume"]) {
         if (Array.isArray(limits[name])) {
           $(name).min = limits[name][0];
           $(name).max = limits[name][1];
@@ -295,6 +331,11 @@
       line = TEXT[state.lang].statuses[job.status] || job.status;
     }
     $("status-line").textContent = line;
+    const active = job.status === "queued" || job.status === "running";
+    $("cancel").hidden = !active || !state.current;
+    // An indeterminate <progress> animates forever: a job that failed or was canceled shows none.
+    progress.hidden = !active && job.status !== "succeeded";
+    $("result").dataset.status = job.status;
     if (job.status === "succeeded") {
       progress.max = 1;
       progress.value = 1;
@@ -310,7 +351,7 @@
       : "";
   }
 
-  async function audioUrl(url) {
+  async function audioUrl(url, slot = "audio") {
     // An <audio> element cannot send an Authorization header: with a key, fetch the file first.
     if (!storage.get(STORE.key)) return url;
     const response = await fetch(url, { headers: { Authorization: `Bearer ${storage.get(STORE.key)}` } });
@@ -319,9 +360,9 @@
       try { error = (await response.json()).error || {}; } catch { /* not JSON */ }
       throw new ApiFailure(response.status, error.code || `http_${response.status}`, error.message || "");
     }
-    if (state.blobUrl) URL.revokeObjectURL(state.blobUrl);
-    state.blobUrl = URL.createObjectURL(await response.blob());
-    return state.blobUrl;
+    if (state.blobUrls[slot]) URL.revokeObjectURL(state.blobUrls[slot]);
+    state.blobUrls[slot] = URL.createObjectURL(await response.blob());
+    return state.blobUrls[slot];
   }
 
   async function showResult(job, autoplay) {
@@ -333,6 +374,15 @@
     download.download = `voxq-${job.id.slice(0, 8)}.${EXTENSIONS[result.format] || result.format}`;
     const playable = result.format !== "pcm";
     $("pcm-note").hidden = playable;
+    // Raw PCM has no header: what it takes to read the file is shown beside the download.
+    $("pcm-info").hidden = playable;
+    $("pcm-info").textContent = playable ? "" : t("pcmInfo", { rate: result.sample_rate });
+    const marks = $("marks-link");
+    marks.hidden = !result.marks_url;
+    if (result.marks_url) {
+      marks.href = await audioUrl(result.marks_url, "marks");
+      marks.download = `voxq-${job.id.slice(0, 8)}-marks.json`;
+    }
     player.hidden = !playable;
     if (playable) {
       player.src = url;
@@ -342,9 +392,13 @@
       player.removeAttribute("src");
     }
     $("player-box").hidden = false;
+    // On a phone the player is below the form: bring it into view.
+    $("player-box").scrollIntoView({ block: "nearest" });
   }
 
   async function follow(id, generation, autoplay) {
+    state.current = id;
+    let lastStatus = null;
     while (generation === state.generation) {
       let job;
       try {
@@ -357,6 +411,10 @@
       }
       if (generation !== state.generation) return;
       renderStatus(job);
+      if (job.status !== lastStatus) {
+        lastStatus = job.status;
+        if (job.status === "queued" || job.status === "running") updateHistory(id, { status: job.status });
+      }
       if (job.status === "succeeded") {
         updateHistory(id, { status: job.status, duration: job.result.duration_s });
         try {
@@ -370,6 +428,8 @@
         updateHistory(id, { status: job.status });
         const error = job.error || { code: job.status, message: job.status };
         showError(new ApiFailure(200, error.code, error.message));
+        // The message appeared above the result and pushed it down: keep the outcome in view.
+        $("result").scrollIntoView({ block: "nearest" });
         return;
       }
       await sleep(POLL_MS);
@@ -378,12 +438,33 @@
 
   function startWatching() {
     state.generation += 1;
+    state.current = null;
     clearError();
     $("result").hidden = false;
     $("player-box").hidden = true;
     $("pcm-note").hidden = true;
+    $("marks-link").hidden = true;
+    $("pcm-info").hidden = true;
     $("player").pause();
+    // On a phone the result is below the fold: bring the progress into view.
+    $("result").scrollIntoView({ block: "nearest" });
     return state.generation;
+  }
+
+  async function cancel() {
+    const id = state.current;
+    const status = state.lastStatus && state.lastStatus.status;
+    // Only while it can still be canceled: DELETE on a finished job deletes its audio.
+    if (!id || (status !== "queued" && status !== "running")) return;
+    $("cancel").disabled = true;
+    try {
+      const job = await api(`/v1/jobs/${id}`, { method: "DELETE" });
+      if (job && job.status) renderStatus(job);
+    } catch (failure) {
+      showError(failure);
+    } finally {
+      $("cancel").disabled = false;
+    }
   }
 
   async function submit(event) {
@@ -396,26 +477,34 @@
       emotion: $("emotion").value || "neutral",
       speed: Number($("speed").value),
       pitch: Number($("pitch").value),
+      volume: Number($("volume").value),
       format: $("format").value || "wav",
+      marks: $("marks").checked,
     };
     if ($("voice").value) body.voice = $("voice").value;
+    if ($("sample-rate").value) body.sample_rate = Number($("sample-rate").value);
     clearError();
     button.disabled = true;
     let accepted;
     try {
       accepted = await api("/v1/jobs", { method: "POST", body });
     } catch (failure) {
-      showError(failure);
-      return;
-    } finally {
       button.disabled = false;
+      showError(failure);
+      // A disabled button drops the focus to <body>: put it back where the problem can be fixed.
+      (failure.field === "text" || TEXT_ERRORS.has(failure.code) ? $("text") : button).focus();
+      return;
     }
+    button.disabled = false;
     addHistory({
       id: accepted.id, at: Date.now(), snippet: Array.from(text.trim()).slice(0, 60).join(""),
       chars: chars(text), format: body.format, emotion: body.emotion, status: accepted.status,
     });
     const generation = startWatching();
+    state.current = accepted.id;
     renderStatus({ status: accepted.status, progress: {} });
+    // Keyboard and screen-reader users land on the job's status, not on <body>.
+    $("status-line").focus({ preventScroll: true });
     await follow(accepted.id, generation, false);
   }
 
@@ -476,7 +565,8 @@
       play.type = "button";
       play.className = "replay";
       play.textContent = t("play");
-      play.disabled = item.status === "expired";
+      // A failed, canceled or expired job has no audio: nothing to play.
+      play.hidden = ["failed", "canceled", "expired"].includes(item.status);
       play.addEventListener("click", () => replay(item.id));
       const remove = document.createElement("button");
       remove.type = "button";
@@ -519,10 +609,13 @@
     $("text").addEventListener("keydown", (event) => {
       if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) $("tts-form").requestSubmit();
     });
-    for (const name of ["speed", "pitch"]) {
+    for (const name of ["speed", "pitch", "volume"]) {
       $(name).addEventListener("input", () => renderSlider(name));
       renderSlider(name);
     }
+    $("voice").addEventListener("change", renderVoiceNote);
+    $("format").addEventListener("change", renderRates);
+    $("cancel").addEventListener("click", cancel);
     $("lang-toggle").addEventListener("click", () => {
       state.lang = state.lang === "zh" ? "en" : "zh";
       storage.set(STORE.lang, state.lang);

@@ -11,8 +11,8 @@ import sys
 import tomllib
 from pathlib import Path
 
-API = {"flask", "gunicorn", "pydantic", "redis", "celery", "kombu",
-       "prometheus-client", "flower", "requests"}
+API = {"flask", "gunicorn", "gevent", "pydantic", "pydantic-settings", "redis", "celery", "kombu",
+       "prometheus-client", "flower", "requests", "flask-swagger-ui"}
 
 
 def name(spec: str) -> str:

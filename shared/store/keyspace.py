@@ -87,6 +87,11 @@ def lock(name: str) -> str:
 _PRIORITY_SEP = "\x06\x16"
 
 
+# kombu's Redis transport keeps each delivered, not yet acknowledged message in this hash
+# (delivery tag -> [message, exchange, routing key]) until its worker acks it.
+BROKER_UNACKED = "unacked"
+
+
 def broker_queue(queue: str, priority: int = 0) -> str:
     """List: a broker queue's messages (kombu's layout), for depth metrics."""
     return queue if priority == 0 else f"{queue}{_PRIORITY_SEP}{priority}"

@@ -1,7 +1,19 @@
 """The broker's queue depths, read from kombu's Redis lists (for metrics and `voxq status`)."""
 from __future__ import annotations
 
+import base64
+import json
+from typing import NamedTuple
+
 from shared.store import keyspace
+
+
+class Taken(NamedTuple):
+    """A message a worker has taken and not yet acknowledged: a task in flight."""
+
+    task: str
+    first_arg: str
+    queue: str
 
 _PRIORITIES = range(10)  # kombu's Redis transport: 0 plus one list per priority 1-9
 
@@ -36,3 +48,16 @@ class QueueStats:
         """(bytes Redis uses, its maxmemory; 0 is no limit)."""
         info = self.client.info("memory")
         return int(info.get("used_memory", 0)), int(info.get("maxmemory", 0))
+
+    def in_flight(self) -> list[Taken]:
+        """Messages taken by a worker and not yet acknowledged (read-only; kombu owns the hash)."""
+        found = []
+        for raw in self.client.hvals(keyspace.BROKER_UNACKED):
+            try:
+                message, _exchange, routing_key = json.loads(raw)
+                args = json.loads(base64.b64decode(message["body"]))[0] if message.get("body") else []
+                first = args[0] if args and isinstance(args[0], str) else "?"
+                found.append(Taken((message.get("headers") or {}).get("task", "?"), first, routing_key))
+            except (ValueError, TypeError, KeyError, IndexError):
+                continue  # not a message of ours: say nothing rather than guess
+        return found

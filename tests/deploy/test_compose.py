@@ -154,8 +154,8 @@ def test_redis_keeps_jobs_safe_and_needs_a_password(cpu, raw):
 
 def test_flower_runs_with_basic_auth_on_loopback(cpu, raw):
     flower = cpu["services"]["flower"]
-    assert flower["command"] == ["sh", "-c", 'exec celery --broker "$REDIS_URL" flower '
-                                             '--port=5555 --basic-auth="$FLOWER_BASIC_AUTH"']
+    assert flower["command"] == ["sh", "-c", 'export CELERY_BROKER_URL="$REDIS_URL"; '
+                                             'exec celery flower --port=5555']
     assert flower["environment"]["FLOWER_BASIC_AUTH"] == env_example_values()["FLOWER_BASIC_AUTH"]
     assert raw["services"]["flower"]["environment"]["FLOWER_BASIC_AUTH"].startswith(
         "${FLOWER_BASIC_AUTH:?")

@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO / "Dockerfile"
 TARGETS = ("api", "worker-cpu", "worker-gpu")
 API_DEPENDENCIES = {"flask", "gunicorn", "pydantic", "redis", "celery", "kombu",
-                    "prometheus-client", "flower", "requests"}
+                    "prometheus-client", "flower", "requests", "flask-swagger-ui"}
 
 
 @dataclass

@@ -652,8 +652,8 @@ def test_images_run_as_the_user_the_dockerfile_creates():
 def test_flower_runs_only_with_basic_auth_from_a_secret():
     objs = objects(VALUE_SETS["everything"])
     flower = main_container(by_kind(objs, "Deployment")[f"{FULLNAME}-flower"])
-    assert flower["command"] == ["sh", "-c", 'exec celery --broker "$REDIS_URL" flower '
-                                             '--port=5555 --basic-auth="$FLOWER_BASIC_AUTH"']
+    assert flower["command"] == ["sh", "-c", 'export CELERY_BROKER_URL="$REDIS_URL"; '
+                                             'exec celery flower --port=5555']
     ref = env_of(flower)["FLOWER_BASIC_AUTH"]["valueFrom"]["secretKeyRef"]
     assert ref == {"name": f"{FULLNAME}-flower", "key": "basic-auth"}
     assert secret_data(by_kind(objs, "Secret")[ref["name"]])["basic-auth"] == "admin:flowerPw123"

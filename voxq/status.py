@@ -1,0 +1,157 @@
+"""`voxq status`: a running cluster's workers, queues and jobs in flight, read from its Redis."""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from voxq.cli import CliError
+
+# What `voxq up` leaves in its data directory, for `voxq status` and for people: how to reach it.
+STATE_FILE = "up.json"
+LOCK_FILE = "voxq.lock"
+
+def redacted(url: str) -> str:
+    """The URL without its password, for banners and status lines."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    user = parts.username or ""
+    return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, parts.fragment))
+
+
+def write_state(data_dir: Path, state: dict) -> None:
+    path = data_dir / STATE_FILE
+    # The Redis URL inside carries the private Redis's password: readable by its owner only.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(state, fh, indent=2)
+
+
+def read_state(data_dir: Path) -> dict | None:
+    try:
+        return json.loads((data_dir / STATE_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def synthesis_in_flight(store) -> list:
+    """One taken message per job being spoken now (a job's chunks may be on several workers)."""
+    from shared.tasks import SYNTHESIZE, SYNTHESIZE_CHUNK
+
+    jobs = {}
+    for taken in store.queues.in_flight():
+        if taken.task in (SYNTHESIZE, SYNTHESIZE_CHUNK):
+            jobs.setdefault(taken.first_arg, taken)
+    return list(jobs.values())
+
+
+def open_store(url: str):
+    from shared.store import Store
+
+    return Store.open(url, result_ttl_s=60)
+
+
+def _resolve(args) -> tuple[str, dict]:
+    if args.redis_url:
+        return args.redis_url, {}
+    if os.environ.get("REDIS_URL"):
+        return os.environ["REDIS_URL"], {}
+    data_dir = Path(args.data_dir).resolve()
+    state = read_state(data_dir)
+    if state is None or not _held(data_dir / LOCK_FILE):
+        # No state, or a state file left by a `voxq up` that was killed: nothing runs there.
+        raise CliError(f"no running `voxq up` found in {data_dir}: give --data-dir, --redis-url or REDIS_URL")
+    return state["redis_url"], state
+
+
+def _held(lock: Path) -> bool:
+    """Whether a live `voxq up` holds this lock file (its flock dies with it)."""
+    import fcntl
+
+    try:
+        with open(lock, "a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            return False
+    except OSError:
+        return False
+
+
+def _api_ready(url: str) -> str:
+    import requests
+
+    try:
+        response = requests.get(f"{url.rstrip('/')}/readyz", timeout=3)
+    except requests.RequestException as exc:
+        return f"not answering ({type(exc).__name__})"
+    if response.status_code == 200:
+        return "ready"
+    try:
+        return f"not ready: {response.json()['error']['message']}"
+    except (ValueError, KeyError, TypeError):
+        return f"not ready (HTTP {response.status_code})"
+
+
+def cmd_status(args) -> int:
+    from shared.config import Settings, SettingsError
+    from shared.store import Unavailable
+    from shared.tasks import DELIVER_WEBHOOK, SYNTHESIS_QUEUES, WEBHOOKS
+
+    url, state = _resolve(args)
+    try:
+        ttl = Settings.load().jobs.heartbeat_ttl_s
+    except SettingsError as exc:
+        raise CliError(f"invalid settings: {exc}") from None
+    store = open_store(url)
+    try:
+        store.ping()
+        names = store.workers.alive(ttl)
+        consumed = store.workers.queues_of(names)
+        lengths = store.queues.depths((*SYNTHESIS_QUEUES, WEBHOOKS))
+        flying = store.queues.in_flight()
+        jobs = synthesis_in_flight(store)
+        records = {taken.first_arg: store.jobs.get(taken.first_arg) for taken in jobs}
+    except Unavailable as exc:
+        raise CliError(f"Redis at {redacted(url)} does not answer: {exc}") from exc
+
+    lines = [f"Redis      {redacted(url)}" + (" (private, started by voxq up)" if state.get("private") else "")]
+    if state.get("api_url"):
+        lines.append(f"API        {state['api_url']}  {_api_ready(state['api_url'])}")
+    if state.get("pid"):
+        since = time.strftime("%Y-%m-%d %H:%M", time.localtime(state.get("started", 0)))
+        lines.append(f"voxq up    pid {state['pid']}, since {since}")
+    lines.append(f"workers    {len(names)} alive" + (":" if names else ""))
+    for name in names:
+        lines.append(f"             {name}  ({', '.join(consumed.get(name) or ['?'])})")
+    lines.append("queues     " + " · ".join(f"{queue} {n}" for queue, n in lengths.items()))
+    lines.append(f"in flight  {len(jobs)} job(s)" + (":" if jobs else ""))
+    for taken in jobs:
+        record = records.get(taken.first_arg)
+        detail = "no record"
+        if record is not None:
+            detail = record.status
+            if record.progress.segments_total:
+                detail += f", {record.progress.segments_done}/{record.progress.segments_total} segments"
+                detail += f", {record.progress.chunks_done}/{record.progress.chunks_total} chunks"
+        lines.append(f"             {taken.first_arg}  {taken.queue}  {detail}")
+    others = sum(1 for taken in flying if taken.task == DELIVER_WEBHOOK)
+    if others:
+        lines.append(f"             and {others} webhook deliver{'y' if others == 1 else 'ies'}")
+    print("\n".join(lines))
+    return 0
+
+
+def add_parser(sub) -> None:
+    status = sub.add_parser("status", help="workers, queues and jobs in flight of a running cluster")
+    status.add_argument("--data-dir", default=os.environ.get("VOXQ_DATA_DIR", "./data"),
+                        help="the data directory of a running `voxq up` (default ./data)")
+    status.add_argument("--redis-url", help="read this Redis instead (default REDIS_URL, else the data directory's)")
+    status.set_defaults(func=cmd_status)
