@@ -25,12 +25,16 @@ class TimedOut(Exception):
         self.timeout_s = timeout_s
 
 
-def run(job: JobRequest) -> JobRecord:
-    """Charge, submit and wait; return the job's final record, or raise TimedOut (after canceling it)."""
+def start(job: JobRequest) -> JobRecord:
+    """Charge the caller and submit the job."""
     owner = auth.owner()
     auth.charge(owner, len(job.text))
-    record = submit(job, owner)
-    return wait(record, services.get().settings.limits.speech_timeout_s)
+    return submit(job, owner)
+
+
+def run(job: JobRequest) -> JobRecord:
+    """Charge, submit and wait; return the job's final record, or raise TimedOut (after canceling it)."""
+    return wait(start(job), services.get().settings.limits.speech_timeout_s)
 
 
 def wait(record: JobRecord, timeout_s: float) -> JobRecord:

@@ -23,15 +23,18 @@ a 504 timeout included, twice by default.
 """
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import re
-from typing import Literal
+from typing import Iterator, Literal
 
-from flask import Blueprint, jsonify, send_file
+from flask import Blueprint, Response, jsonify, send_file, stream_with_context
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from api import blocking, services
+from api import blocking, services, streams
 from api.errors import ApiError, validation_error
+from api import intake
 from api.intake import json_body, known_emotions, known_voices, parse_job_request
 
 bp = Blueprint("openai_speech", __name__)
@@ -95,7 +98,9 @@ class SpeechRequest(BaseModel):
     speed: float = Field(1.0, ge=0.5, le=2.0)
     instructions: str | None = Field(None, max_length=4096,
                                      description="an emotion word in it (happy, 开心, sad, calm, ...) sets the emotion")
-    stream_format: Literal["audio"] | None = Field(None, description="only 'audio' (a whole file) is offered")
+    stream_format: Literal["audio", "sse"] | None = Field(
+        None, description="audio (default): the bytes as they are made; sse: speech.audio.delta events "
+                          "(base64 audio) and a closing speech.audio.done")
 
 
 class OpenAIErrorBody(BaseModel):
@@ -166,23 +171,61 @@ def _job_body(speech: SpeechRequest) -> dict:
     }
 
 
+def _timed_out(timeout_s: float) -> ApiError:
+    return ApiError(504, "timeout", f"speech was not ready within {timeout_s:g} s; the request was "
+                    "canceled (shorter input, or a larger VOXQ_SPEECH_TIMEOUT_S, helps)")
+
+
+def _sse(record, fmt: str) -> Iterator[str]:
+    """OpenAI's speech events: speech.audio.delta (base64 audio, in order), then speech.audio.done;
+    a job that fails mid-way ends with an `error` event instead."""
+    sent = 0
+    try:
+        for block in streams.audio_chunks(record):
+            sent += len(block)
+            yield "data: " + json.dumps({"type": "speech.audio.delta", "audio": base64.b64encode(block).decode()}) + "\n\n"
+    except streams.StreamAborted as exc:
+        yield "data: " + json.dumps({"type": "error", "error": {"message": str(exc), "type": "server_error",
+                                                               "code": "job_failed"}}) + "\n\n"
+        return
+    # voxq counts characters, not tokens: input counts the characters spoken, output the bytes sent.
+    usage = {"input_tokens": record.text_chars, "output_tokens": sent, "total_tokens": record.text_chars + sent}
+    yield "data: " + json.dumps({"type": "speech.audio.done", "usage": usage}) + "\n\n"
+
+
 @bp.post("/v1/audio/speech")
 def create_speech():
+    """The audio streams as it is made (chunked transfer), which both the SDK's plain `create` and
+    its `with_streaming_response` read; flac, which cannot stream, comes whole."""
     try:
         speech = SpeechRequest.model_validate(json_body())
     except ValidationError as exc:
         raise validation_error(exc) from None
     _check_model(speech.model)
     job = parse_job_request(_job_body(speech))
-    try:
-        record = blocking.run(job)
-    except blocking.TimedOut as exc:
-        raise ApiError(504, "timeout", f"speech was not ready within {exc.timeout_s:g} s; the request was "
-                       "canceled (shorter input, or a larger VOXQ_SPEECH_TIMEOUT_S, helps)") from None
-    if record.status != "succeeded":
+    fmt = speech.response_format
+    timeout_s = services.get().settings.limits.speech_timeout_s
+    record = blocking.start(job)
+    if fmt in streams.STREAMABLE or speech.stream_format == "sse":
+        record, _ = streams.first_audio(record, timeout_s)
+        if record.status in ("queued", "running") and not streams.has_audio(record):
+            intake.cancel(record.id)
+            raise _timed_out(timeout_s)
+    else:
+        try:
+            record = blocking.wait(record, timeout_s)
+        except blocking.TimedOut as exc:
+            raise _timed_out(exc.timeout_s) from None
+    if record.status in ("failed", "canceled"):
         raise blocking.failure(record)
-    path = services.get().storage.audio_path(record.id, record.options.format)
-    response = send_file(path, mimetype=SPEECH_TYPES[speech.response_format], max_age=0,
-                         download_name=f"speech.{speech.response_format}")
+    if speech.stream_format == "sse":
+        response = Response(stream_with_context(_sse(record, fmt)), mimetype="text/event-stream")
+        response.headers["Cache-Control"] = "no-store"
+    elif record.status == "succeeded":
+        path = services.get().storage.audio_path(record.id, record.options.format)
+        response = send_file(path, mimetype=SPEECH_TYPES[fmt], max_age=0, download_name=f"speech.{fmt}")
+    else:
+        response = Response(stream_with_context(streams.audio_chunks(record)), mimetype=SPEECH_TYPES[fmt])
+        response.headers["Cache-Control"] = "no-store"
     response.headers["X-Voxq-Job-Id"] = record.id
     return response

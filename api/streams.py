@@ -130,6 +130,11 @@ def _finish_from_file(record: JobRecord, index: int, sent_pcm: int, header_sent:
         raise StreamAborted(f"job {record.id}'s chunk {index} is gone")
 
 
+def has_audio(record: JobRecord) -> bool:
+    """Whether the job's first chunk has landed."""
+    return services.get().storage.chunk_path(record.id, 0, piece_kind(record.options.format)).is_file()
+
+
 def mimetype(fmt: str, rate: int | None) -> str:
     if fmt == "pcm":
         return f"audio/L16; rate={rate}; channels=1" if rate else "audio/L16"

@@ -29,3 +29,35 @@ def test_expired_jobs_lose_record_text_and_files(redis_url, data_dir):
     assert not storage.audio_path(old.id, "wav").exists()
     assert not storage.marks_path(old.id).exists()
     assert fresh_audio.exists() and fresh_store.jobs.get(fresh.id) is not None
+
+
+def test_chunk_files_go_with_their_job_and_after_a_grace_once_it_ended(redis_url, data_dir):
+    from datetime import timedelta
+
+    from worker import retention
+
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    store = Store(client, result_ttl_s=3600)
+    storage = Storage(data_dir)
+    running, ended, recent = (store.jobs.create(JobRequest(text="好。"), "acme") for _ in range(3))
+    for record in (running, ended, recent):
+        store.jobs.mark_running(record.id)
+    store.jobs.succeed(ended.id, {"format": "mp3"})
+    store.jobs.succeed(recent.id, {"format": "mp3"})
+    # The job ended longer ago than the grace: as a sweep an hour later would find it.
+    long_ago = (retention.now() - timedelta(seconds=retention.CHUNK_GRACE_S + 60)).isoformat()
+    client.hset(store.jobs.job_key(ended.id), "finished_at", long_ago)
+    files = {}
+    for record in (running, ended, recent):
+        files[record.id] = [storage.chunk_path(record.id, i, kind) for i in range(2) for kind in ("mp3", "json")]
+        files[record.id].append(storage.audio_path(record.id, "mp3"))
+        for path in files[record.id]:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(b"x")
+    gone = storage.chunk_path("cd" * 16, 0, "pcm")  # a job whose record expired
+    gone.parent.mkdir(parents=True, exist_ok=True)
+    gone.write_bytes(b"x")
+    assert sweep(store, storage) == 5
+    assert not gone.exists()
+    assert [p.exists() for p in files[ended.id]] == [False] * 4 + [True]  # its file stays
+    assert all(p.exists() for p in files[running.id] + files[recent.id])

@@ -42,6 +42,10 @@ DOCUMENTED = {
     "VOXQ_METRICS_PORT": ("9100", lambda s: str(s.metrics.port)),
     "VOXQ_METRICS_ADDR": ("127.0.0.1", lambda s: s.metrics.addr),
     "VOXQ_BATCH_MAX": ("8", lambda s: str(s.engine.batch_max)),
+    "VOXQ_CHUNK_S": ("20.0", lambda s: str(s.text.chunk_s)),
+    "VOXQ_FIRST_CHUNK_S": ("1.5", lambda s: str(s.text.first_chunk_s)),
+    "VOXQ_TENANT_CHUNKS_IN_FLIGHT": ("6", lambda s: str(s.jobs.tenant_chunks_in_flight)),
+    "VOXQ_CHUNK_TIMEOUT_S": ("120", lambda s: str(s.jobs.chunk_timeout_s)),
     "VOXQ_BATCH_WAIT_MS": ("20.0", lambda s: str(s.engine.batch_wait_ms)),
 }
 EXPECTED = {"VOXQ_WEBHOOK_PORTS": "443,9000,9001"}

@@ -225,6 +225,17 @@ def test_signed_webhook_reaches_an_allowlisted_loopback_receiver(api, cluster, r
         Webhook(cluster.secrets["rotor"][0]).verify(request.body, request.headers)
 
 
+def test_a_job_of_many_chunks_sends_one_webhook_when_it_ends(api, cluster, receivers):
+    receiver = receivers()
+    text = "随着人工智能技术的快速发展，越来越多的企业开始使用智能语音助手。" * 6
+    job = wait_webhook(api, cluster, submit(api, cluster, receiver.url, text=text), timeout=120)
+    assert job["progress"]["chunks_total"] >= 3
+    assert job["webhook"]["status"] == "delivered" and job["webhook"]["attempts"] == 1
+    [request] = receiver.requests
+    payload = verify(cluster.secrets["alpha"][0], request)
+    assert payload["type"] == "job.succeeded" and payload["data"]["progress"]["chunks_done"] == job["progress"]["chunks_total"]
+
+
 def test_secret_rotation_signs_with_both(api, cluster, receivers):
     receiver = receivers()
     job = wait_webhook(api, cluster, submit(api, cluster, receiver.url, tenant="rotor"), tenant="rotor")

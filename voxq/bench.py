@@ -143,8 +143,7 @@ def add_parser(sub) -> None:
     engine.set_defaults(func=cmd_engine)
     which.add_parser("pitch", help="model f0 offset vs WORLD for pitch shifts").set_defaults(
         func=cmd_pitch, quiet_native=True)
-    try:
-        from voxq import loadtest
-    except ImportError:  # the cluster benchmark arrives with the cluster
-        return
+    from voxq import latency, loadtest
+
     loadtest.add_parser(which)
+    latency.add_parser(which)

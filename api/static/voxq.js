@@ -12,6 +12,8 @@
     formats: ["wav", "mp3", "ogg", "opus", "flac", "pcm"],
   };
   const EXTENSIONS = { wav: "wav", mp3: "mp3", ogg: "ogg", opus: "opus", flac: "flac", pcm: "pcm" };
+  // What an <audio> element can play while the job is still speaking (GET /v1/jobs/{id}/stream).
+  const STREAMABLE = ["wav", "mp3", "ogg", "opus"];
   const FORMAT_LABELS = { wav: "WAV", mp3: "MP3", ogg: "Ogg Vorbis", opus: "Opus", flac: "FLAC", pcm: "PCM" };
 
   const TEXT = {
@@ -119,6 +121,7 @@
     lastError: null,
     lastStatus: null,
     current: null,
+    streaming: null, // the job whose stream is playing
     blobUrls: {},
   };
 
@@ -384,7 +387,9 @@
       marks.download = `voxq-${job.id.slice(0, 8)}-marks.json`;
     }
     player.hidden = !playable;
-    if (playable) {
+    if (playable && state.streaming === job.id) {
+      // Already playing the stream: the finished file is only for the download and replays.
+    } else if (playable) {
       player.src = url;
       player.load();
       if (autoplay) player.play().catch(() => { /* the browser wants a click first */ });
@@ -411,6 +416,7 @@
       }
       if (generation !== state.generation) return;
       renderStatus(job);
+      if (autoplay && job.status === "running" && state.streaming !== id) startStream(job);
       if (job.status !== lastStatus) {
         lastStatus = job.status;
         if (job.status === "queued" || job.status === "running") updateHistory(id, { status: job.status });
@@ -436,9 +442,22 @@
     }
   }
 
+  function startStream(job) {
+    // Play while the job is still speaking: the stream sends each chunk as it lands. An <audio>
+    // element cannot send an Authorization header, so with a key the page plays the finished file.
+    if (storage.get(STORE.key) || !STREAMABLE.includes(job.options.format)) return;
+    state.streaming = job.id;
+    const player = $("player");
+    player.src = `/v1/jobs/${job.id}/stream`;
+    player.hidden = false;
+    $("player-box").hidden = false;
+    player.play().catch(() => { /* the browser wants a click first */ });
+  }
+
   function startWatching() {
     state.generation += 1;
     state.current = null;
+    state.streaming = null;
     clearError();
     $("result").hidden = false;
     $("player-box").hidden = true;

@@ -1,0 +1,190 @@
+"""`voxq bench latency`: what chunked jobs and streaming buy, measured on a private cluster.
+
+Prints, in one run: the first audio byte of a 200-character text on an idle cluster and while a
+long job runs (p50 and p99); how long a 3-character job takes behind two long ones; the wall
+time of a long job on 2 workers against 1; and the CPU the workers spend on it chunked against
+unchunked (the same job planned as one chunk).
+"""
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from types import SimpleNamespace
+
+import requests
+
+from voxq.loadtest import _percentile
+
+
+class _Cluster:
+    """A private Redis, the API (gunicorn, gevent) and one worker process with N children."""
+
+    def __init__(self, workers: int, worker_env: dict | None = None):
+        from voxq.cluster import WORKER_NICE, Cluster, _free_port
+
+        self.data_dir = tempfile.mkdtemp(prefix="voxq-latency-")
+        port = _free_port()
+        self.cluster = Cluster(SimpleNamespace(host="127.0.0.1", port=port, flower_port=port + 1, workers=workers,
+                                               data_dir=self.data_dir, redis_url=None))
+        self.cluster.data_dir.joinpath("logs").mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ, REDIS_URL=self.cluster.start_redis(), VOXQ_DATA_DIR=self.data_dir)
+        self.cluster.spawn("api", [sys.executable, "-m", "gunicorn", "-c", "python:api.gunicorn_conf", "--bind",
+                                   f"127.0.0.1:{port}", "--workers", "2", "api.app:create_app()"], env)
+        self.cluster.spawn("worker", [sys.executable, "-m", "celery", "-A", "worker.app", "worker", "--pool",
+                                      "prefork", "--concurrency", str(workers), "-Q", "interactive,batch", "-n",
+                                      "latency@%h", "--loglevel", "WARNING"],
+                           dict(env, **(worker_env or {})), nice=WORKER_NICE)
+        self.url = f"http://127.0.0.1:{port}"
+        self.session = requests.Session()
+        deadline = time.time() + 120
+        while True:
+            try:
+                if self.session.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            if time.time() > deadline:
+                self.stop()
+                raise SystemExit(f"voxq: error: the cluster did not become ready (logs in {self.data_dir}/logs)")
+            time.sleep(0.2)
+
+    def submit(self, text: str, **options) -> str:
+        response = self.session.post(f"{self.url}/v1/jobs", json={"text": text, **options}, timeout=30)
+        response.raise_for_status()
+        return response.json()["id"]
+
+    def job(self, job_id: str) -> dict:
+        return self.session.get(f"{self.url}/v1/jobs/{job_id}", timeout=30).json()
+
+    def wait(self, job_id: str, poll_s: float = 0.02) -> dict:
+        while (body := self.job(job_id))["status"] in ("queued", "running"):
+            time.sleep(poll_s)
+        return body
+
+    def first_byte_s(self, text: str) -> float:
+        """From the submit to the first audio byte of the job's stream."""
+        started = time.perf_counter()
+        job_id = self.submit(text, format="pcm")
+        with self.session.get(f"{self.url}/v1/jobs/{job_id}/stream", stream=True, timeout=120) as response:
+            response.raise_for_status()
+            next(response.iter_content(chunk_size=None))
+            first = time.perf_counter() - started
+            for _ in response.iter_content(chunk_size=None):
+                pass  # read to the end, so the next request finds an idle cluster
+        return first
+
+    def worker_cpu_s(self) -> float:
+        """CPU seconds the worker processes (main and children) have used so far."""
+        import psutil
+
+        worker = dict(self.cluster.children)["worker"]
+        procs = [psutil.Process(worker.pid), *psutil.Process(worker.pid).children(recursive=True)]
+        total = 0.0
+        for proc in procs:
+            try:
+                times = proc.cpu_times()
+                total += times.user + times.system
+            except psutil.NoSuchProcess:
+                continue
+        return total
+
+    def stop(self) -> None:
+        self.cluster.stop()
+
+
+def _texts(count: int, chars: int) -> list[str]:
+    from voxq.bench import corpus
+
+    sentences = corpus()
+    texts = []
+    for i in range(count):
+        text, j = f"第{i + 1}段。", i
+        while len(text) < chars:
+            text += sentences[j % len(sentences)]
+            j += 1
+        texts.append(text[:chars])
+    return texts
+
+
+def _long_job_s(cluster: _Cluster, text: str) -> tuple[float, float]:
+    """(wall seconds, worker CPU seconds) for one job alone on the cluster."""
+    cpu = cluster.worker_cpu_s()
+    started = time.perf_counter()
+    body = cluster.wait(cluster.submit(text, priority="batch"), poll_s=0.2)
+    wall = time.perf_counter() - started
+    if body["status"] != "succeeded":
+        raise SystemExit(f"voxq: error: the long job ended {body['status']}: {body.get('error')}")
+    return wall, cluster.worker_cpu_s() - cpu
+
+
+def cmd_latency(args) -> int:
+    short_texts = _texts(args.requests * 2 + 1, 200)
+    long_text = _texts(1, args.long_chars)[0]
+    medium = _texts(2, 2000)
+    rows: list[tuple[str, str, str]] = []
+
+    print(f"starting a cluster with {args.workers} worker processes ...", flush=True)
+    two = _Cluster(args.workers)
+    try:
+        two.first_byte_s("你好。")  # warm every path once
+        idle = [two.first_byte_s(text) for text in short_texts[:args.requests]]
+        rows.append(("first audio byte, 200 chars, idle cluster",
+                     f"p50 {_percentile(idle, 50) * 1000:.0f} ms  p99 {_percentile(idle, 99) * 1000:.0f} ms",
+                     "p50 <= 300 ms"))
+        busy_id = two.submit(long_text)
+        while two.job(busy_id)["progress"]["chunks_done"] < 1:
+            time.sleep(0.05)
+        busy = [two.first_byte_s(text) for text in short_texts[args.requests:2 * args.requests]]
+        rows.append((f"the same while a {args.long_chars}-char job runs",
+                     f"p50 {_percentile(busy, 50) * 1000:.0f} ms  p99 {_percentile(busy, 99) * 1000:.0f} ms",
+                     "p50 <= 1 s"))
+        two.session.delete(f"{two.url}/v1/jobs/{busy_id}", timeout=30)
+
+        long_ids = [two.submit(text) for text in medium]
+        for job_id in long_ids:
+            while two.job(job_id)["progress"]["chunks_done"] < 1:
+                time.sleep(0.02)
+        started = time.perf_counter()
+        short = two.wait(two.submit("你好。"))
+        behind = time.perf_counter() - started
+        still = sum(two.job(job_id)["status"] == "running" for job_id in long_ids)
+        rows.append(("3-char job behind two 2,000-char jobs: audio ready",
+                     f"{behind:.2f} s ({short['status']}; {still} of 2 long jobs still running)", "<= 2 s"))
+        for job_id in long_ids:
+            two.session.delete(f"{two.url}/v1/jobs/{job_id}", timeout=30)
+        time.sleep(1)  # let the canceled jobs' chunks drain before timing the long job
+        wall_two, _ = _long_job_s(two, long_text + "二")
+    finally:
+        two.stop()
+
+    print(f"the {args.long_chars}-char job on 1 worker, chunked and unchunked ...", flush=True)
+    one = _Cluster(1)
+    try:
+        wall_one, cpu_chunked = _long_job_s(one, long_text + "一")
+    finally:
+        one.stop()
+    whole = _Cluster(1, {"VOXQ_CHUNK_S": "1e9", "VOXQ_FIRST_CHUNK_S": "1e9"})
+    try:
+        _, cpu_whole = _long_job_s(whole, long_text + "一")
+    finally:
+        whole.stop()
+    rows.append((f"wall time of a {args.long_chars}-char job, {args.workers} workers / 1",
+                 f"{wall_one:.1f} s / {wall_two:.1f} s = speed-up {wall_one / wall_two:.2f}", ">= 1.8"))
+    rows.append(("worker CPU of that job, chunked / unchunked",
+                 f"{cpu_chunked:.1f} s / {cpu_whole:.1f} s = {cpu_chunked / cpu_whole:.3f}", "<= 1.1"))
+
+    width = max(len(r[0]) for r in rows)
+    print(f"{'figure':<{width}}  {'measured':<52}  target")
+    for name, value, target in rows:
+        print(f"{name:<{width}}  {value:<52}  {target}")
+    return 0
+
+
+def add_parser(which) -> None:
+    latency = which.add_parser("latency", help="first audio, fairness and scaling of chunked jobs")
+    latency.add_argument("--workers", type=int, default=2, help="worker processes of the main cluster")
+    latency.add_argument("--requests", type=int, default=50, help="first-byte samples per figure")
+    latency.add_argument("--long-chars", type=int, default=20000, help="characters of the long job")
+    latency.set_defaults(func=cmd_latency, quiet_native=True)
