@@ -108,7 +108,12 @@ class Runner:
         total, out_rate, key = chunks.layout(job_id)
         spec = chunks.chunk(job_id, index)
         if total is None or spec is None:
-            return self.jobs.status(job_id) or "missing"  # the job ended and its plan went
+            # The job ended (and its plan went) since it was read: free the slot.
+            chunks.release(job_id, owner, index)
+            if self.jobs.status(job_id) == "canceled":
+                self.storage.delete_chunks(job_id)
+            self._dispatch(owner)
+            return "skipped"
         if not chunks.has_landed(job_id, index):
             attempts = chunks.start(job_id, index)
             if attempts > self.settings.jobs.max_attempts:
