@@ -12,7 +12,7 @@ from shared.options import SynthesisOptions
 from tests.audio_checks import rms, voiced_fraction
 from worker import assets, synthesizer
 from worker.engines.base import SynthesisConfig
-from worker.text.segmenter import Segment
+from shared.text.segmenter import Segment
 
 
 def test_assets_are_verified_by_hash(tmp_path):

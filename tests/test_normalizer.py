@@ -3,7 +3,7 @@ import re
 
 import pytest
 
-from worker.text.normalizer import normalize
+from shared.text.normalizer import normalize
 
 CASES = [
     # integers, decimals, negatives, percentages

@@ -9,7 +9,7 @@ from shared.jobs import JobRecord
 from shared.options import SynthesisOptions
 from shared.storage import Storage
 from shared.store import Store
-from worker.text.segmenter import Segment
+from shared.text.segmenter import Segment
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from worker.assets import sha256_of
 from worker.audio import AudioWriter
 from worker.emotions import PRESETS
 from worker.engines.base import Engine, EngineFault, NothingToSay, SynthesisConfig
-from worker.text.normalizer import normalize
-from worker.text.segmenter import Segment, split_segments
+from shared.text.normalizer import normalize
+from shared.text.segmenter import Segment, split_segments
 
 log = logging.getLogger(__name__)
 
