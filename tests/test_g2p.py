@@ -109,7 +109,7 @@ def test_frontend_prepares_segments(mapper):
     assert [segment for segment, _ in prepared] == [
         Segment("今天是二零二四年三月", "none"),
         Segment("十五日，", "clause"),
-        Segment("气温负五摄氏度。", "sentence"),
+        Segment("气温零下五摄氏度。", "sentence"),
     ]
     assert all(isinstance(p, Phonemes) and p.symbols[-1] == "eos" for _, p in prepared)
 

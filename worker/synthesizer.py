@@ -1,7 +1,6 @@
 """Long text to one audio file: normalise, split, synthesize segment by segment, stream to disk."""
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections import deque
@@ -13,12 +12,14 @@ import numpy as np
 
 from shared.config import Settings
 from shared.options import SynthesisOptions, check_format_rate
+from shared.ssml import SsmlError
+from shared.text import frontend
+from shared.text.segmenter import Segment
 from worker.assets import sha256_of
 from worker.audio import AudioWriter
 from worker.emotions import PRESETS
 from worker.engines.base import Engine, EngineFault, NothingToSay, SynthesisConfig
-from shared.text.normalizer import normalize
-from shared.text.segmenter import Segment, split_segments
+from worker.marks import MarksWriter
 
 log = logging.getLogger(__name__)
 
@@ -46,15 +47,22 @@ class SynthesisResult:
     segments: int
 
 
-def plan(text: str, settings: Settings) -> list[Segment]:
-    """Check and split the text; raise SynthesisError for text that cannot be spoken."""
+def plan(text: str, settings: Settings, text_type: str = "text", lexicons=()) -> list[Segment]:
+    """Check and split the text (SSML when text_type is "ssml"), with the lexicons applied;
+    raise SynthesisError for text that cannot be spoken."""
     if not text or not text.strip():
         raise SynthesisError("empty_text", "text is empty", "text")
     limit = settings.limits.max_chars
     if len(text) > limit:
         raise SynthesisError("text_too_long", f"text has {len(text)} characters; the limit is {limit}", "text")
-    segments = split_segments(normalize(text), settings.text.max_segment_chars)
-    if not segments:
+    try:
+        segments = frontend.plan(
+            text, ssml=text_type == "ssml", lexicons=lexicons,
+            max_segment_chars=settings.text.max_segment_chars,
+            sentence_pause_s=settings.text.sentence_pause_s, clause_pause_s=settings.text.clause_pause_s)
+    except SsmlError as exc:
+        raise SynthesisError(exc.code, str(exc), "text") from None
+    if not any(segment.text for segment in segments):
         raise SynthesisError("nothing_to_say", "nothing to say: the text has no speakable characters", "text")
     return segments
 
@@ -81,52 +89,40 @@ def preset_for(options: SynthesisOptions, engine: Engine):
     return PRESETS.get(options.emotion, PRESETS["neutral"])
 
 
-def config_for(options: SynthesisOptions, engine: Engine) -> SynthesisConfig:
-    """The engine's per-call options for a job's: the voice, and the emotion's prosody recipe."""
+# What one segment's SSML prosody may bring the voice to, on top of the request's own options.
+SPEED_RANGE = (0.25, 4.0)
+
+
+def config_for(options: SynthesisOptions, engine: Engine, segment: Segment | None = None) -> SynthesisConfig:
+    """The engine's per-call options for a job's (the voice, and the emotion's prosody recipe),
+    with a segment's own SSML prosody and fixed readings on top."""
     preset = preset_for(options, engine)
+    rate = segment.rate if segment else 1.0
     return SynthesisConfig(
         voice=options.voice,
-        speed=options.speed * preset.speed,
-        pitch=options.pitch * preset.pitch,
+        speed=min(max(options.speed * preset.speed * rate, SPEED_RANGE[0]), SPEED_RANGE[1]),
+        pitch=options.pitch * preset.pitch * (segment.pitch if segment else 1.0),
         energy=preset.energy,
-        pitch_range=preset.pitch_range,
+        pitch_range=preset.pitch_range * (segment.pitch_range if segment else 1.0),
         emotion=options.emotion,
+        pinyin=tuple(segment.pinyin) if segment and segment.pinyin else None,
     )
 
 
-class _MarksWriter:
-    """Stream marks to a JSON array so a 100,000-character job never holds them all."""
-
-    def __init__(self, path: Path | None):
-        self._fh = open(path, "w", encoding="utf-8") if path else None
-        self._first = True
-        if self._fh:
-            self._fh.write("[")
-
-    def write(self, marks, offset_ms: float) -> None:
-        if not self._fh:
-            return
-        for mark in marks:
-            entry = {
-                "type": "char",
-                "value": mark.char,
-                "start_ms": round(offset_ms + mark.start_ms, 1),
-                "end_ms": round(offset_ms + mark.end_ms, 1),
-            }
-            self._fh.write(("" if self._first else ",\n") + json.dumps(entry, ensure_ascii=False))
-            self._first = False
-
-    def close(self) -> None:
-        if self._fh:
-            self._fh.write("]\n")
-            self._fh.close()
+def pause_after(segment: Segment, pauses: dict[str, float], last: bool) -> float:
+    """Seconds of silence after a segment: an SSML break's own time, else its punctuation's
+    pause (none after the last segment)."""
+    if segment.pause_s is not None:
+        return segment.pause_s
+    return 0.0 if last else pauses[segment.pause]
 
 
 def speak(engine: Engine, text: str, options: SynthesisOptions, out_path: str | os.PathLike, settings: Settings,
-          marks_path: str | os.PathLike | None = None) -> SynthesisResult:
+          marks_path: str | os.PathLike | None = None, text_type: str = "text", lexicons=()) -> SynthesisResult:
     """Check, plan and render `text` in one call (the CLI's and the benchmarks' path)."""
     check_options(options, engine)
-    return render(engine, plan(text, settings), options, out_path, settings, marks_path=marks_path)
+    return render(engine, plan(text, settings, text_type, lexicons), options, out_path, settings,
+                  marks_path=marks_path)
 
 
 def render(
@@ -146,7 +142,6 @@ def render(
     With a batcher, up to a batch of the job's next segments are in flight at once, so a long
     job fills batches on its own and shares them with whatever else is waiting.
     """
-    config = config_for(options, engine)
     preset = preset_for(options, engine)
     gain = options.volume * preset.gain
     rate = engine.sample_rate
@@ -156,7 +151,7 @@ def render(
         "none": 0.0,
     }
     out_path = Path(out_path)
-    marks = _MarksWriter(Path(marks_path) if marks_path else None)
+    marks = MarksWriter(Path(marks_path) if marks_path else None)
     spoken = 0
     total = len(segments)
     in_flight: deque = deque()
@@ -165,9 +160,10 @@ def render(
     def next_chunk(index: int, segment: Segment):
         nonlocal submitted
         if batcher is None:
-            return engine.synthesize(segment.text, config)
+            return engine.synthesize(segment.text, config_for(options, engine, segment))
         while submitted < total and len(in_flight) < batcher.max_batch:
-            in_flight.append(batcher.submit(segments[submitted].text, config))
+            ahead = segments[submitted]
+            in_flight.append(batcher.submit(ahead.text, config_for(options, engine, ahead)))
             submitted += 1
         return in_flight.popleft().result()
     try:
@@ -185,14 +181,15 @@ def render(
                 except EngineFault as exc:
                     raise SynthesisError(exc.code, f"segment {index + 1}: {exc}") from None
                 last = index == total - 1
+                start_ms = position * 1000.0 / rate
                 if chunk is not None and len(chunk.samples):
-                    marks.write(chunk.marks, position * 1000.0 / rate)
-                    audio = chunk.samples * gain
+                    audio = chunk.samples * (gain * segment.volume)
                     spoken += len(audio)
                     position += len(audio)
                     writer.write(audio)
-                if not last:
-                    silence = np.zeros(int(pauses[segment.pause] * rate), dtype=np.float32)
+                marks.write(segment, chunk.marks if chunk is not None else [], start_ms, position * 1000.0 / rate)
+                silence = np.zeros(int(round(pause_after(segment, pauses, last) * rate)), dtype=np.float32)
+                if len(silence):
                     position += len(silence)
                     writer.write(silence)
                 if on_progress:

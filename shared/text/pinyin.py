@@ -32,6 +32,14 @@ SYLLABLE = re.compile(
 )
 
 
+# Phrases pypinyin reads wrongly in everyday text (还钱 is not hai2 qian2): fixed wherever they
+# occur, unless a lexicon or SSML says otherwise. A tenant's lexicon is the place for the rest.
+PHRASES = {
+    "还钱": "huan2 qian2", "还款": "huan2 kuan3", "还贷": "huan2 dai4", "还清": "huan2 qing1",
+    "还账": "huan2 zhang4", "还手": "huan2 shou3", "还击": "huan2 ji1",
+}
+
+
 class PinyinError(ValueError):
     """A pinyin string that is no tone-numbered syllable."""
 
@@ -113,6 +121,13 @@ def _clause(clause: str, clause_no: int, offset: int, fixed: Sequence, fixed_fro
                 syl.pinyin, syl.source = fixed[at + i], fixed_from[at + i] or SSML
             found.append(syl)
         at += len(word)
+    for phrase, readings in PHRASES.items():
+        start = clause.find(phrase)
+        while start >= 0:
+            for syl, reading in zip(found[start:start + len(phrase)], readings.split()):
+                if not syl.fixed:
+                    syl.pinyin, syl.source = reading, WORD
+            start = clause.find(phrase, start + len(phrase))
     return found
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 import re
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 
 logger = logging.getLogger(__name__)
@@ -18,8 +18,27 @@ CLAUSES = re.compile(f"[^{CLAUSE_END}]*[{CLAUSE_END}]*")
 
 @dataclass(frozen=True)
 class Segment:
-    text: str
-    pause: str  # after the segment: "sentence", "clause" or "none"
+    """One engine call's worth of speech and everything it needs, as plain JSON-able data: a job's
+    plan is stored and rebuilt with Segment(**data), and any worker may render any segment."""
+
+    text: str  # normalised: CJK characters and ，。！？；：、
+    pause: str = "none"  # after the segment: "sentence", "clause" or "none"
+    # An SSML <break> after the segment, in seconds: it replaces the pause `pause` names, and
+    # applies after the last segment too.
+    pause_s: float | None = None
+    # SSML prosody, as ratios of the request's speed, pitch, volume and pitch contour.
+    rate: float = 1.0
+    pitch: float = 1.0
+    volume: float = 1.0
+    pitch_range: float = 1.0
+    # Readings a lexicon or SSML fixed: per character of `text`, a tone-numbered syllable or None;
+    # and whose each is ("lexicon" or "ssml"). None when nothing is fixed.
+    pinyin: list | None = None
+    pinyin_from: list | None = None
+    # Per character of `text`: its [start, end) in the text the user sent. None when unknown.
+    spans: list | None = None
+    # SSML marks: {"name", "at"}, each just before character `at` of `text` (at == len(text): after it).
+    marks: list = field(default_factory=list)
 
 
 @cache
