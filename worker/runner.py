@@ -11,6 +11,7 @@ from shared.config import Settings
 from shared.jobs import TERMINAL
 from shared.storage import Storage
 from shared.store import Store, Transient
+from shared.text.lexicon import LexiconError, resolve
 from worker import metrics, synthesizer
 from worker.cache import ResultCache, cache_key
 
@@ -68,11 +69,17 @@ class Runner:
             # The one check of the options inside the worker (the API checked them against the
             # registered engines; this worker's engine is the one that will speak).
             synthesizer.check_options(options, self.engine)
-            segments = synthesizer.plan(text, self.settings)
+            # The lexicons as they are now: the cache key has their hashes, so an edit since
+            # submission is what is spoken, and never answered with older audio.
+            lexicons = resolve(record.lexicons, self.store.lexicons.get_many(record.owner, record.lexicons))
+            segments = synthesizer.plan(text, self.settings, record.text_type, lexicons)
         except synthesizer.SynthesisError as exc:
             jobs.fail(job_id, exc.code, str(exc))
             return "failed"
-        key = cache_key(segments, options, self.engine.name, self.engine.model_version)
+        except LexiconError as exc:
+            jobs.fail(job_id, "unknown_lexicon", str(exc))
+            return "failed"
+        key = cache_key(segments, options, self.engine.name, self.engine.model_version, lexicons.hashes)
         if self._reuse(job_id, key, options.marks):
             return "succeeded"
 

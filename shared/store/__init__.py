@@ -10,7 +10,8 @@ this by reading the code). Callers hold a `Store` and use its parts:
 - `webhooks`: delivery claims and URLs disabled by a 410;
 - `workers`: heartbeats, the queues and engines of live workers;
 - `locks`: cluster-wide locks (the retention sweep);
-- `queues`: the broker's queue depths.
+- `queues`: the broker's queue depths;
+- `lexicons`: pronunciation lexicons and default lexicons per tenant.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import redis
 from shared.store.cache import CacheStore
 from shared.store.idempotency import IdempotencyStore
 from shared.store.jobs import JobStore
+from shared.store.lexicons import LexiconStore
 from shared.store.limits import LimitStore
 from shared.store.locks import LockStore
 from shared.store.queues import QueueStats
@@ -59,6 +61,7 @@ class Store:
         self.workers = WorkerRegistry(client)
         self.locks = LockStore(client)
         self.queues = QueueStats(client)
+        self.lexicons = LexiconStore(client)
 
     @classmethod
     def open(cls, url: str, result_ttl_s: int) -> "Store":

@@ -55,6 +55,30 @@ class Lexicon:
     def from_entries(cls, name: str, entries: Sequence[dict], sha256: str) -> "Lexicon":
         return cls(name, tuple(_entry(e, i) for i, e in enumerate(entries, 1)), sha256)
 
+    @classmethod
+    def from_stored(cls, name: str, record: dict) -> "Lexicon":
+        """A lexicon as shared/store/lexicons.py keeps it (see `stored`)."""
+        return cls.from_entries(name, record["entries"], record["sha256"])
+
+
+class UnknownLexicon(LexiconError):
+    """A request names a lexicon the tenant does not have."""
+
+
+def stored(content: str, fmt: str, entries: list[dict], updated_at: str) -> dict:
+    """What the store keeps for a lexicon: the content as sent (GET returns it), and the checked
+    entries, so a worker never parses it again."""
+    return {"content": content, "format": fmt, "entries": entries, "sha256": content_hash(content),
+            "updated_at": updated_at}
+
+
+def resolve(names: Sequence[str], records: Sequence[dict | None]) -> "Lexicons":
+    """The named lexicons from their stored records (None where missing: UnknownLexicon)."""
+    missing = [name for name, record in zip(names, records) if record is None]
+    if missing:
+        raise UnknownLexicon(f"no lexicon named {missing[0]!r}")
+    return Lexicons([Lexicon.from_stored(name, record) for name, record in zip(names, records)])
+
 
 def content_hash(content: str) -> str:
     return hashlib.sha256(content.encode("utf-8")).hexdigest()
