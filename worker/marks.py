@@ -25,14 +25,18 @@ def entries(segment: Segment, marks, start_ms: float, end_ms: float) -> list[dic
         if spans and mark.index is not None and mark.index < len(spans):
             entry["start"], entry["end"] = spans[mark.index]
         chars.append((mark.index, entry))
+    pending = sorted(segment.marks, key=lambda m: m["at"])
+    # Marks before the first spoken character come first, at the segment's start.
+    first = chars[0][0] if chars and chars[0][0] is not None else None
     found = []
+    while pending and first is not None and pending[0]["at"] <= first:
+        found.append(_ssml_mark(pending.pop(0)["name"], round(start_ms, 1)))
     if segment.text and chars:
         sentence = {"type": "sentence", "value": segment.text, "start_ms": round(start_ms, 1),
                     "end_ms": round(end_ms, 1)}
         if spans:
             sentence["start"], sentence["end"] = min(s[0] for s in spans), max(s[1] for s in spans)
         found.append(sentence)
-    pending = sorted(segment.marks, key=lambda m: m["at"])
     for index, entry in chars:
         while pending and index is not None and pending[0]["at"] <= index:
             found.append(_ssml_mark(pending.pop(0)["name"], entry["start_ms"]))
