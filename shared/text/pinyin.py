@@ -94,17 +94,22 @@ def _pypinyin():
     class Converter(NeutralToneWith5Mixin, ToneSandhiMixin, DefaultConverter):
         pass
 
+    class Citation(NeutralToneWith5Mixin, DefaultConverter):
+        """Without sandhi: to tell the preview which tones pypinyin's own rules changed."""
+
     pinyin = Pinyin(Converter()).pinyin
+    citation = Pinyin(Citation()).pinyin
 
     @lru_cache(maxsize=1 << 16)
-    def read(word: str) -> tuple[str, ...]:
+    def read(word: str) -> tuple[tuple[str, bool], ...]:
         # pypinyin reads a word missing from its phrase list char by char; its own segmenter
         # finds the phrases inside (中国人民银行 -> 银行 hang2). One placeholder per
         # unreadable character keeps the result aligned with the text. Cached because
         # pypinyin is the slow step and words repeat.
         units = [word] if len(word) == 1 or word in PHRASES_DICT else seg(word)
         readings = pinyin(units, style=Style.TONE3, errors=lambda chars: ["?"] * len(chars))
-        return tuple(reading[0] for reading in readings)
+        plain = citation(units, style=Style.TONE3, errors=lambda chars: ["?"] * len(chars))
+        return tuple((r[0], r[0] != p[0]) for r, p in zip(readings, plain, strict=True))
 
     return read
 
@@ -114,9 +119,9 @@ def _clause(clause: str, clause_no: int, offset: int, fixed: Sequence, fixed_fro
     read = _pypinyin()
     found, at = [], offset
     for n, word in enumerate(words(clause)):
-        for i, (char, reading) in enumerate(zip(word, read(word), strict=True)):
+        for i, (char, (reading, changed)) in enumerate(zip(word, read(word), strict=True)):
             syl = Syllable(char, reading, at + i, (clause_no, n), word, i == len(word) - 1,
-                           WORD if len(word) > 1 else DICTIONARY)
+                           SANDHI if changed else WORD if len(word) > 1 else DICTIONARY)
             if fixed and fixed[at + i]:
                 syl.pinyin, syl.source = fixed[at + i], fixed_from[at + i] or SSML
             found.append(syl)
