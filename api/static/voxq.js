@@ -21,7 +21,7 @@
       save: "保存", clear: "清除", keySaved: "已保存", keyCleared: "已清除",
       textLabel: "要朗读的文字", textPlaceholder: "在这里输入中文，例如：今天天气很好，我们去公园散步吧。",
       voice: "音色", emotion: "情感", format: "格式", speed: "语速", pitch: "音高",
-      submit: "合成语音", hint: "Ctrl + Enter 也可以提交",
+      submit: "合成语音", hint: "Ctrl + Enter 也可以提交", preview: "预览读音", ssml: "SSML 标记",
       queued: "排队中…", running: "正在合成：第 {done} / {total} 段", starting: "正在合成…",
       succeeded: "合成完成", info: "{duration} 秒 · {format}",
       download: "下载", pcmNote: "PCM 是原始音频数据，浏览器无法直接播放，请下载后使用。",
@@ -38,7 +38,7 @@
       save: "Save", clear: "Clear", keySaved: "Saved", keyCleared: "Cleared",
       textLabel: "Text to speak", textPlaceholder: "Type Chinese text here, e.g. 今天天气很好，我们去公园散步吧。",
       voice: "Voice", emotion: "Emotion", format: "Format", speed: "Speed", pitch: "Pitch",
-      submit: "Synthesize", hint: "Ctrl + Enter submits too",
+      submit: "Synthesize", hint: "Ctrl + Enter submits too", preview: "Preview reading", ssml: "SSML markup",
       queued: "Queued…", running: "Synthesizing: segment {done} of {total}", starting: "Synthesizing…",
       succeeded: "Done", info: "{duration} s · {format}",
       download: "Download", pcmNote: "PCM is raw audio that browsers cannot play: download it instead.",
@@ -399,6 +399,7 @@
       format: $("format").value || "wav",
     };
     if ($("voice").value) body.voice = $("voice").value;
+    if ($("ssml").checked) body.text_type = "ssml";
     clearError();
     button.disabled = true;
     let accepted;
@@ -510,11 +511,43 @@
     loadVoices();
   }
 
+  // ---- preview: what the voice will say, each character's pinyin and where it came from --------
+  async function preview() {
+    clearError();
+    let shown;
+    try {
+      shown = await api("/v1/text/preview", { method: "POST", body: {
+        text: $("text").value, text_type: $("ssml").checked ? "ssml" : "text" } });
+    } catch (failure) {
+      showError(failure);
+      return;
+    }
+    $("preview-normalized").textContent = shown.normalized;
+    const list = $("preview-segments");
+    list.replaceChildren();
+    for (const segment of shown.segments) {
+      const item = document.createElement("li");
+      for (const c of segment.chars) {
+        const ruby = document.createElement("ruby");
+        ruby.className = `source-${c.source}`;
+        ruby.title = c.source;
+        ruby.append(c.char);
+        const reading = document.createElement("rt");
+        reading.textContent = c.pinyin;
+        ruby.append(reading);
+        item.append(ruby);
+      }
+      list.append(item);
+    }
+    $("preview").hidden = false;
+  }
+
   // ---- start ------------------------------------------------------------------------------------
   function start() {
     state.lang = storage.get(STORE.lang) === "en" ? "en" : "zh";
     $("api-key").value = storage.get(STORE.key, "");
     $("tts-form").addEventListener("submit", submit);
+    $("preview-button").addEventListener("click", preview);
     $("text").addEventListener("input", renderCounter);
     $("text").addEventListener("keydown", (event) => {
       if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) $("tts-form").requestSubmit();
