@@ -23,7 +23,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.json.sort_keys = False
 
     from api import auth, docs, errors, health, jobs, services, streams, voices, webhooks
-    from api import metrics, openai_speech, openapi, seed, web
+    from api import lexicons, metrics, openai_speech, openapi, preview, seed, subtitles, web
     from shared import logs
 
     if not app.testing:
@@ -35,6 +35,9 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(health.bp)
     app.register_blueprint(jobs.bp)
     app.register_blueprint(streams.bp)
+    app.register_blueprint(subtitles.bp)
+    app.register_blueprint(lexicons.bp)
+    app.register_blueprint(preview.bp)
     app.register_blueprint(voices.bp)
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(metrics.bp)

@@ -15,7 +15,8 @@ from shared.jobs import TERMINAL, JobRecord, JobRequest
 
 # Job error codes that mean "the request cannot be spoken": the caller's fault (4xx), not ours.
 INPUT_ERRORS = frozenset({"empty_text", "nothing_to_say", "text_too_long", "unknown_voice", "unknown_emotion",
-                          "unsupported_sample_rate", "invalid_request"})
+                          "unsupported_sample_rate", "invalid_request", "unknown_lexicon", "invalid_ssml",
+                          "malformed_ssml", "unsupported_ssml", "forbidden_xml"})
 
 
 class TimedOut(Exception):

@@ -10,9 +10,9 @@ from flask import request, url_for
 from kombu.exceptions import OperationalError
 from pydantic import ValidationError
 
-from api import auth, metrics, services
+from api import auth, lexicons, metrics, services
 from api.errors import ApiError, validation_error
-from shared import logs, tasks
+from shared import logs, ssml, tasks
 from shared.jobs import JobRecord, JobRequest, JobView, job_view
 from shared.options import EMOTIONS, check_format_rate
 from shared.storage import JOB_ID
@@ -70,7 +70,18 @@ def parse_job_request(body: dict) -> JobRequest:
     problem = check_format_rate(job.format, job.sample_rate)
     if problem:
         raise ApiError(422, "unsupported_sample_rate", problem, "sample_rate")
-    return job
+    if job.text_type == "ssml":
+        check_ssml(job.text)
+    # The lexicons the job will use, fixed now: the request's, or the tenant's defaults.
+    return job.model_copy(update={"lexicons": lexicons.for_request(job.lexicons, auth.owner())})
+
+
+def check_ssml(text: str) -> None:
+    """422 for SSML voxq will not speak, here in the API, so none of it reaches a worker."""
+    try:
+        ssml.parse(text)
+    except ssml.SsmlError as exc:
+        raise ApiError(422, exc.code, str(exc), "text") from None
 
 
 def links(job_id: str) -> dict[str, str]:

@@ -101,6 +101,9 @@ class SpeechRequest(BaseModel):
     stream_format: Literal["audio", "sse"] | None = Field(
         None, description="audio (default): the bytes as they are made; sse: speech.audio.delta events "
                           "(base64 audio) and a closing speech.audio.done")
+    # voxq's own, beyond OpenAI's shape (the SDKs send them with extra_body).
+    text_type: Literal["text", "ssml"] = Field("text", description="ssml: input is an SSML document")
+    lexicons: list[str] | None = Field(None, max_length=32, description="the caller's lexicons to apply")
 
 
 class OpenAIErrorBody(BaseModel):
@@ -165,7 +168,8 @@ def _job_body(speech: SpeechRequest) -> dict:
     if not speech.input.strip():
         raise ApiError(400, "empty_input", "input is empty", "input")
     return {
-        "text": speech.input, "voice": voice, "emotion": emotion, "speed": speech.speed,
+        "text": speech.input, "text_type": speech.text_type, "lexicons": speech.lexicons,
+        "voice": voice, "emotion": emotion, "speed": speech.speed,
         "format": speech.response_format, "sample_rate": SAMPLE_RATE, "priority": "interactive",
         "metadata": {"via": "/v1/audio/speech", "model": speech.model, "voice": speech.voice},
     }

@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 from pydantic.json_schema import models_json_schema
 
 from api.openai_speech import OpenAIError, SpeechRequest
+from api.preview import PreviewRequest
 from api.seed import SeedError, SeedForm, SeedSuccess
 from shared.jobs import ErrorResponse, JobAccepted, JobList, JobRequest, JobView
 from shared.options import CONTENT_TYPES, SAMPLE_RATES
@@ -71,10 +72,73 @@ class Voices(BaseModel):
 
 
 class Mark(BaseModel):
-    type: Literal["char"]
+    """One timing mark. `char`: a spoken character; `sentence`: a segment of speech (a long
+    sentence is several); `mark`: an SSML <mark name> (value is the name, start_ms == end_ms)."""
+
+    type: Literal["char", "sentence", "mark"]
     value: str
     start_ms: float
     end_ms: float
+    start: int | None = Field(None, description="char and sentence: where what it reads starts in the text sent")
+    end: int | None = Field(None, description="char and sentence: [start, end) in the text sent (for SSML, the document)")
+
+
+class LexiconEntry(BaseModel):
+    grapheme: str = Field(..., max_length=64, examples=["行长"])
+    phoneme: str | None = Field(None, description="tone-numbered pinyin, one syllable per character",
+                                examples=["hang2 zhang3"])
+    alias: str | None = Field(None, max_length=256, description="text read instead", examples=["爱疯"])
+
+
+class LexiconJson(BaseModel):
+    """The JSON form of a lexicon (the other is W3C PLS XML, application/pls+xml)."""
+
+    entries: list[LexiconEntry]
+
+
+class LexiconSummary(BaseModel):
+    name: str
+    format: Literal["pls", "json"]
+    entries: int
+    sha256: str = Field(..., description="of the content: part of the cache key of every job that uses it")
+    updated_at: str
+    links: dict[str, str]
+
+
+class LexiconList(BaseModel):
+    lexicons: list[LexiconSummary]
+    defaults: list[str]
+
+
+class LexiconDefaults(BaseModel):
+    lexicons: list[str] = Field(..., description="lexicons used by requests that name none, in priority order")
+
+
+class PreviewChar(BaseModel):
+    char: str
+    pinyin: str = Field(..., description="tone-numbered, 5 for the neutral tone")
+    source: Literal["dictionary", "word", "sandhi", "lexicon", "ssml"]
+    start: int | None = None
+    end: int | None = None
+
+
+class PreviewSegment(BaseModel):
+    text: str
+    pause: Literal["sentence", "clause", "none"]
+    pause_s: float | None = None
+    rate: float
+    pitch: float
+    volume: float
+    pitch_range: float
+    marks: list[dict[str, Any]]
+    chars: list[PreviewChar]
+
+
+class Preview(BaseModel):
+    text_type: Literal["text", "ssml"]
+    lexicons: list[str]
+    normalized: str
+    segments: list[PreviewSegment]
 
 
 class AudioBase64(BaseModel):
@@ -218,7 +282,7 @@ def operations() -> dict[str, dict[str, dict]]:
                     "206": _binary(audio_types, "the requested byte range"),
                     "304": {"description": "not modified"},
                     "416": {"description": "range not satisfiable"},
-                    **_errors(404, 409, *V1_ERRORS),
+                    **_errors(404, 409, 422, *V1_ERRORS),
                 },
             },
         },
@@ -233,6 +297,73 @@ def operations() -> dict[str, dict[str, dict]]:
                 },
             },
         },
+        "/v1/jobs/{job_id}/subtitles": {
+            "parameters": [job_id],
+            "get": {
+                "summary": "Sentence subtitles (SRT or WebVTT) from the marks of a job submitted with marks: true",
+                "tags": ["jobs"],
+                "parameters": [
+                    {"name": "format", "in": "query", "required": False,
+                     "schema": {"type": "string", "enum": ["srt", "vtt"], "default": "srt"}},
+                    {"name": "max_chars", "in": "query", "required": False,
+                     "schema": {"type": "integer", "minimum": 4, "maximum": 500},
+                     "description": "split longer sentences (default VOXQ_SUBTITLE_MAX_CHARS)"},
+                ],
+                "responses": {
+                    "200": {"description": "the subtitles", "content": {
+                        "application/x-subrip": {"schema": {"type": "string"}},
+                        "text/vtt": {"schema": {"type": "string"}}}},
+                    **_errors(404, 409, 422, *V1_ERRORS),
+                },
+            },
+        },
+        "/v1/lexicons": {"get": {
+            "summary": "The caller's lexicons and default list", "tags": ["lexicons"],
+            "responses": {"200": _json(Ref(LexiconList), "the lexicons"), **_errors(*V1_ERRORS)},
+        }},
+        "/v1/lexicons/{name}": {
+            "parameters": [{"name": "name", "in": "path", "required": True,
+                            "schema": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"}}],
+            "put": {
+                "summary": "Store a lexicon (W3C PLS with pinyin phonemes or aliases, or JSON)", "tags": ["lexicons"],
+                "requestBody": {"required": True, "content": {
+                    "application/pls+xml": {"schema": {"type": "string"}},
+                    JSON: {"schema": Ref(LexiconJson, "validation")}}},
+                "responses": {"201": _json(Ref(LexiconSummary), "created"),
+                              "200": _json(Ref(LexiconSummary), "replaced"),
+                              **_errors(400, 409, 413, 422, *V1_ERRORS)},
+            },
+            "get": {
+                "summary": "A lexicon's content, as it was stored", "tags": ["lexicons"],
+                "responses": {"200": {"description": "the lexicon", "content": {
+                    "application/pls+xml": {"schema": {"type": "string"}},
+                    JSON: {"schema": Ref(LexiconJson, "validation")}}},
+                    **_errors(404, *V1_ERRORS)},
+            },
+            "delete": {
+                "summary": "Delete a lexicon (and take it off the default list)", "tags": ["lexicons"],
+                "responses": {"204": {"description": "deleted"}, **_errors(404, *V1_ERRORS)},
+            },
+        },
+        "/v1/lexicon-defaults": {
+            "get": {
+                "summary": "The lexicons requests use when they name none", "tags": ["lexicons"],
+                "responses": {"200": _json(Ref(LexiconDefaults), "the defaults"), **_errors(*V1_ERRORS)},
+            },
+            "put": {
+                "summary": "Set the default lexicons", "tags": ["lexicons"],
+                "requestBody": {"required": True, "content": {JSON: {"schema": Ref(LexiconDefaults, "validation")}}},
+                "responses": {"200": _json(Ref(LexiconDefaults), "the defaults"),
+                              **_errors(422, *V1_ERRORS)},
+            },
+        },
+        "/v1/text/preview": {"post": {
+            "summary": "What the voice will say: normalised text, segments, and each character's pinyin and its source",
+            "tags": ["text"],
+            "requestBody": {"required": True, "content": {JSON: {"schema": Ref(PreviewRequest, "validation")}}},
+            "responses": {"200": _json(Ref(Preview), "the preview"),
+                          **_errors(400, 413, 415, 422, *V1_ERRORS)},
+        }},
         "/v1/jobs/{job_id}/webhook/redeliver": {
             "parameters": [job_id],
             "post": {
@@ -310,7 +441,7 @@ def document(version: str = "0.1.0") -> dict:
         },
         "servers": [{"url": "/"}],
         "security": [{"bearer": []}, {}],
-        "tags": [{"name": name} for name in ("jobs", "webhooks", "compatibility", "web", "health")],
+        "tags": [{"name": name} for name in ("jobs", "lexicons", "text", "webhooks", "compatibility", "web", "health")],
         "paths": _resolve(paths, refs),
         "components": {
             "schemas": top.get("$defs", {}),

@@ -57,6 +57,16 @@ class TextSettings(BaseSettings):
     # so the first audio comes sooner.
     chunk_s: float = Field(15.0, gt=0)
     first_chunk_s: float = Field(2.0, gt=0)
+    # Pronunciation lexicons (VOXQ_LEXICON_*): size of one, entries in one, how many a tenant
+    # stores and how many one request may name.
+    lexicon_max_bytes: int = Field(256 * 1024, ge=1024)
+    lexicon_max_entries: int = Field(5000, ge=1)
+    lexicons_per_tenant: int = Field(100, ge=1)
+    lexicons_per_request: int = Field(10, ge=1)
+    # POST /v1/text/preview runs the front end in the API process: a paragraph, not a book.
+    preview_max_chars: int = Field(5000, ge=1)
+    # Subtitles: a sentence longer than this many characters is split into several cues.
+    subtitle_max_chars: int = Field(24, ge=4)
 
 
 class JobSettings(BaseSettings):

@@ -3,13 +3,15 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from shared.options import SynthesisOptions
 
 Status = Literal["queued", "running", "succeeded", "failed", "canceled"]
+TextType = Literal["text", "ssml"]
+LexiconName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 TERMINAL = ("succeeded", "failed", "canceled")
 Priority = Literal["interactive", "batch"]
 
@@ -23,7 +25,11 @@ class JobRequest(SynthesisOptions):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    text: str = Field(..., description="the text to speak (UTF-8)")
+    text: str = Field(..., description="the text to speak (UTF-8): plain text, or SSML when text_type is ssml")
+    text_type: TextType = Field("text", description="ssml: text is an SSML document (the Chinese subset in the README)")
+    lexicons: list[LexiconName] | None = Field(
+        None, max_length=32,
+        description="names of the caller's lexicons to apply, in priority order; absent: the tenant's defaults")
     callback_url: str | None = Field(None, max_length=2048)
     metadata: dict[str, Any] | None = Field(None, description="echoed back; at most 4 KB as JSON")
     priority: Priority = "interactive"
@@ -80,6 +86,8 @@ class JobRecord(BaseModel):
     options: SynthesisOptions
     text_chars: int
     text_sha256: str
+    text_type: TextType = "text"
+    lexicons: list[str] = []  # resolved at submission: the request's, or the tenant's defaults
     callback_url: str | None = None
     metadata: dict[str, Any] | None = None
     created_at: datetime

@@ -110,3 +110,27 @@ def test_version():
 
     run = voxq("--version")
     assert run.returncode == 0 and run.stdout.decode().strip() == f"voxq {version('voxq')}"
+
+
+LEXICON = ('<lexicon version="1.0" xmlns="http://www.w3.org/2005/01/pronunciation-lexicon" alphabet="py">'
+           "<lexeme><grapheme>行长</grapheme><phoneme>xing2 zhang3</phoneme></lexeme></lexicon>")
+
+
+def test_synth_ssml_with_lexicons_and_subtitles(tmp_path):
+    import srt
+
+    first, second = tmp_path / "first.pls", tmp_path / "second.json"
+    first.write_text(LEXICON, encoding="utf-8")
+    second.write_text('{"entries": [{"grapheme": "行长", "phoneme": "hang2 zhang3"}]}', encoding="utf-8")
+    out, subtitles = tmp_path / "out.wav", tmp_path / "out.srt"
+    run = voxq("synth", "--ssml", "<speak><s>行长来了</s><s>在2023年</s></speak>", "-o", str(out),
+               "--lexicon", str(first), "--lexicon", str(second), "--srt", str(subtitles))
+    assert run.returncode == 0, run.stderr
+    assert [c.content for c in srt.parse(subtitles.read_text(encoding="utf-8"))] == ["行长来了", "在2023年"]
+    run = voxq("text", "--json", "行长", "--lexicon", str(first), "--lexicon", str(second))
+    import json
+
+    chars = json.loads(run.stdout)["segments"][0]["chars"]
+    assert [(c["pinyin"], c["source"]) for c in chars] == [("xing2", "lexicon"), ("zhang3", "lexicon")]
+    bad = voxq("synth", "--ssml", "<speak><voice/></speak>", "-o", str(out))
+    assert bad.returncode == 2 and b"<voice> is not supported" in bad.stderr and b"Traceback" not in bad.stderr

@@ -12,7 +12,7 @@ from shared.options import SynthesisOptions
 from tests.audio_checks import rms, voiced_fraction
 from worker import assets, synthesizer
 from worker.engines.base import SynthesisConfig
-from worker.text.segmenter import Segment
+from shared.text.segmenter import Segment
 
 
 def test_assets_are_verified_by_hash(tmp_path):
@@ -72,8 +72,13 @@ def test_render_joins_segments_with_pauses_and_offsets_marks(engine, tmp_path):
     assert abs(len(audio) / rate - result.duration_s) < 0.01
     import json
 
-    entries = json.loads(marks.read_text(encoding="utf-8"))
+    everything = json.loads(marks.read_text(encoding="utf-8"))
+    entries = [e for e in everything if e["type"] == "char"]
     assert [e["value"] for e in entries] == list("你好再见")
+    assert [(e["start"], e["end"]) for e in entries] == [(0, 1), (1, 2), (3, 4), (4, 5)]
+    sentences = [e for e in everything if e["type"] == "sentence"]
+    assert [(e["value"], e["start"], e["end"]) for e in sentences] == [("你好。", 0, 3), ("再见！", 3, 6)]
+    assert sentences[1]["start_ms"] >= sentences[0]["end_ms"] + settings.text.sentence_pause_s * 1000 * 0.9
     # The second sentence starts after the first one and its sentence pause.
     assert entries[2]["start_ms"] >= entries[1]["end_ms"] + settings.text.sentence_pause_s * 1000 * 0.9
     assert entries[-1]["end_ms"] <= result.duration_s * 1000 + 1

@@ -6,8 +6,8 @@ import time
 import pytest
 
 from worker.text.g2p import G2P, NothingToSay, Phonemes
-from worker.text.normalizer import normalize
-from worker.text.segmenter import Segment, split_segments
+from shared.text.normalizer import normalize
+from shared.text.segmenter import Segment, split_segments
 
 
 def prepare(g2p: G2P, text: str, max_segment_chars: int = 60) -> list[tuple[Segment, Phonemes]]:
@@ -79,9 +79,9 @@ def test_ids_match_symbols_and_frame_the_input(g2p, mapper):
 @pytest.mark.parametrize("text", ["你好，世界。", "哪儿有一会儿的花儿？", "中国人民银行、今天；明天：后天"])
 def test_char_ranges_tile_the_spoken_symbols(g2p, text):
     result = g2p.convert(text)
-    assert "".join(c for c, _, _ in result.chars) == "".join(c for c in text if c not in "，。！？；：、")
+    assert "".join(c for c, *_ in result.chars) == "".join(c for c in text if c not in "，。！？；：、")
     covered = []
-    for i, (_, start, end) in enumerate(result.chars):
+    for i, (_, start, end, _) in enumerate(result.chars):
         assert 0 < start < end < len(result.symbols) - 1
         assert all(not result.symbols[k].startswith(("#", "sil")) for k in range(start, end))
         if i:
@@ -95,7 +95,7 @@ def test_char_ranges_tile_the_spoken_symbols(g2p, text):
 def test_unreadable_characters_are_skipped(g2p):
     # 兙 has no reading in pypinyin; the rest is still spoken.
     result = g2p.convert("你兙好")
-    assert [c for c, _, _ in result.chars] == ["你", "好"]
+    assert [c for c, *_ in result.chars] == ["你", "好"]
 
 
 @pytest.mark.parametrize("text", ["", "，。", "兙", "abc"])
@@ -109,7 +109,7 @@ def test_frontend_prepares_segments(mapper):
     assert [segment for segment, _ in prepared] == [
         Segment("今天是二零二四年三月", "none"),
         Segment("十五日，", "clause"),
-        Segment("气温负五摄氏度。", "sentence"),
+        Segment("气温零下五摄氏度。", "sentence"),
     ]
     assert all(isinstance(p, Phonemes) and p.symbols[-1] == "eos" for _, p in prepared)
 

@@ -10,6 +10,9 @@ import sys
 from tests.conftest import ROOT
 
 FORBIDDEN = ("worker", "ai_edge_litert", "torch", "jieba", "pypinyin", "cn2an", "pyworld", "soundfile", "soxr")
+# POST /v1/text/preview runs the shared text front end (shared/text) in the API process, so it,
+# and only it, loads jieba, pypinyin and cn2an; never the workers or the model stack.
+PREVIEW_FORBIDDEN = ("worker", "ai_edge_litert", "torch", "pyworld", "soundfile", "soxr")
 
 PROBE = """
 import json, sys
@@ -20,6 +23,10 @@ client.post("/v1/jobs", json={"text": "你好"})
 for path in ("/", "/openapi.json", "/v1/voices", "/v1/jobs", "/readyz", "/metrics"):
     client.get(path)
 client.post("/tts", data={"text": "你好"})
+client.put("/v1/lexicons/x", json={"entries": [{"grapheme": "行长", "phoneme": "hang2 zhang3"}]})
+client.post("/v1/jobs", json={"text": "<speak>你好</speak>", "text_type": "ssml", "lexicons": ["x"]})
+if len(sys.argv) > 2:
+    assert client.post("/v1/text/preview", json={"text": "行长说2023年"}).status_code == 200
 print(json.dumps(sorted(sys.modules)))
 """
 
@@ -31,6 +38,15 @@ def test_api_imports_no_worker_or_model_code(redis_url):
     modules = json.loads(run.stdout.strip().splitlines()[-1])
     loaded = [m for m in modules if m.split(".")[0] in FORBIDDEN]
     assert loaded == []
+
+
+def test_the_preview_loads_the_text_front_end_but_no_worker_or_model(redis_url):
+    run = subprocess.run([sys.executable, "-c", PROBE, redis_url, "preview"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=60, env={"PATH": "/usr/bin:/bin", "VOXQ_SPEECH_TIMEOUT_S": "1"})
+    assert run.returncode == 0, run.stderr
+    modules = json.loads(run.stdout.strip().splitlines()[-1])
+    assert "jieba" in modules and "pypinyin" in modules
+    assert [m for m in modules if m.split(".")[0] in PREVIEW_FORBIDDEN] == []
 
 
 

@@ -1,7 +1,7 @@
 """Segmentation of normalised text: sentences, clause packing, hard splits and their pauses."""
 import pytest
 
-from worker.text.segmenter import Segment, split_segments, words
+from shared.text.segmenter import Segment, split_segments, words
 
 
 def spoken(text: str) -> int:

@@ -194,6 +194,19 @@ def test_synthesize_matches_litert_through_the_g2p(litert, torch_engine):
     assert abs(len(ours.samples) - len(theirs.samples)) <= 2 * baker.HOP
 
 
+
+def test_fixed_readings_reach_both_engines(litert, torch_engine):
+    # SSML phonemes and lexicons arrive as SynthesisConfig.pinyin: both engines speak them alike.
+    text = "银行行长"
+    fixed = SynthesisConfig(pinyin=(None, None, "xing2", "zhang3"))
+    for engine in (litert, torch_engine):
+        free, read = engine.synthesize(text), engine.synthesize(text, fixed)
+        assert not (len(free.samples) == len(read.samples) and np.allclose(free.samples, read.samples))
+    ours, theirs = torch_engine.synthesize(text, fixed), litert.synthesize(text, fixed)
+    assert abs(len(ours.samples) - len(theirs.samples)) <= 2 * baker.HOP
+    assert [m.index for m in ours.marks] == [m.index for m in theirs.marks] == [0, 1, 2, 3]
+
+
 # ----------------------------------------------------------------------------- batching
 
 

@@ -383,3 +383,28 @@ def test_api_docs_page_renders_the_operations(browser, cluster):
     strangers = [url for url in seen if not url.startswith((cluster.url + "/", "blob:", "data:"))]
     assert not strangers, strangers
     assert not problems, problems
+
+
+def test_preview_and_ssml_on_the_page(page, cluster):
+    page.fill("#text", "行长在2023年还钱。")
+    page.click("#preview-button")
+    page.locator("#preview").wait_for(state="visible")
+    assert page.locator("#preview-normalized").inner_text() == "行长在二零二三年还钱。"
+    assert page.locator("#preview-segments ruby").nth(0).get_attribute("title") == "word"
+    assert page.locator("#preview-segments rt").nth(0).inner_text() == "hang2"
+    # SSML: the toggle sends text_type, the preview shows the fixed reading, and a job is spoken.
+    page.check("#ssml")
+    page.fill("#text", '<speak><phoneme alphabet="py" ph="xing2 zhang3">行长</phoneme><break time="300ms"/>好</speak>')
+    page.click("#preview-button")
+    page.wait_for_function("() => document.querySelector('#preview-segments rt').textContent === 'xing2'")
+    assert page.locator("#preview-segments ruby").nth(0).get_attribute("class") == "source-ssml"
+    page.click("#submit")
+    page.wait_for_selector("#player-box:not([hidden])", timeout=60_000)
+    jobs = requests.get(f"{cluster.url}/v1/jobs", timeout=10).json()["jobs"]
+    assert jobs[0]["status"] == "succeeded"
+    # A hostile document is refused with the parser's words, line and column.
+    page.fill("#text", "<speak><voice>好</voice></speak>")
+    page.click("#submit")
+    page.wait_for_function("() => document.getElementById('error').textContent.includes('line 1')")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "web-preview.png"), full_page=True)

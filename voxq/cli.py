@@ -1,4 +1,5 @@
-"""The `voxq` command: synth, up, status, bench, keys. Errors are one line on stderr and a non-zero exit."""
+"""The `voxq` command: synth, text, lexicon, up, status, bench, keys. Errors are one line on stderr and a
+non-zero exit."""
 from __future__ import annotations
 
 import argparse
@@ -159,6 +160,12 @@ def cmd_synth(args) -> int:
     from worker.engines import EngineError, load_engine, preflight
     from worker.assets import AssetError
 
+    from voxq.lexicons import read_lexicon_file
+
+    lexicons = [read_lexicon_file(path) for path in args.lexicon or []]
+    text_type = "ssml" if args.ssml else "text"
+    # Subtitles are made from the marks: keep them beside the subtitles when none were asked for.
+    marks_path = args.marks or (str(Path(args.srt).with_suffix(".marks.json")) if args.srt else None)
     with contextlib.ExitStack() as stack:
         out_path = args.output
         if to_stdout:
@@ -166,12 +173,12 @@ def cmd_synth(args) -> int:
             folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="voxq-"))
             out_path = os.path.join(folder, f"out.{fmt}")
         try:
-            segments = synthesizer.plan(text, settings)
+            segments = synthesizer.plan(text, settings, text_type, lexicons)
             # The engine's own checks first: a missing package or model is one line, not a traceback.
             preflight(settings)
             engine = load_engine(settings)
             synthesizer.check_options(options, engine)
-            result = synthesizer.render(engine, segments, options, out_path, settings, marks_path=args.marks)
+            result = synthesizer.render(engine, segments, options, out_path, settings, marks_path=marks_path)
         except synthesizer.SynthesisError as exc:
             raise CliError(str(exc)) from exc
         except (EngineError, AssetError) as exc:
@@ -187,6 +194,16 @@ def cmd_synth(args) -> int:
                     # The reader went away (`| head`): not an error of ours; keep Python quiet at exit.
                     os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
                     return 1
+    if args.srt:
+        import json
+
+        from shared import subtitles
+
+        marks = json.loads(Path(marks_path).read_text(encoding="utf-8"))
+        if not args.marks:
+            Path(marks_path).unlink()
+        Path(args.srt).write_text(subtitles.render(marks, text, "srt", settings.text.subtitle_max_chars, args.ssml),
+                                  encoding="utf-8")
     shown = "stdout" if to_stdout else args.output
     print(
         f"{shown}: {result.duration_s:.2f} s, {result.format}, {result.sample_rate} Hz, "
@@ -221,15 +238,19 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--format", help=f"one of: {', '.join(FORMATS)} (default: from -o's extension, else wav)")
     synth.add_argument("--sample-rate", type=int, help=f"one of: {', '.join(map(str, SAMPLE_RATES))}")
     synth.add_argument("--marks", help="write per-character timing marks (JSON) to this file")
+    synth.add_argument("--ssml", action="store_true", help="the text is SSML (the subset in the README)")
+    synth.add_argument("--lexicon", action="append", help="a PLS or JSON lexicon file (repeatable, first wins)")
+    synth.add_argument("--srt", help="write sentence subtitles (SRT) to this file")
     # Commands that run an engine in this process filter LiteRT's native stderr line (see main).
     synth.set_defaults(func=cmd_synth, quiet_native=True)
 
-    from voxq import bench, cluster, keys, status  # all light: no model stack at import
+    from voxq import bench, cluster, keys, lexicons, status  # all light: no model stack at import
 
     cluster.add_parser(sub)
     status.add_parser(sub)
     bench.add_parser(sub)
     keys.add_parser(sub)
+    lexicons.add_parser(sub)
     return parser
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from shared.storage import Storage
 from worker.assets import sha256_of
 from worker.audio import transcode
-from worker.synthesizer import MarksWriter
+from worker.marks import MarksWriter
 
 
 @dataclass
@@ -28,7 +28,7 @@ def assemble(storage: Storage, job_id: str, chunks: int, fmt: str, rate: int, au
     try:
         for index in range(chunks):
             meta = json.loads(storage.chunk_path(job_id, index, "json").read_text(encoding="utf-8"))
-            marks.write(meta["marks"], frames * 1000.0 / rate)
+            marks.write_entries(meta["marks"], frames * 1000.0 / rate)
             frames += meta["frames"]
             speech += meta["speech_samples"]
     finally:

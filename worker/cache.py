@@ -1,6 +1,7 @@
 """The result cache: identical requests (same speech, same engine and model) reuse earlier audio."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -9,15 +10,19 @@ from shared.jobs import JobRecord
 from shared.options import SynthesisOptions
 from shared.storage import Storage
 from shared.store import Store
-from worker.text.segmenter import Segment
+from shared.text.segmenter import Segment
 
 log = logging.getLogger(__name__)
 
 
-def cache_key(segments: list[Segment], options: SynthesisOptions, engine_name: str, model_version: str) -> str:
+def cache_key(segments: list[Segment], options: SynthesisOptions, engine_name: str, model_version: str,
+              lexicons: list[str] = ()) -> str:
     # Keyed on the normalised segments, not the raw text: "3%" and "百分之三" sound the same.
+    # Every field of a segment counts (SSML breaks, prosody, fixed readings), and so does each
+    # lexicon's name and content hash: an edited lexicon never answers with the old audio.
     payload = {
-        "segments": [[s.text, s.pause] for s in segments],
+        "segments": [dataclasses.asdict(s) for s in segments],
+        "lexicons": list(lexicons),
         "options": options.model_dump(mode="json"),
         "engine": engine_name,
         "model": model_version,

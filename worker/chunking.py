@@ -10,7 +10,7 @@ from dataclasses import asdict
 
 from shared.config import Settings
 from shared.options import SynthesisOptions
-from worker.text.segmenter import Segment
+from shared.text.segmenter import Segment
 
 # The Baker voice speaks about five characters a second at speed 1.0 (0.2 s each); the estimate
 # only sizes chunks, so a voice a little faster or slower just makes chunks a little longer or shorter.
@@ -20,7 +20,8 @@ SECONDS_PER_CHAR = 0.2
 def expected_seconds(segment: Segment, speed: float, settings: Settings) -> float:
     spoken = sum(1 for ch in segment.text if ch.isalnum())
     pause = {"sentence": settings.text.sentence_pause_s, "clause": settings.text.clause_pause_s}
-    return spoken * SECONDS_PER_CHAR / speed + pause.get(segment.pause, 0.0)
+    after = segment.pause_s if segment.pause_s is not None else pause.get(segment.pause, 0.0)
+    return spoken * SECONDS_PER_CHAR / (speed * segment.rate) + after
 
 
 def plan_chunks(segments: list[Segment], options: SynthesisOptions, settings: Settings) -> list[list[Segment]]:

@@ -14,6 +14,7 @@ from shared.config import Settings
 from shared.jobs import TERMINAL, JobRecord
 from shared.storage import Storage
 from shared.store import Store, Transient
+from shared.text.lexicon import LexiconError, resolve
 from worker import assembly, chunking, metrics, synthesizer
 from worker.cache import ResultCache, cache_key
 
@@ -68,10 +69,15 @@ class Runner:
             # The one check of the options inside the worker (the API checked them against the
             # registered engines; this worker's engine is the one that will speak).
             synthesizer.check_options(options, self.engine)
-            segments = synthesizer.plan(text, self.settings)
+            # The lexicons as they are now: the cache key has their hashes, so an edit since
+            # submission is what is spoken, and never answered with older audio.
+            lexicons = resolve(record.lexicons, self.store.lexicons.get_many(record.owner, record.lexicons))
+            segments = synthesizer.plan(text, self.settings, record.text_type, lexicons)
         except synthesizer.SynthesisError as exc:
             return self._fail(record, exc.code, str(exc))
-        key = cache_key(segments, options, self.engine.name, self.engine.model_version)
+        except LexiconError as exc:
+            return self._fail(record, "unknown_lexicon", str(exc))
+        key = cache_key(segments, options, self.engine.name, self.engine.model_version, lexicons.hashes)
         if self._reuse(record, key, len(segments)):
             return "succeeded"
         chunks = chunking.plan_chunks(segments, options, self.settings)

@@ -13,12 +13,15 @@ import numpy as np
 
 from shared.config import Settings
 from shared.options import SynthesisOptions, check_format_rate
+from shared.ssml import SsmlError
+from shared.text import frontend
+from shared.text.segmenter import Segment
 from worker.assets import sha256_of
 from worker.audio import AudioWriter, transcode
 from worker.emotions import PRESETS
 from worker.engines.base import Engine, EngineFault, NothingToSay, SynthesisConfig
-from worker.text.normalizer import normalize
-from worker.text.segmenter import Segment, split_segments
+from worker.marks import MarksWriter
+from worker.marks import entries as mark_entries
 
 log = logging.getLogger(__name__)
 
@@ -46,15 +49,22 @@ class SynthesisResult:
     segments: int
 
 
-def plan(text: str, settings: Settings) -> list[Segment]:
-    """Check and split the text; raise SynthesisError for text that cannot be spoken."""
+def plan(text: str, settings: Settings, text_type: str = "text", lexicons=()) -> list[Segment]:
+    """Check and split the text (SSML when text_type is "ssml"), with the lexicons applied;
+    raise SynthesisError for text that cannot be spoken."""
     if not text or not text.strip():
         raise SynthesisError("empty_text", "text is empty", "text")
     limit = settings.limits.max_chars
     if len(text) > limit:
         raise SynthesisError("text_too_long", f"text has {len(text)} characters; the limit is {limit}", "text")
-    segments = split_segments(normalize(text), settings.text.max_segment_chars)
-    if not segments:
+    try:
+        segments = frontend.plan(
+            text, ssml=text_type == "ssml", lexicons=lexicons,
+            max_segment_chars=settings.text.max_segment_chars,
+            sentence_pause_s=settings.text.sentence_pause_s, clause_pause_s=settings.text.clause_pause_s)
+    except SsmlError as exc:
+        raise SynthesisError(exc.code, str(exc), "text") from None
+    if not any(segment.text for segment in segments):
         raise SynthesisError("nothing_to_say", "nothing to say: the text has no speakable characters", "text")
     return segments
 
@@ -81,55 +91,42 @@ def preset_for(options: SynthesisOptions, engine: Engine):
     return PRESETS.get(options.emotion, PRESETS["neutral"])
 
 
-def config_for(options: SynthesisOptions, engine: Engine) -> SynthesisConfig:
-    """The engine's per-call options for a job's: the voice, and the emotion's prosody recipe."""
+# What one segment's SSML prosody may bring the voice to, on top of the request's own options.
+SPEED_RANGE = (0.25, 4.0)
+
+
+def config_for(options: SynthesisOptions, engine: Engine, segment: Segment | None = None) -> SynthesisConfig:
+    """The engine's per-call options for a job's (the voice, and the emotion's prosody recipe),
+    with a segment's own SSML prosody and fixed readings on top."""
     preset = preset_for(options, engine)
+    rate = segment.rate if segment else 1.0
     return SynthesisConfig(
         voice=options.voice,
-        speed=options.speed * preset.speed,
-        pitch=options.pitch * preset.pitch,
+        speed=min(max(options.speed * preset.speed * rate, SPEED_RANGE[0]), SPEED_RANGE[1]),
+        pitch=options.pitch * preset.pitch * (segment.pitch if segment else 1.0),
         energy=preset.energy,
-        pitch_range=preset.pitch_range,
+        pitch_range=preset.pitch_range * (segment.pitch_range if segment else 1.0),
         emotion=options.emotion,
+        pinyin=tuple(segment.pinyin) if segment and segment.pinyin else None,
     )
 
 
-class MarksWriter:
-    """Stream mark entries to a JSON array so a 100,000-character job never holds them all.
-    Every entry carries start_ms and end_ms; `offset_ms` shifts them as a unit."""
-
-    def __init__(self, path: Path | None):
-        self._fh = open(path, "w", encoding="utf-8") if path else None
-        self._first = True
-        if self._fh:
-            self._fh.write("[")
-
-    def write(self, entries, offset_ms: float = 0.0) -> None:
-        if not self._fh:
-            return
-        for entry in entries:
-            entry = dict(entry, start_ms=round(offset_ms + entry["start_ms"], 1),
-                         end_ms=round(offset_ms + entry["end_ms"], 1))
-            self._fh.write(("" if self._first else ",\n") + json.dumps(entry, ensure_ascii=False))
-            self._first = False
-
-    def close(self) -> None:
-        if self._fh:
-            self._fh.write("]\n")
-            self._fh.close()
-
-
-def mark_entries(marks) -> list[dict]:
-    return [{"type": "char", "value": m.char, "start_ms": m.start_ms, "end_ms": m.end_ms} for m in marks]
+def pause_after(segment: Segment, pauses: dict[str, float], last: bool) -> float:
+    """Seconds of silence after a segment: an SSML break's own time, else its punctuation's
+    pause (none after the last segment)."""
+    if segment.pause_s is not None:
+        return segment.pause_s
+    return 0.0 if last else pauses[segment.pause]
 
 
 class Voicing:
     """How one job sounds, whichever worker speaks which part: the engine's per-call config, the
-    gain, and the pauses, from the job's options and its emotion's recipe."""
+    gain and the pauses, from the job's options, its emotion's recipe, and each segment's SSML."""
 
     def __init__(self, engine: Engine, options: SynthesisOptions, settings: Settings):
         preset = preset_for(options, engine)
-        self.config = config_for(options, engine)
+        self.engine = engine
+        self.options = options
         self.gain = options.volume * preset.gain
         self.rate = engine.sample_rate
         self._pauses = {
@@ -138,23 +135,28 @@ class Voicing:
             "none": 0.0,
         }
 
-    def pause(self, segment: Segment) -> np.ndarray:
-        return np.zeros(int(self._pauses[segment.pause] * self.rate), dtype=np.float32)
+    def config(self, segment: Segment) -> SynthesisConfig:
+        return config_for(self.options, self.engine, segment)
+
+    def pause(self, segment: Segment, last: bool) -> np.ndarray:
+        return np.zeros(int(round(pause_after(segment, self._pauses, last) * self.rate)), dtype=np.float32)
 
 
 @dataclass
 class Spoken:
-    """One segment's audio (gain applied, at the engine's rate), its marks, the pause after it."""
+    """One segment's audio (gain applied, at the engine's rate), the engine's marks for it
+    (relative to its start), and the pause after it."""
 
+    segment: Segment
     speech: np.ndarray
-    marks: list[dict]
+    marks: list
     pause: np.ndarray
 
 
 def spoken(engine: Engine, segments: list[Segment], voicing: Voicing, ends_job: bool,
            should_stop: Callable[[], bool] | None = None, batcher=None, first_index: int = 0):
-    """Speak segments in order, one `Spoken` each. The last segment of the job gets no pause after
-    it; a segment with nothing speakable yields silence and no marks.
+    """Speak segments in order, one `Spoken` each. The last segment of the job gets only an SSML
+    break after it; a segment with nothing speakable yields silence and no marks.
 
     With a batcher, up to a batch of the next segments are in flight at once, so a long job fills
     batches on its own and shares them with whatever else is waiting.
@@ -166,9 +168,10 @@ def spoken(engine: Engine, segments: list[Segment], voicing: Voicing, ends_job: 
     def next_audio(segment: Segment):
         nonlocal submitted
         if batcher is None:
-            return engine.synthesize(segment.text, voicing.config)
+            return engine.synthesize(segment.text, voicing.config(segment))
         while submitted < total and len(in_flight) < batcher.max_batch:
-            in_flight.append(batcher.submit(segments[submitted].text, voicing.config))
+            ahead = segments[submitted]
+            in_flight.append(batcher.submit(ahead.text, voicing.config(ahead)))
             submitted += 1
         return in_flight.popleft().result()
 
@@ -176,26 +179,27 @@ def spoken(engine: Engine, segments: list[Segment], voicing: Voicing, ends_job: 
         if should_stop and should_stop():
             raise Canceled()
         try:
-            chunk = next_audio(segment)
+            # A segment with no text is an SSML break alone: only its pause.
+            chunk = next_audio(segment) if segment.text else None
         except NothingToSay:
             # A segment with nothing speakable (e.g. only symbols the voice lacks).
             log.debug("segment %d has nothing to say", first_index + index)
             chunk = None
         except EngineFault as exc:
             raise SynthesisError(exc.code, f"segment {first_index + index + 1}: {exc}") from None
-        last = ends_job and index == total - 1
-        pause = np.zeros(0, dtype=np.float32) if last else voicing.pause(segment)
+        pause = voicing.pause(segment, ends_job and index == total - 1)
         if chunk is None or not len(chunk.samples):
-            yield Spoken(np.zeros(0, dtype=np.float32), [], pause)
+            yield Spoken(segment, np.zeros(0, dtype=np.float32), [], pause)
         else:
-            yield Spoken(chunk.samples * voicing.gain, mark_entries(chunk.marks), pause)
+            yield Spoken(segment, chunk.samples * (voicing.gain * segment.volume), chunk.marks, pause)
 
 
 def speak(engine: Engine, text: str, options: SynthesisOptions, out_path: str | os.PathLike, settings: Settings,
-          marks_path: str | os.PathLike | None = None) -> SynthesisResult:
+          marks_path: str | os.PathLike | None = None, text_type: str = "text", lexicons=()) -> SynthesisResult:
     """Check, plan and render `text` in one call, in one piece (the CLI's and the benchmarks' path)."""
     check_options(options, engine)
-    return render(engine, plan(text, settings), options, out_path, settings, marks_path=marks_path)
+    return render(engine, plan(text, settings, text_type, lexicons), options, out_path, settings,
+                  marks_path=marks_path)
 
 
 def render(
@@ -219,11 +223,14 @@ def render(
             position = 0
             for part in spoken(engine, segments, voicing, ends_job=True, should_stop=should_stop,
                                batcher=batcher):
-                marks.write(part.marks, position * 1000.0 / voicing.rate)
-                for audio in (part.speech, part.pause):
-                    if len(audio):
-                        writer.write(audio)
-                        position += len(audio)
+                start_ms = position * 1000.0 / voicing.rate
+                if len(part.speech):
+                    writer.write(part.speech)
+                    position += len(part.speech)
+                marks.write(part.segment, part.marks, start_ms, position * 1000.0 / voicing.rate)
+                if len(part.pause):
+                    writer.write(part.pause)
+                    position += len(part.pause)
                 speech += len(part.speech)
             if speech == 0:
                 raise SynthesisError("nothing_to_say", "nothing to say: the text has no speakable characters", "text")
@@ -267,31 +274,32 @@ def render_chunk(
     batcher=None,
 ) -> ChunkResult:
     """Speak one chunk of a planned job: its 16-bit PCM at the output rate into `pcm_path`, its
-    length and marks (relative to the chunk's start) into `meta_path`, and for compressed formats
-    the chunk encoded on its own into `piece_path`, which is what a stream sends.
+    length and mark entries (relative to the chunk's start) into `meta_path`, and for compressed
+    formats the chunk encoded on its own into `piece_path`, which is what a stream sends.
 
     Chunks end at segment boundaries, after the segment's pause, so the job's chunks laid end to
     end are what `render` gives for the whole job, sample for sample at the engine's rate.
     """
     voicing = Voicing(engine, options, settings)
     out_rate = options.sample_rate or voicing.rate
-    entries: list[dict] = []
+    found: list[dict] = []
     speech = 0
     try:
         with AudioWriter(pcm_path, "pcm", voicing.rate, out_rate) as writer:
             position = 0
             for part in spoken(engine, segments, voicing, ends_job=ends_job, should_stop=should_stop,
                                batcher=batcher, first_index=first_index):
-                offset = position * 1000.0 / voicing.rate
-                entries.extend(dict(e, start_ms=round(offset + e["start_ms"], 1),
-                                    end_ms=round(offset + e["end_ms"], 1)) for e in part.marks)
-                for audio in (part.speech, part.pause):
-                    if len(audio):
-                        writer.write(audio)
-                        position += len(audio)
+                start_ms = position * 1000.0 / voicing.rate
+                if len(part.speech):
+                    writer.write(part.speech)
+                    position += len(part.speech)
+                found.extend(mark_entries(part.segment, part.marks, start_ms, position * 1000.0 / voicing.rate))
+                if len(part.pause):
+                    writer.write(part.pause)
+                    position += len(part.pause)
                 speech += len(part.speech)
         frames = writer.frames
-        meta_path.write_text(json.dumps({"frames": frames, "speech_samples": speech, "marks": entries},
+        meta_path.write_text(json.dumps({"frames": frames, "speech_samples": speech, "marks": found},
                                         ensure_ascii=False), encoding="utf-8")
         if piece_path is not None:
             transcode([pcm_path], piece_path, options.format, out_rate)

@@ -26,7 +26,7 @@
       sampleRate: "采样率", nativeRate: "原始（{rate} Hz）", nativeRateUnknown: "原始",
       marks: "同时生成逐字时间标记（JSON）", marksDownload: "时间标记", cancel: "取消",
       pcmInfo: "{rate} Hz · 16 位 · 单声道（小端）", apiDocs: "API 文档",
-      submit: "合成语音", hint: "Ctrl + Enter 也可以提交",
+      submit: "合成语音", hint: "Ctrl + Enter 也可以提交", preview: "预览读音", ssml: "SSML 标记",
       queued: "排队中…", running: "正在合成：第 {done} / {total} 段", starting: "正在合成…",
       succeeded: "合成完成", info: "{duration} 秒 · {format}",
       download: "下载", pcmNote: "PCM 是原始音频数据，浏览器无法直接播放，请下载后使用。",
@@ -46,7 +46,7 @@
       sampleRate: "Sample rate", nativeRate: "Native ({rate} Hz)", nativeRateUnknown: "Native",
       marks: "Also make per-character timing marks (JSON)", marksDownload: "Timing marks", cancel: "Cancel",
       pcmInfo: "{rate} Hz · 16-bit · mono (little-endian)", apiDocs: "API docs",
-      submit: "Synthesize", hint: "Ctrl + Enter submits too",
+      submit: "Synthesize", hint: "Ctrl + Enter submits too", preview: "Preview reading", ssml: "SSML markup",
       queued: "Queued…", running: "Synthesizing: segment {done} of {total}", starting: "Synthesizing…",
       succeeded: "Done", info: "{duration} s · {format}",
       download: "Download", pcmNote: "PCM is raw audio that browsers cannot play: download it instead.",
@@ -502,6 +502,7 @@
     };
     if ($("voice").value) body.voice = $("voice").value;
     if ($("sample-rate").value) body.sample_rate = Number($("sample-rate").value);
+    if ($("ssml").checked) body.text_type = "ssml";
     clearError();
     button.disabled = true;
     let accepted;
@@ -619,11 +620,43 @@
     loadVoices();
   }
 
+  // ---- preview: what the voice will say, each character's pinyin and where it came from --------
+  async function preview() {
+    clearError();
+    let shown;
+    try {
+      shown = await api("/v1/text/preview", { method: "POST", body: {
+        text: $("text").value, text_type: $("ssml").checked ? "ssml" : "text" } });
+    } catch (failure) {
+      showError(failure);
+      return;
+    }
+    $("preview-normalized").textContent = shown.normalized;
+    const list = $("preview-segments");
+    list.replaceChildren();
+    for (const segment of shown.segments) {
+      const item = document.createElement("li");
+      for (const c of segment.chars) {
+        const ruby = document.createElement("ruby");
+        ruby.className = `source-${c.source}`;
+        ruby.title = c.source;
+        ruby.append(c.char);
+        const reading = document.createElement("rt");
+        reading.textContent = c.pinyin;
+        ruby.append(reading);
+        item.append(ruby);
+      }
+      list.append(item);
+    }
+    $("preview").hidden = false;
+  }
+
   // ---- start ------------------------------------------------------------------------------------
   function start() {
     state.lang = storage.get(STORE.lang) === "en" ? "en" : "zh";
     $("api-key").value = storage.get(STORE.key, "");
     $("tts-form").addEventListener("submit", submit);
+    $("preview-button").addEventListener("click", preview);
     $("text").addEventListener("input", renderCounter);
     $("text").addEventListener("keydown", (event) => {
       if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) $("tts-form").requestSubmit();

@@ -11,7 +11,8 @@ this by reading the code). Callers hold a `Store` and use its parts:
 - `webhooks`: delivery claims and URLs disabled by a 410;
 - `workers`: heartbeats, the queues and engines of live workers;
 - `locks`: cluster-wide locks (the retention sweep);
-- `queues`: the broker's queue depths.
+- `queues`: the broker's queue depths;
+- `lexicons`: pronunciation lexicons and default lexicons per tenant.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from shared.store.cache import CacheStore
 from shared.store.chunks import ChunkStore
 from shared.store.idempotency import IdempotencyStore
 from shared.store.jobs import JobStore
+from shared.store.lexicons import LexiconStore
 from shared.store.limits import LimitStore
 from shared.store.locks import LockStore
 from shared.store.queues import QueueStats
@@ -62,6 +64,7 @@ class Store:
         self.workers = WorkerRegistry(client)
         self.locks = LockStore(client)
         self.queues = QueueStats(client)
+        self.lexicons = LexiconStore(client)
 
     @classmethod
     def open(cls, url: str, result_ttl_s: int) -> "Store":

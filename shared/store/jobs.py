@@ -65,7 +65,7 @@ class JobStore:
     owner_key = staticmethod(keyspace.owner_index)
 
     # create
-    def create(self, request: JobRequest, owner: str) -> JobRecord:
+    def create(self, request: JobRequest, owner: str, lexicons: list[str] | None = None) -> JobRecord:
         record = JobRecord(
             id=uuid.uuid4().hex,
             owner=owner,
@@ -73,6 +73,8 @@ class JobStore:
             options=request.options(),
             text_chars=len(request.text),
             text_sha256=text_sha256(request.text),
+            text_type=request.text_type,
+            lexicons=lexicons if lexicons is not None else list(request.lexicons or []),
             callback_url=request.callback_url,
             metadata=request.metadata,
             created_at=now(),
@@ -80,8 +82,8 @@ class JobStore:
         )
         fields = {
             "record": record.model_dump_json(
-                include={"id", "owner", "priority", "options", "text_chars", "text_sha256",
-                         "callback_url", "metadata", "created_at"}
+                include={"id", "owner", "priority", "options", "text_chars", "text_sha256", "text_type",
+                         "lexicons", "callback_url", "metadata", "created_at"}
             ),
             "status": "queued",
             "attempts": 0,

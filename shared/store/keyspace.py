@@ -62,6 +62,17 @@ def cache(digest: str) -> str:
     return f"{PREFIX}:cache:{digest}"
 
 
+def lexicons(owner: str) -> str:
+    """Hash: a tenant's pronunciation lexicons, name -> JSON (content, format, entries, sha256).
+    No TTL: a lexicon is the tenant's configuration, kept until they delete it."""
+    return f"{PREFIX}:lexicons:{owner}"
+
+
+def lexicon_defaults(owner: str) -> str:
+    """String: JSON list of the lexicons a tenant's requests use when they name none."""
+    return f"{PREFIX}:lexicon-defaults:{owner}"
+
+
 def webhook_disabled(owner: str) -> str:
     """Set: digests of callback URLs that answered 410 Gone to this tenant."""
     return f"{PREFIX}:webhook-disabled:{owner}"

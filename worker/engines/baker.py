@@ -54,6 +54,6 @@ def marks_from_durations(phonemes: Phonemes, durations: np.ndarray, n_frames: in
     scale = n_frames / total if total > 0 else 0.0
     edges = np.concatenate([[0.0], np.cumsum(durations)]) * scale * HOP * 1000.0 / SAMPLE_RATE
     return [
-        Mark(char, round(float(edges[start]), 1), round(float(edges[end]), 1))
-        for char, start, end in phonemes.chars
+        Mark(char, round(float(edges[start]), 1), round(float(edges[end]), 1), index)
+        for char, start, end, index in phonemes.chars
     ]

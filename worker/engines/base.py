@@ -29,6 +29,9 @@ class SynthesisConfig:
     pitch_range: float = 1.0
     # For engines with trained emotions (native_emotions = True); others get it as a recipe.
     emotion: str = "neutral"
+    # Readings a lexicon or SSML fixed: one tone-numbered syllable or None per character of the
+    # segment's text. Engines that read pinyin themselves (the Baker voice's G2P) honour it.
+    pinyin: tuple[str | None, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,7 @@ class Mark:
     char: str
     start_ms: float
     end_ms: float
+    index: int | None = None  # where the character sits in the segment's text, when known
 
 
 @dataclass

@@ -51,7 +51,7 @@ class LiteRTEngine(Engine):
 
     def synthesize(self, text: str, config: SynthesisConfig = SynthesisConfig()) -> AudioChunk:
         self.voice(config.voice)  # one voice; an unknown name is an error, not a silent default
-        phonemes = self.g2p.convert(text)
+        phonemes = self.g2p.convert(text, config.pinyin)
         controls = baker.model_inputs(config)
         mel, durations = self.text_to_mel(phonemes.ids, controls)
         audio = self.mel_to_audio(mel)

@@ -111,7 +111,7 @@ class TorchEngine(Engine):
             return []
         for _, config in items:
             self.voice(config.voice)  # one voice; an unknown name is an error, not a silent default
-        phonemes = [self.g2p.convert(text) for text, _ in items]
+        phonemes = [self.g2p.convert(text, config.pinyin) for text, config in items]
         controls = [baker.model_inputs(config) for _, config in items]
         spectrograms = self.text_to_mel([p.ids for p in phonemes], controls)
         chunks = []

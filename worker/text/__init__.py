@@ -1,1 +1,1 @@
-"""The Mandarin text front end: normalisation, segmentation and grapheme-to-phoneme."""
+"""The voice side of the text front end: pinyin to the Baker voice's symbols (the rest is in shared/text)."""

@@ -1,0 +1,134 @@
+"""`voxq lexicon put|get|list|delete` against a running server, and `voxq text`: what the voice
+will say for a text (the preview), computed here with the same front end as the workers."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+
+def _cli_error():
+    from voxq.cli import CliError
+
+    return CliError
+
+
+def read_lexicon_file(path: str, max_entries: int = 100_000):
+    """A PLS or JSON file as a Lexicon, named after the file; CliError for a bad one."""
+    from shared.text.lexicon import Lexicon, LexiconError, content_hash, parse
+
+    try:
+        content = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _cli_error()(f"cannot read lexicon {path}: {exc}") from None
+    try:
+        return Lexicon.from_entries(Path(path).stem, parse(content, max_entries), content_hash(content))
+    except LexiconError as exc:
+        raise _cli_error()(f"{path}: {exc}") from None
+
+
+def _request(args, method: str, path: str, **kwargs):
+    import requests
+
+    headers = kwargs.pop("headers", {})
+    if args.api_key:
+        headers["Authorization"] = f"Bearer {args.api_key}"
+    try:
+        response = requests.request(method, args.url.rstrip("/") + path, headers=headers, timeout=30, **kwargs)
+    except requests.RequestException as exc:
+        raise _cli_error()(f"cannot reach {args.url}: {exc.__class__.__name__}") from None
+    if response.status_code >= 400:
+        try:
+            message = response.json()["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            message = response.text[:200]
+        raise _cli_error()(f"{response.status_code}: {message}")
+    return response
+
+
+def cmd_put(args) -> int:
+    path = Path(args.file)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise _cli_error()(f"cannot read {path}: {exc.strerror}") from None
+    kind = "application/json" if data.lstrip()[:1] in (b"{", b"[") else "application/pls+xml"
+    name = args.name or path.stem
+    summary = _request(args, "PUT", f"/v1/lexicons/{name}", data=data, headers={"Content-Type": kind}).json()
+    print(f"{summary['name']}: {summary['entries']} entries, sha256 {summary['sha256'][:12]}")
+    return 0
+
+
+def cmd_get(args) -> int:
+    sys.stdout.write(_request(args, "GET", f"/v1/lexicons/{args.name}").text)
+    return 0
+
+
+def cmd_list(args) -> int:
+    body = _request(args, "GET", "/v1/lexicons").json()
+    for item in body["lexicons"]:
+        default = " (default)" if item["name"] in body["defaults"] else ""
+        print(f"{item['name']}\t{item['format']}\t{item['entries']} entries\t{item['updated_at']}{default}")
+    return 0
+
+
+def cmd_delete(args) -> int:
+    _request(args, "DELETE", f"/v1/lexicons/{args.name}")
+    return 0
+
+
+def cmd_text(args) -> int:
+    from shared.config import Settings
+    from shared.ssml import SsmlError
+    from shared.text import frontend
+
+    from voxq.cli import _read_text
+
+    settings = Settings.load()
+    text = _read_text(args)
+    lexicons = [read_lexicon_file(path) for path in args.lexicon or []]
+    try:
+        segments = frontend.plan(text, ssml=args.ssml, lexicons=lexicons,
+                                 max_segment_chars=settings.text.max_segment_chars,
+                                 sentence_pause_s=settings.text.sentence_pause_s,
+                                 clause_pause_s=settings.text.clause_pause_s)
+    except SsmlError as exc:
+        raise _cli_error()(str(exc)) from None
+    preview = frontend.preview(segments)
+    if args.json:
+        print(json.dumps(preview, ensure_ascii=False, indent=2))
+        return 0
+    print(preview["normalized"])
+    for number, segment in enumerate(preview["segments"], 1):
+        print(f"\n[{number}] {segment['text']}  (pause: {segment['pause_s'] or segment['pause']})")
+        print("  " + " ".join(f"{c['char']}{c['pinyin']}" + ("" if c["source"] in ("dictionary", "word")
+                                                            else f"<{c['source']}>") for c in segment["chars"]))
+    return 0
+
+
+def add_parser(sub) -> None:
+    server = dict(url=os.environ.get("VOXQ_URL", "http://127.0.0.1:5000"), api_key=os.environ.get("VOXQ_API_KEY"))
+    lexicon = sub.add_parser("lexicon", help="store, fetch, list and delete pronunciation lexicons on a server")
+    lexicon.add_argument("--url", default=server["url"], help="the API (default VOXQ_URL, else http://127.0.0.1:5000)")
+    lexicon.add_argument("--api-key", default=server["api_key"], help="default VOXQ_API_KEY")
+    which = lexicon.add_subparsers(dest="lexicon", required=True)
+    put = which.add_parser("put", help="upload a PLS or JSON lexicon")
+    put.add_argument("file")
+    put.add_argument("--name", help="default: the file name without its extension")
+    put.set_defaults(func=cmd_put)
+    get = which.add_parser("get", help="print a lexicon as stored")
+    get.add_argument("name")
+    get.set_defaults(func=cmd_get)
+    which.add_parser("list", help="list the lexicons").set_defaults(func=cmd_list)
+    delete = which.add_parser("delete", help="delete a lexicon")
+    delete.add_argument("name")
+    delete.set_defaults(func=cmd_delete)
+
+    text = sub.add_parser("text", help="show what the voice will say: normalised text, segments, pinyin and sources")
+    text.add_argument("text", nargs="?", help="the text; '-' or nothing reads stdin")
+    text.add_argument("--file", help="read the text from this UTF-8 file")
+    text.add_argument("--ssml", action="store_true", help="the text is SSML")
+    text.add_argument("--lexicon", action="append", help="a PLS or JSON lexicon file (repeatable, first wins)")
+    text.add_argument("--json", action="store_true", help="print the preview as JSON")
+    text.set_defaults(func=cmd_text)
