@@ -286,6 +286,21 @@ def operations() -> dict[str, dict[str, dict]]:
                 },
             },
         },
+        "/v1/jobs/{job_id}/stream": {
+            "parameters": [job_id],
+            "get": {
+                "summary": "The job's audio as its chunks land (chunked transfer), from the start; the file once "
+                           "it succeeded", "tags": ["jobs"],
+                "description": "wav and pcm: exactly the file's audio (wav with a streaming header); mp3, ogg and "
+                               "opus: each chunk encoded on its own, in order. A job that fails or is canceled "
+                               "mid-stream ends it without the final empty chunk of the chunked encoding.",
+                "responses": {
+                    "200": {**_binary(audio_types, "the audio as it is made"),
+                            "headers": {"X-Voxq-Sample-Rate": {"schema": {"type": "string"}}}},
+                    **_errors(404, 409, *V1_ERRORS),
+                },
+            },
+        },
         "/v1/jobs/{job_id}/marks": {
             "parameters": [job_id],
             "get": {
@@ -378,8 +393,18 @@ def operations() -> dict[str, dict[str, dict]]:
                 "description": "See api/openai_speech.py for how models, voices and instructions map.",
                 "requestBody": {"required": True, "content": {JSON: {"schema": Ref(SpeechRequest, "validation")}}},
                 "responses": {
-                    "200": {**_binary(("audio/mpeg", "audio/ogg", "audio/flac", "audio/wav", "audio/pcm"),
-                                      "the audio (pcm: raw 24 kHz 16-bit little-endian mono)"),
+                    "200": {"description": "the audio as it is made (pcm: raw 24 kHz 16-bit little-endian "
+                                           "mono), or with stream_format sse, speech.audio.delta events and a "
+                                           "closing speech.audio.done",
+                            "content": {**_binary(("audio/mpeg", "audio/ogg", "audio/flac", "audio/wav",
+                                                   "audio/pcm"), "")["content"],
+                                        # Each event: data is JSON, {"type": "speech.audio.delta", "audio"}
+                                        # or {"type": "speech.audio.done", "usage"} (or "error").
+                                        "text/event-stream": {"schema": {
+                                            "type": "object", "required": ["data"],
+                                            "properties": {"event": {"type": "string"},
+                                                           "data": {"type": "string",
+                                                                    "contentMediaType": "application/json"}}}}},
                             "headers": {"X-Voxq-Job-Id": {"schema": {"type": "string"}}}},
                     **_errors(400, 401, 404, 409, 413, 415, 429, 500, 503, 504, model=OpenAIError),
                 },

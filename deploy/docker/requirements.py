@@ -11,8 +11,10 @@ import sys
 import tomllib
 from pathlib import Path
 
+# The text front end (cn2an, jieba, pypinyin, defusedxml) is pure Python: the API runs it for
+# /v1/text/preview and to check SSML. The model stack stays in the workers.
 API = {"flask", "gunicorn", "gevent", "pydantic", "pydantic-settings", "redis", "celery", "kombu",
-       "prometheus-client", "flower", "requests", "flask-swagger-ui"}
+       "prometheus-client", "flower", "requests", "flask-swagger-ui", "cn2an", "jieba", "pypinyin", "defusedxml"}
 
 
 def name(spec: str) -> str:

@@ -18,8 +18,9 @@ dockerfile = pytest.importorskip("dockerfile")
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO / "Dockerfile"
 TARGETS = ("api", "worker-cpu", "worker-gpu")
-API_DEPENDENCIES = {"flask", "gunicorn", "pydantic", "redis", "celery", "kombu",
-                    "prometheus-client", "flower", "requests", "flask-swagger-ui"}
+API_DEPENDENCIES = {"flask", "gunicorn", "gevent", "pydantic", "pydantic-settings", "redis", "celery", "kombu",
+                    "prometheus-client", "flower", "requests", "flask-swagger-ui", "cn2an", "jieba", "pypinyin",
+                    "defusedxml"}
 
 
 @dataclass
