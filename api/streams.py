@@ -82,7 +82,15 @@ def audio_chunks(record: JobRecord, with_header: bool = True) -> Iterator[bytes]
     while True:
         total, rate, _ = store.chunks.layout(job_id)
         if total is not None and index >= total:
-            return
+            # Every chunk sent: the stream ends when the job does, so a job that fails while it is
+            # assembled still ends it the way a failure mid-stream does.
+            status = store.jobs.status(job_id)
+            if status == "succeeded":
+                return
+            if status in (None, "failed", "canceled"):
+                raise StreamAborted(f"job {job_id} ended {status or 'deleted'} after its last chunk")
+            time.sleep(POLL_S)
+            continue
         path = storage.chunk_path(job_id, index, kind)
         if total is not None and path.is_file():
             if fmt == "wav" and with_header and not header_sent:
