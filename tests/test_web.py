@@ -408,3 +408,26 @@ def test_preview_and_ssml_on_the_page(page, cluster):
     page.wait_for_function("() => document.getElementById('error').textContent.includes('line 1')")
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "web-preview.png"), full_page=True)
+
+
+@pytest.mark.parametrize("fmt", ["wav", "mp3"])
+def test_the_page_plays_while_the_job_is_still_speaking(page, cluster, fmt):
+    page.select_option("#format", fmt)
+    page.fill("#text", LONG)
+    page.click("#submit")
+    # The player is on the job's stream and its clock runs while the job has chunks to go.
+    page.wait_for_function("""() => {
+      const a = document.getElementById('player');
+      return a.currentSrc.endsWith('/stream') && a.currentTime > 0.5 && !a.paused;
+    }""", timeout=60_000)
+    job_id = submitted_job_id(page)
+    job = requests.get(f"{cluster.url}/v1/jobs/{job_id}", timeout=10).json()
+    assert job["status"] == "running", job["progress"]
+    assert job["progress"]["chunks_done"] < job["progress"]["chunks_total"]
+    # It plays on through the end of the job, and the download is the finished file.
+    page.wait_for_function("() => document.getElementById('status-line').textContent === '合成完成'",
+                           timeout=120_000)
+    assert page.eval_on_selector("#player", "a => a.currentSrc").endswith("/stream")
+    assert page.get_attribute("#download", "href").endswith(f"/v1/jobs/{job_id}/audio")
+    page.wait_for_function("() => document.getElementById('player').currentTime > 4", timeout=30_000)
+    assert page.eval_on_selector("#player", "a => a.error") is None

@@ -416,7 +416,8 @@
       }
       if (generation !== state.generation) return;
       renderStatus(job);
-      if (autoplay && job.status === "running" && state.streaming !== id) startStream(job);
+      // Asking for speech is asking to hear it: play while it is being made.
+      if (job.status === "running" && state.streaming !== id) startStream(job);
       if (job.status !== lastStatus) {
         lastStatus = job.status;
         if (job.status === "queued" || job.status === "running") updateHistory(id, { status: job.status });
