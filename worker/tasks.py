@@ -24,15 +24,13 @@ class JobFailed(Exception):
     """
 
 
-@shared_task(
-    name=tasks.SYNTHESIZE,
-    acks_late=True,
-    reject_on_worker_lost=True,
-    autoretry_for=Transient,
-    retry_backoff=True,
-    max_retries=5,
-    throws=(JobFailed,),
-)
+# Both speech tasks: acknowledged only once done (a worker that dies gives its chunk back), retried
+# by Celery on a Redis blip, and a failed job is an expected outcome, not an error.
+SPEECH_TASK = dict(acks_late=True, reject_on_worker_lost=True, autoretry_for=Transient, retry_backoff=True,
+                   max_retries=5, throws=(JobFailed,))
+
+
+@shared_task(name=tasks.SYNTHESIZE, **SPEECH_TASK)
 def synthesize(job_id: str) -> str:
     """A job's first task: plan it, dispatch its chunks, speak chunk 0."""
     started = time.perf_counter()
@@ -40,15 +38,7 @@ def synthesize(job_id: str) -> str:
     return _end(job_id, status, started, "planned and spoke chunk 0")
 
 
-@shared_task(
-    name=tasks.SYNTHESIZE_CHUNK,
-    acks_late=True,
-    reject_on_worker_lost=True,
-    autoretry_for=Transient,
-    retry_backoff=True,
-    max_retries=5,
-    throws=(JobFailed,),
-)
+@shared_task(name=tasks.SYNTHESIZE_CHUNK, **SPEECH_TASK)
 def synthesize_chunk(job_id: str, index: int, owner: str) -> str:
     started = time.perf_counter()
     status = context.runner().run_chunk(job_id, index, owner)
