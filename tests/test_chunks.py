@@ -184,3 +184,21 @@ def test_cancel_stops_every_chunk(client, redis_url, data_dir, tmp_path):
     finally:
         for worker in workers:
             worker.stop()
+
+
+def test_a_long_first_sentence_is_cut_after_its_first_clause_with_its_readings():
+    from shared.text.segmenter import Segment
+
+    first = Segment("随着人工智能技术的快速发展，越来越多的企业开始使用。", "sentence", rate=1.2,
+                    pinyin=[None] * 26, spans=[[i, i + 1] for i in range(26)],
+                    marks=[{"name": "a", "at": 3}, {"name": "b", "at": 14}])
+    head, tail, after = chunking.quick_start([first, Segment("好。", "sentence")])
+    assert head.text == "随着人工智能技术的快速发展，" and head.pause == "clause" and head.rate == 1.2
+    assert tail.text == "越来越多的企业开始使用。" and tail.pause == "sentence" and after.text == "好。"
+    assert head.spans == [[i, i + 1] for i in range(14)] and tail.spans[0] == [14, 15]
+    assert len(head.pinyin) == 14 and len(tail.pinyin) == 12
+    assert head.marks == [{"name": "a", "at": 3}] and tail.marks == [{"name": "b", "at": 0}]
+    # Short first segments, and long ones without a clause, stay whole.
+    assert chunking.quick_start([Segment("你好。", "sentence")]) == [Segment("你好。", "sentence")]
+    whole = Segment("随着人工智能技术的快速发展越来越多的企业开始使用。", "sentence")
+    assert chunking.quick_start([whole]) == [whole]

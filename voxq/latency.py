@@ -22,7 +22,7 @@ class _Cluster:
     """A private Redis, the API (gunicorn, gevent) and one worker process with N children."""
 
     def __init__(self, workers: int, worker_env: dict | None = None):
-        from voxq.cluster import WORKER_NICE, Cluster, _free_port
+        from voxq.cluster import Cluster, _free_port
 
         self.data_dir = tempfile.mkdtemp(prefix="voxq-latency-")
         port = _free_port()
@@ -35,7 +35,7 @@ class _Cluster:
         self.cluster.spawn("worker", [sys.executable, "-m", "celery", "-A", "worker.app", "worker", "--pool",
                                       "prefork", "--concurrency", str(workers), "-Q", "interactive,batch", "-n",
                                       "latency@%h", "--loglevel", "WARNING"],
-                           dict(env, **(worker_env or {})), nice=WORKER_NICE)
+                           dict(env, **(worker_env or {})))
         self.url = f"http://127.0.0.1:{port}"
         self.session = requests.Session()
         deadline = time.time() + 120

@@ -18,6 +18,7 @@ from shared.text import frontend
 from shared.text.segmenter import Segment
 from worker.assets import sha256_of
 from worker.audio import AudioWriter, transcode
+from worker.chunking import quick_start
 from worker.emotions import PRESETS
 from worker.engines.base import Engine, EngineFault, NothingToSay, SynthesisConfig
 from worker.marks import MarksWriter
@@ -66,7 +67,7 @@ def plan(text: str, settings: Settings, text_type: str = "text", lexicons=()) ->
         raise SynthesisError(exc.code, str(exc), "text") from None
     if not any(segment.text for segment in segments):
         raise SynthesisError("nothing_to_say", "nothing to say: the text has no speakable characters", "text")
-    return segments
+    return quick_start(segments)
 
 
 def check_options(options: SynthesisOptions, engine: Engine) -> None:
