@@ -90,6 +90,13 @@ class _Cluster:
                 continue
         return total
 
+    def api_rss_mb(self) -> float:
+        """Resident memory of the API (gunicorn's master and workers)."""
+        import psutil
+
+        api = psutil.Process(dict(self.cluster.children)["api"].pid)
+        return sum(p.memory_info().rss for p in [api, *api.children(recursive=True)]) / 2**20
+
     def stop(self) -> None:
         self.cluster.stop()
 
@@ -106,6 +113,32 @@ def _texts(count: int, chars: int) -> list[str]:
             j += 1
         texts.append(text[:chars])
     return texts
+
+
+def _listen(cluster: _Cluster, job_id: str, streams: int) -> dict:
+    """Open `streams` streams of one job at once, read each to the end; the API's RSS and a
+    /healthz round trip while they are all open."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    opened = threading.Barrier(streams + 1)
+
+    def listen(_):
+        with requests.get(f"{cluster.url}/v1/jobs/{job_id}/stream", stream=True, timeout=300) as response:
+            blocks = response.iter_content(chunk_size=None)
+            size = len(next(blocks))
+            opened.wait()
+            return size + sum(len(b) for b in blocks)
+
+    with ThreadPoolExecutor(streams) as pool:
+        sizes = [pool.submit(listen, i) for i in range(streams)]
+        opened.wait()
+        rss = cluster.api_rss_mb()
+        started = time.perf_counter()
+        requests.get(f"{cluster.url}/healthz", timeout=10)
+        health_ms = (time.perf_counter() - started) * 1000
+        results = [f.result() for f in sizes]
+    return {"complete": sum(1 for r in results if r == results[0]), "rss_mb": rss, "health_ms": health_ms}
 
 
 def _long_job_s(cluster: _Cluster, text: str) -> tuple[float, float]:
@@ -141,6 +174,14 @@ def cmd_latency(args) -> int:
                      f"p50 {_percentile(busy, 50) * 1000:.0f} ms  p99 {_percentile(busy, 99) * 1000:.0f} ms",
                      "p50 <= 1 s"))
         two.session.delete(f"{two.url}/v1/jobs/{busy_id}", timeout=30)
+
+        # 50 listeners on one long job at once: what the API holds for them.
+        rss_before = two.api_rss_mb()
+        listened = _listen(two, two.submit(medium[0] + "听", format="pcm"), args.streams)
+        rows.append((f"{args.streams} concurrent streams of a 2,000-char job",
+                     f"all {listened['complete']} complete; API RSS {rss_before:.0f} -> {listened['rss_mb']:.0f} MB "
+                     f"({(listened['rss_mb'] - rss_before) * 1024 / args.streams:.0f} KB a stream); "
+                     f"/healthz {listened['health_ms']:.0f} ms meanwhile", "bounded"))
 
         long_ids = [two.submit(text) for text in medium]
         for job_id in long_ids:
@@ -187,4 +228,5 @@ def add_parser(which) -> None:
     latency.add_argument("--workers", type=int, default=2, help="worker processes of the main cluster")
     latency.add_argument("--requests", type=int, default=50, help="first-byte samples per figure")
     latency.add_argument("--long-chars", type=int, default=20000, help="characters of the long job")
+    latency.add_argument("--streams", type=int, default=50, help="concurrent streams of one job")
     latency.set_defaults(func=cmd_latency, quiet_native=True)
