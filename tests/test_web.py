@@ -399,7 +399,9 @@ def test_preview_and_ssml_on_the_page(page, cluster):
     page.wait_for_function("() => document.querySelector('#preview-segments rt').textContent === 'xing2'")
     assert page.locator("#preview-segments ruby").nth(0).get_attribute("class") == "source-ssml"
     page.click("#submit")
-    page.wait_for_selector("#player-box:not([hidden])", timeout=60_000)
+    # The player shows while the job still speaks (it plays the stream): wait for the end.
+    page.wait_for_function("() => document.getElementById('status-line').textContent === '合成完成'",
+                           timeout=60_000)
     jobs = requests.get(f"{cluster.url}/v1/jobs", timeout=10).json()["jobs"]
     assert jobs[0]["status"] == "succeeded"
     # A hostile document is refused with the parser's words, line and column.
