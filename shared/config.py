@@ -82,6 +82,9 @@ class JobSettings(BaseSettings):
     visibility_timeout_s: int = Field(20, ge=2)
     # A worker process beats every third of this; /readyz counts only workers that beat within it.
     heartbeat_ttl_s: int = Field(9, ge=2)
+    # A stop (Ctrl-C on `voxq up`, SIGTERM in a container) waits this long for a worker to finish
+    # the chunk it speaks; after it, the worker hands its chunks back (Celery's cold shutdown).
+    stop_grace_s: int = Field(30, ge=1)
     # Chunks of one tenant queued or running at once: the fairness bound (see README, "Chunks").
     tenant_chunks_in_flight: int = Field(4, ge=1)
     # A dispatched chunk that has not landed after this long is dispatched again.
