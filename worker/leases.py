@@ -15,37 +15,26 @@ import logging
 import threading
 import time
 
-from celery.signals import task_received
-
 from shared.store import Store
 
 log = logging.getLogger(__name__)
 
-# Messages this process has taken and not yet settled: delivery tag -> kombu Message (dropped at
-# the first renewal after it is acknowledged, rejected or requeued).
-_held: dict[str, object] = {}
-_lock = threading.Lock()
-
-
-@task_received.connect
-def _taken(request=None, **_) -> None:
-    message = getattr(request, "message", None)
-    tag = getattr(message, "delivery_tag", None)
-    if tag:
-        with _lock:
-            _held[tag] = message
-
 
 def held() -> list[str]:
-    """Delivery tags of the messages this process holds unsettled."""
-    with _lock:
-        items = list(_held.items())
-    live = [tag for tag, message in items if not message.acknowledged]
-    with _lock:
-        for tag, message in items:
-            if message.acknowledged:
-                _held.pop(tag, None)
-    return live
+    """Delivery tags of the messages Celery holds in this process and has not settled: reserved
+    (prefetched), active (running) and scheduled (waiting for an ETA). A request Celery gave up
+    on (a task that failed while Redis was away, its ack lost) leaves these sets, so its lease
+    runs out and its message returns, rather than being renewed for ever."""
+    from celery.worker import state
+
+    tags = set()
+    for group in (state.reserved_requests, state.active_requests, state.scheduled_requests):
+        for request in list(group):
+            message = getattr(request, "message", None)
+            tag = getattr(message, "delivery_tag", None)
+            if tag and not message.acknowledged:
+                tags.add(tag)
+    return sorted(tags)
 
 
 class Renewer:
