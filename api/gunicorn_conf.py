@@ -14,7 +14,8 @@ from pathlib import Path
 
 # gevent: a client streaming a long job's audio (api/streams.py) or waiting on /v1/audio/speech
 # holds a sleeping greenlet, not a process or a thread, so a few workers serve thousands of them.
-worker_class = "gevent"
+# Its JSON-answering subclass (api/gunicorn_worker.py): what gunicorn rejects itself is no HTML page.
+worker_class = "api.gunicorn_worker.GeventJsonWorker"
 worker_connections = 1000
 
 

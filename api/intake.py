@@ -10,7 +10,7 @@ from flask import request, url_for
 from kombu.exceptions import OperationalError
 from pydantic import ValidationError
 
-from api import auth, lexicons, metrics, services
+from api import auth, bodies, lexicons, metrics, services
 from api.errors import ApiError, validation_error
 from shared import logs, ssml, tasks
 from shared.jobs import JobRecord, JobRequest, JobView, job_view
@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 def json_body() -> dict:
     if not request.is_json:
         raise ApiError(415, "unsupported_media_type", "the body must be JSON (Content-Type: application/json)")
-    body = request.get_json(silent=True)
+    body = bodies.parse_json()
     if body is None:
         raise ApiError(400, "invalid_json", "the body is not valid JSON")
     if not isinstance(body, dict):

@@ -7,7 +7,7 @@ import logging
 
 from flask import Blueprint, Response, jsonify, request
 
-from api import auth, services
+from api import auth, bodies, services
 from api.errors import ApiError
 from shared.jobs import now
 from shared.text.lexicon import NAME, LexiconError, parse, stored
@@ -118,7 +118,7 @@ def get_defaults():
 
 @bp.put("/v1/lexicon-defaults")
 def put_defaults():
-    body = request.get_json(silent=True)
+    body = bodies.parse_json() if request.is_json else None
     names = body.get("lexicons") if isinstance(body, dict) else None
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise ApiError(422, "invalid_request", 'the body is {"lexicons": ["name", ...]}', "lexicons")

@@ -8,7 +8,9 @@ job (WAV at the engine's rate): the audio URL is GET /v1/jobs/{id}/audio.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Literal
+from urllib.parse import unquote_to_bytes
 
 from flask import Blueprint, jsonify, request, url_for
 from pydantic import BaseModel, ConfigDict, Field
@@ -47,11 +49,30 @@ def seed_error(status: int, code: str, message: str, field: str | None = None):
     return response
 
 
+# A % not followed by two hex digits: werkzeug would keep it as text and speak it.
+_BAD_ESCAPE = re.compile(rb"%(?![0-9A-Fa-f]{2})")
+
+
+def check_form_encoding(body: bytes) -> None:
+    """400 for a urlencoded body that is not what it claims: a bad percent-escape, or escapes that
+    decode to no UTF-8 text (werkzeug would put U+FFFD in their place and speak on)."""
+    bad = _BAD_ESCAPE.search(body)
+    if bad:
+        raise ApiError(400, "invalid_form", f"the form body has an invalid percent-escape at byte {bad.start()}")
+    for pair in body.split(b"&"):
+        try:
+            unquote_to_bytes(pair.replace(b"+", b" ")).decode("utf-8")
+        except UnicodeDecodeError:
+            raise ApiError(400, "invalid_form", "the form body is not UTF-8 text once percent-decoded") from None
+
+
 @bp.post("/tts")
 def tts():
     if request.mimetype not in ("application/x-www-form-urlencoded", "multipart/form-data"):
         raise ApiError(415, "unsupported_media_type",
                        "send the fields as a form (application/x-www-form-urlencoded or multipart/form-data)")
+    if request.mimetype == "application/x-www-form-urlencoded":
+        check_form_encoding(request.get_data(cache=True))
     text = request.form.get("text")
     if text is None:
         raise ApiError(422, "invalid_request", "the form field 'text' is required", "text")

@@ -8,8 +8,11 @@ from shared import tasks
 from shared.config import Settings
 
 
-def celery_config(settings: Settings) -> dict:
-    return {
+def celery_config(settings: Settings, worker: bool = False) -> dict:
+    """The shared configuration; `worker=True` for the worker app, which outlives Redis outages
+    where the API fails fast."""
+    visibility = settings.jobs.visibility_timeout_s
+    config = {
         "broker_url": settings.redis_url,
         # Job state lives in our own Redis records, so Celery keeps no results.
         "result_backend": None,
@@ -20,15 +23,16 @@ def celery_config(settings: Settings) -> dict:
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
         "broker_transport_options": {
-            # Longer than the longest job, or Redis hands a running job to a second worker.
-            "visibility_timeout": settings.jobs.visibility_timeout_s,
+            # Sized to a chunk, not a job: a live worker renews the messages it holds
+            # (worker/leases.py), so only a dead worker's messages age out, and return this soon.
+            "visibility_timeout": visibility,
             "socket_connect_timeout": 1,
             "socket_timeout": 5,
             "queue_order_strategy": "priority",
-            # How often a worker looks for jobs whose worker died (unacked past the visibility
-            # timeout). kombu's default sweeps every ~100 s; a cheap check every few seconds
-            # gets a crashed job moving again soon after its timeout.
-            "unacked_restore_interval": max(1, min(10, settings.jobs.visibility_timeout_s // 2)),
+            # How often a worker looks for messages whose worker died (unacked past the
+            # visibility timeout). kombu's default sweeps every ~100 s; a cheap check every
+            # quarter timeout bounds recovery at visibility_timeout_s * 1.25 (restore_bound_s).
+            "unacked_restore_interval": restore_interval_s(settings),
             "unacked_restore_throttle": 1,
         },
         "broker_connection_retry_on_startup": True,
@@ -44,6 +48,26 @@ def celery_config(settings: Settings) -> dict:
         "worker_send_task_events": True,
         "task_send_sent_event": False,
     }
+    if worker:
+        config.update({
+            # A worker outlives a Redis outage: Celery's consumer reconnects for ever, backing
+            # off (2 s, 4 s, ... up to 30 s between tries), and resumes consuming. Only the API
+            # must give up at once.
+            "broker_connection_retry": True,
+            "broker_connection_max_retries": None,
+            "broker_connection_timeout": 2,
+        })
+    return config
+
+
+def restore_interval_s(settings: Settings) -> int:
+    return max(1, min(10, settings.jobs.visibility_timeout_s // 4))
+
+
+def restore_bound_s(settings: Settings) -> float:
+    """How long a dead worker's messages (running, prefetched, waiting for their ETA) take to be
+    back in the queue: their lease runs out, then the next restore sweep finds them."""
+    return settings.jobs.visibility_timeout_s + restore_interval_s(settings)
 
 
 def make_celery(settings: Settings, name: str = "voxq") -> Celery:

@@ -76,8 +76,15 @@ class JobSettings(BaseSettings):
 
     result_ttl_s: int = Field(7 * 24 * 3600, ge=60)
     max_attempts: int = Field(3, ge=1)
-    visibility_timeout_s: int = Field(3600, ge=1)
-    heartbeat_ttl_s: int = Field(30, ge=5)
+    # How long a message a worker took stays its own without a renewal: live workers renew
+    # theirs every quarter of this (worker/leases.py), so it bounds recovery from a dead worker
+    # (plus a quarter for kombu's restore sweep), not the length of a job.
+    visibility_timeout_s: int = Field(20, ge=2)
+    # A worker process beats every third of this; /readyz counts only workers that beat within it.
+    heartbeat_ttl_s: int = Field(9, ge=2)
+    # A stop (Ctrl-C on `voxq up`, SIGTERM in a container) waits this long for a worker to finish
+    # the chunk it speaks; after it, the worker hands its chunks back (Celery's cold shutdown).
+    stop_grace_s: int = Field(30, ge=1)
     # Chunks of one tenant queued or running at once: the fairness bound (see README, "Chunks").
     tenant_chunks_in_flight: int = Field(4, ge=1)
     # A dispatched chunk that has not landed after this long is dispatched again.

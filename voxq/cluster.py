@@ -1,5 +1,8 @@
 """`voxq up`: Redis, the API, the workers and Flower on one machine, stopped together by Ctrl-C.
 
+A child that dies is started again, after a back-off, and the log says why; only a crash loop
+(CRASH_LOOP_DEATHS deaths in a row of one child, each within MIN_UPTIME_S of its start) stops
+the cluster, saying so.
 The children never outlive `voxq up`: each gets a parent-death signal, so a SIGKILL of `voxq up`
 or a closed terminal takes them along, and one data directory serves one `voxq up` at a time.
 """
@@ -27,11 +30,20 @@ from voxq.cli import CliError
 WORKER_NICE = 10
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
-# A child that takes longer than this to stop after SIGTERM is killed, except the synthesis
-# workers: they finish the jobs in flight, and a second Ctrl-C is how to stop those at once.
-GRACE_S = 20
-# After a second Ctrl-C: the workers' cold shutdown hands their jobs back to the queue.
+# Ctrl-C gives every child this long to stop (VOXQ_STOP_GRACE_S): a worker finishes the chunk it
+# is speaking (seconds: a task is a chunk, not a job) and hands back what it prefetched. After
+# it, or at a second Ctrl-C, the workers' cold shutdown hands their chunks back to the queue.
+GRACE_S = 30
+# After the grace period: the cold shutdown has this long before the process group is killed.
 QUICK_GRACE_S = 10
+# Restarting a child that died: back-off doubling from RESTART_FIRST_S up to RESTART_MAX_S with
+# each quick death in a row (one within MIN_UPTIME_S of its start). CRASH_LOOP_DEATHS quick
+# deaths in a row is a crash loop (bad settings, a port taken), which stops the cluster; a child
+# that ran longer than MIN_UPTIME_S before dying starts the count afresh.
+RESTART_FIRST_S = 0.5
+RESTART_MAX_S = 15
+MIN_UPTIME_S = 10
+CRASH_LOOP_DEATHS = 5
 
 
 def _say(message: str, err: bool = False) -> None:
@@ -86,6 +98,11 @@ class Cluster:
     def __init__(self, args):
         self.args = args
         self.children: list[tuple[str, subprocess.Popen]] = []
+        # How each child was started, to start it again: name -> (cmd, env, nice, death signal).
+        self.specs: dict[str, tuple] = {}
+        self.started: dict[str, float] = {}
+        self.quick_deaths: dict[str, int] = {}
+        self.grace_s = GRACE_S
         self.data_dir = Path(args.data_dir).resolve()
         self.redis_url: str | None = None
         self.private_redis = False
@@ -123,7 +140,9 @@ class Cluster:
         proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                                 preexec_fn=prepare)
         log.close()
-        self.children.append((name, proc))
+        self.specs[name] = (cmd, env, nice, death_signal)
+        self.started[name] = time.monotonic()
+        self.children = [(n, p) for n, p in self.children if n != name] + [(name, proc)]
 
     def start_redis(self) -> str:
         given = self.args.redis_url or os.environ.get("REDIS_URL")
@@ -186,7 +205,9 @@ class Cluster:
         from shared.keys import KeysError, keys_configured
 
         try:
-            configured = keys_configured(Settings.load().keys)
+            settings = Settings.load()
+            configured = keys_configured(settings.keys)
+            self.grace_s = settings.jobs.stop_grace_s
         except SettingsError as exc:
             raise CliError(f"invalid settings: {exc}") from exc
         except KeysError as exc:
@@ -267,13 +288,34 @@ class Cluster:
                     (self.data_dir / status.STATE_FILE).unlink()
 
     def watch(self) -> int:
+        """Supervise: start again whatever dies, after a back-off; return 1 on a crash loop."""
+        restart_at: dict[str, float] = {}
         while True:
-            for name, proc in self.children:
-                if proc.poll() is not None:
-                    _say(f"voxq: {name} exited with status {proc.returncode}; stopping the cluster "
-                         f"(see {self.data_dir / 'logs' / (name + '.log')})", err=True)
+            now = time.monotonic()
+            for name, proc in list(self.children):
+                if name in restart_at or proc.poll() is None:
+                    continue
+                # What it left behind goes too: a dead worker's pool children must not run on,
+                # their chunks return to the queue when their leases run out (worker/leases.py).
+                _signal(proc, signal.SIGKILL, group=True)
+                quick = now - self.started[name] < MIN_UPTIME_S
+                deaths = self.quick_deaths[name] = self.quick_deaths.get(name, 0) + 1 if quick else 1
+                log = self.data_dir / "logs" / f"{name}.log"
+                if deaths >= CRASH_LOOP_DEATHS:
+                    _say(f"voxq: {name} died {deaths} times in a row within {MIN_UPTIME_S} s of starting "
+                         f"(last: {_how(proc.returncode)}); a crash loop, so stopping the cluster (see {log})",
+                         err=True)
                     return 1
-            time.sleep(0.5)
+                delay = min(RESTART_MAX_S, RESTART_FIRST_S * 2 ** (deaths - 1))
+                _say(f"voxq: {name} {_how(proc.returncode)}; starting it again in {delay:g} s (see {log})",
+                     err=True)
+                restart_at[name] = now + delay
+            for name, when in list(restart_at.items()):
+                if now >= when:
+                    del restart_at[name]
+                    cmd, env, nice, death_signal = self.specs[name]
+                    self.spawn(name, cmd, env, nice=nice, death_signal=death_signal)
+            time.sleep(0.2)
 
     def _jobs_in_flight(self) -> int | None:
         if not self.redis_url:
@@ -286,9 +328,9 @@ class Cluster:
     def stop(self) -> None:
         """First the API, workers and Flower, together; Redis last, so no one loses its broker mid-job.
 
-        The workers finish the jobs they hold (a warm shutdown). A second Ctrl-C stops them at
-        once: Celery's cold shutdown hands each unfinished job back to its queue (acks_late), and
-        the next start runs it again.
+        The workers finish the chunks they are speaking (a warm shutdown) within the grace period.
+        After it, or at a second Ctrl-C, Celery's cold shutdown hands each unfinished chunk back
+        to its queue (acks_late), and the next start runs it again.
         """
         hurry = threading.Event()
         # From here a signal is a request to hurry, never an exception that could cut this short.
@@ -305,7 +347,7 @@ class Cluster:
                 _say("voxq: stopping", err=True)
             for _, proc in rest:
                 _signal(proc, signal.SIGTERM)
-            if not self._wait(rest, kill_after=GRACE_S, spare=("worker",), hurry=hurry):
+            if not self._wait(rest, kill_after=self.grace_s, hurry=hurry, kill=False):
                 _say("voxq: stopping at once; unfinished jobs go back to the queue", err=True)
                 for name, proc in rest:
                     # SIGQUIT: Celery's cold shutdown (requeue) and gunicorn's quick exit.
@@ -317,10 +359,9 @@ class Cluster:
         self.children.clear()
 
     @staticmethod
-    def _wait(children, kill_after: float, spare: tuple[str, ...] = (), hurry: threading.Event | None = None) -> bool:
-        """Wait for every child; kill the groups of those (not spared) still there after kill_after.
-
-        Returns False when `hurry` was set before they were all gone.
+    def _wait(children, kill_after: float, hurry: threading.Event | None = None, kill: bool = True) -> bool:
+        """Wait for every child; after kill_after, kill the groups of those still there (or, with
+        kill=False, return False). Returns False when `hurry` was set before they were all gone.
         """
         deadline = time.monotonic() + kill_after
         while True:
@@ -330,11 +371,18 @@ class Cluster:
             if hurry is not None and hurry.is_set():
                 return False
             if time.monotonic() > deadline:
+                if not kill:
+                    return False
                 for name, proc in running:
-                    if name not in spare:
-                        _signal(proc, signal.SIGKILL, group=True)
-                deadline = float("inf") if all(n in spare for n, _ in running) else time.monotonic() + 5
+                    _signal(proc, signal.SIGKILL, group=True)
+                deadline = time.monotonic() + 5
             time.sleep(0.1)
+
+
+def _how(returncode: int) -> str:
+    if returncode < 0:
+        return f"was killed by {signal.Signals(-returncode).name}"
+    return f"exited with status {returncode}"
 
 
 def _signal(proc: subprocess.Popen, sig: int, group: bool = False) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 
 from celery import Celery
-from celery.signals import worker_init, worker_process_init, worker_process_shutdown, worker_shutdown
+from celery.signals import worker_init, worker_process_init, worker_process_shutdown, worker_ready, worker_shutdown
 
 from shared import logs, tasks
 from shared.broker import celery_config
@@ -28,7 +28,7 @@ def _configure(sender: Celery, **_) -> None:
         # One line per bad variable, then exit: no traceback, and no children forked to fail alike.
         raise SystemExit(f"voxq worker: error: invalid settings:\n{exc}") from None
     # Loaded by Celery right after this signal (reading sender.conf here would recurse).
-    sender.config_from_object(celery_config(_settings))
+    sender.config_from_object(celery_config(_settings, worker=True))
 
 
 def settings() -> Settings:
@@ -80,9 +80,27 @@ def _init_main(sender=None, **_):
         context.start(current, app, load_engine=_consumes_synthesis(), queues=_queues())
 
 
+_renewer = None
+
+
+@worker_ready.connect
+def _renew_leases(**_):
+    # In the consumer process (the prefork main, or the only process of a threads pool): the one
+    # that takes messages from Redis and acknowledges them.
+    global _renewer
+    from shared.store import Store
+    from worker.leases import Renewer
+
+    current = settings()
+    _renewer = Renewer(Store.open(current.redis_url, current.jobs.result_ttl_s), current.jobs.visibility_timeout_s)
+    _renewer.start()
+
+
 @worker_process_shutdown.connect
 @worker_shutdown.connect
 def _stop(**_):
     from worker import context
 
+    if _renewer is not None:
+        _renewer.stop()
     context.stop()

@@ -66,3 +66,7 @@ class Heartbeat:
 
     def stop(self) -> None:
         self._stop.set()
+        try:
+            self.store.workers.leave(self.name)
+        except Exception:  # noqa: BLE001 - stopping goes on without Redis; the heartbeat ages out
+            log.debug("could not leave the worker registry", exc_info=True)

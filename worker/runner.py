@@ -72,7 +72,12 @@ class Runner:
             # The lexicons as they are now: the cache key has their hashes, so an edit since
             # submission is what is spoken, and never answered with older audio.
             lexicons = resolve(record.lexicons, self.store.lexicons.get_many(record.owner, record.lexicons))
-            segments = synthesizer.plan(text, self.settings, record.text_type, lexicons)
+            # A cancel stops planning too: a long text takes a while to plan.
+            segments = synthesizer.plan(text, self.settings, record.text_type, lexicons,
+                                        should_stop=lambda: jobs.status(job_id) != "running")
+        except synthesizer.Canceled:
+            log.info("job %s canceled while it was planned", job_id)
+            return jobs.status(job_id) or "canceled"
         except synthesizer.SynthesisError as exc:
             return self._fail(record, exc.code, str(exc))
         except LexiconError as exc:

@@ -50,9 +50,10 @@ class SynthesisResult:
     segments: int
 
 
-def plan(text: str, settings: Settings, text_type: str = "text", lexicons=()) -> list[Segment]:
+def plan(text: str, settings: Settings, text_type: str = "text", lexicons=(),
+         should_stop: Callable[[], bool] | None = None) -> list[Segment]:
     """Check and split the text (SSML when text_type is "ssml"), with the lexicons applied;
-    raise SynthesisError for text that cannot be spoken."""
+    raise SynthesisError for text that cannot be spoken, Canceled when `should_stop` says so."""
     if not text or not text.strip():
         raise SynthesisError("empty_text", "text is empty", "text")
     limit = settings.limits.max_chars
@@ -62,7 +63,10 @@ def plan(text: str, settings: Settings, text_type: str = "text", lexicons=()) ->
         segments = frontend.plan(
             text, ssml=text_type == "ssml", lexicons=lexicons,
             max_segment_chars=settings.text.max_segment_chars,
-            sentence_pause_s=settings.text.sentence_pause_s, clause_pause_s=settings.text.clause_pause_s)
+            sentence_pause_s=settings.text.sentence_pause_s, clause_pause_s=settings.text.clause_pause_s,
+            should_stop=should_stop)
+    except frontend.Interrupted:
+        raise Canceled() from None
     except SsmlError as exc:
         raise SynthesisError(exc.code, str(exc), "text") from None
     if not any(segment.text for segment in segments):

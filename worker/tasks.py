@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Callable
 
 from celery import shared_task
 
@@ -34,15 +35,36 @@ SPEECH_TASK = dict(acks_late=True, reject_on_worker_lost=True, autoretry_for=Tra
 def synthesize(job_id: str) -> str:
     """A job's first task: plan it, dispatch its chunks, speak chunk 0."""
     started = time.perf_counter()
-    status = context.runner().run(job_id)
+    status = _through_outages(lambda: context.runner().run(job_id))
     return _end(job_id, status, started, "planned and spoke chunk 0")
 
 
 @shared_task(name=tasks.SYNTHESIZE_CHUNK, **SPEECH_TASK)
 def synthesize_chunk(job_id: str, index: int, owner: str) -> str:
     started = time.perf_counter()
-    status = context.runner().run_chunk(job_id, index, owner)
+    status = _through_outages(lambda: context.runner().run_chunk(job_id, index, owner))
     return _end(job_id, status, started, f"spoke chunk {index}")
+
+
+# How long a task waits out a Redis outage in place before it gives up to Celery's retry.
+OUTAGE_WAIT_S = 120
+
+
+def _through_outages(step: Callable[[], str]) -> str:
+    """Run a step again when Redis goes away under it, once Redis is back: the step is idempotent
+    (a chunk that landed is not spoken again). Celery's own retry cannot do this: it publishes the
+    retry to the broker that is down, fails, and then rejects the message, losing the task."""
+    delay, waited = 0.5, 0.0
+    while True:
+        try:
+            return step()
+        except Transient:
+            if waited >= OUTAGE_WAIT_S:
+                raise
+            log.warning("Redis is unavailable; trying again in %.1f s", delay)
+            time.sleep(delay)
+            waited += delay
+            delay = min(5.0, delay * 2)
 
 
 def _end(job_id: str, status: str, started: float, what: str) -> str:

@@ -80,6 +80,9 @@ if redis.call('HEXISTS', KEYS[2], 'record') == 0 then
   return {0, 0, 0}
 end
 local new = redis.call('SADD', KEYS[1], ARGV[1])
+-- Each time the chunk's audio was spoken and landed (a redelivery that finds it landed speaks
+-- nothing and passes 0): more than one is a chunk run twice, which the chaos suite counts.
+if tonumber(ARGV[2]) > 0 then redis.call('HINCRBY', KEYS[2], 'chunk_renders:' .. ARGV[1], 1) end
 if new == 1 then
   redis.call('HINCRBY', KEYS[2], 'chunks_done', 1)
   redis.call('HINCRBY', KEYS[2], 'segments_done', ARGV[2])
@@ -133,6 +136,11 @@ class ChunkStore:
         """How many times each chunk has been started."""
         fields = self.client.hgetall(keyspace.job(job_id))
         return {int(k.split(":", 1)[1]): int(v) for k, v in fields.items() if k.startswith("chunk_attempts:")}
+
+    def renders(self, job_id: str) -> dict[int, int]:
+        """How many times each chunk was spoken and landed (1 each when nothing ran twice)."""
+        fields = self.client.hgetall(keyspace.job(job_id))
+        return {int(k.split(":", 1)[1]): int(v) for k, v in fields.items() if k.startswith("chunk_renders:")}
 
     def has_landed(self, job_id: str, index: int) -> bool:
         return bool(self.client.sismember(keyspace.job_chunks_done(job_id), index))

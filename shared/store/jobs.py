@@ -95,6 +95,8 @@ class JobStore:
         pipe.expire(self.job_key(record.id), self.ttl_s)
         pipe.set(self.text_key(record.id), request.text, ex=self.ttl_s)
         pipe.zadd(self.owner_key(owner), {record.id: record.created_at.timestamp()})
+        # A tenant who stops submitting leaves no index behind once its last job could be gone.
+        pipe.expire(self.owner_key(owner), self.ttl_s + 3600)
         pipe.execute()
         return record
 
@@ -273,12 +275,29 @@ class JobStore:
 
     # retention
     def prune_index(self, owner_keys_pattern: str = keyspace.OWNER_INDEX_PATTERN) -> int:
-        """Drop index entries older than the TTL (the records themselves expire in Redis)."""
+        """Drop index entries whose job is gone (its record expired in Redis or was deleted), and
+        any older than the TTL."""
         cutoff = time.time() - self.ttl_s - 3600
         removed = 0
         for key in self.redis.scan_iter(owner_keys_pattern, count=100):
             removed += self.redis.zremrangebyscore(key, "-inf", cutoff)
+            batch: list[str] = []
+            for job_id, _ in self.redis.zscan_iter(key, count=500):
+                batch.append(job_id)
+                if len(batch) == 500:
+                    removed += self._drop_gone(key, batch)
+                    batch = []
+            removed += self._drop_gone(key, batch)
         return removed
+
+    def _drop_gone(self, index_key: str, job_ids: list[str]) -> int:
+        if not job_ids:
+            return 0
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.exists(self.job_key(job_id))
+        gone = [job_id for job_id, exists in zip(job_ids, pipe.execute()) if not exists]
+        return int(self.redis.zrem(index_key, *gone)) if gone else 0
 
 
 def _encode(value) -> str:

@@ -101,6 +101,10 @@ _PRIORITY_SEP = "\x06\x16"
 # kombu's Redis transport keeps each delivered, not yet acknowledged message in this hash
 # (delivery tag -> [message, exchange, routing key]) until its worker acks it.
 BROKER_UNACKED = "unacked"
+# ... and when each was delivered (delivery tag -> unix time): kombu hands back to the queue every
+# message older than the visibility timeout. A live worker keeps its messages' times fresh
+# (worker/leases.py); a dead one's age out and return.
+BROKER_UNACKED_INDEX = "unacked_index"
 
 
 def broker_queue(queue: str, priority: int = 0) -> str:

@@ -61,3 +61,11 @@ class QueueStats:
             except (ValueError, TypeError, KeyError, IndexError):
                 continue  # not a message of ours: say nothing rather than guess
         return found
+
+    def renew(self, delivery_tags, now: float) -> int:
+        """Mark messages this worker still holds as delivered `now`, so kombu does not hand them
+        to another worker; XX: a message acknowledged meanwhile is not brought back."""
+        tags = list(delivery_tags)
+        if not tags:
+            return 0
+        return int(self.client.zadd(keyspace.BROKER_UNACKED_INDEX, {tag: now for tag in tags}, xx=True, ch=True))

@@ -18,8 +18,18 @@ class WorkerRegistry:
         pipe.hset(keyspace.WORKER_QUEUES, name, json.dumps(queues))
         if caps:
             pipe.hset(keyspace.ENGINES, caps["engine"], json.dumps(caps))
-        # Forget workers silent for ten heartbeats, so the set does not grow forever.
-        pipe.zremrangebyscore(keyspace.WORKERS, "-inf", now - 10 * ttl_s)
+        pipe.execute()
+        # Forget workers silent for ten heartbeats, with the queues they consumed: one entry per
+        # process ever started would otherwise pile up (each restart is a new pid).
+        gone = self.client.zrangebyscore(keyspace.WORKERS, "-inf", now - 10 * ttl_s)
+        if gone:
+            self.leave(*gone)
+
+    def leave(self, *names: str) -> None:
+        """A worker process stopping says so: /readyz need not wait out its heartbeat."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.zrem(keyspace.WORKERS, *names)
+        pipe.hdel(keyspace.WORKER_QUEUES, *names)
         pipe.execute()
 
     def alive(self, ttl_s: int) -> list[str]:

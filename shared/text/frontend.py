@@ -3,13 +3,14 @@ the preview of them: the one path both the workers (to speak) and the API (to pr
 from __future__ import annotations
 
 import dataclasses
+import time
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 from shared import ssml as ssml_doc
 from shared.text import pinyin
 from shared.text.lexicon import Lexicons
-from shared.text.normalizer import Aligned, normalize_aligned
+from shared.text.normalizer import Aligned, Interrupted, normalize_aligned
 from shared.text.say_as import reading
 from shared.text.segmenter import Segment, split_segments
 
@@ -90,11 +91,11 @@ def _piece(run: ssml_doc.Run, lexicons: Lexicons) -> Aligned:
     return Aligned(spoken, [whole + (None, None, ())] * len(spoken))
 
 
-def _segments(block: _Block, max_chars: int) -> list[Segment]:
-    normal = normalize_aligned(block.aligned())
+def _segments(block: _Block, max_chars: int, check=None) -> list[Segment]:
+    normal = normalize_aligned(block.aligned(), check)
     prosody = block.prosody
     found, cursor = [], 0
-    for piece in split_segments(normal.text, max_chars):
+    for piece in split_segments(normal.text, max_chars, check):
         at = normal.text.find(piece.text, cursor)
         cursor = at + len(piece.text)
         tags = normal.tags[at:cursor]
@@ -116,14 +117,35 @@ def _segments(block: _Block, max_chars: int) -> list[Segment]:
     return found
 
 
+def _every(should_stop: Callable[[], bool] | None, interval_s: float):
+    """A check for the planning loops: asks `should_stop` at most once per interval (it may read
+    Redis), and raises Interrupted when it says stop."""
+    if should_stop is None:
+        return None
+    due = time.monotonic() + interval_s
+
+    def check() -> None:
+        nonlocal due
+        now = time.monotonic()
+        if now >= due:
+            due = now + interval_s
+            if should_stop():
+                raise Interrupted()
+
+    return check
+
+
 def plan(text: str, *, ssml: bool = False, lexicons: Sequence = (), max_segment_chars: int = 60,
-         sentence_pause_s: float = 0.35, clause_pause_s: float = 0.15) -> list[Segment]:
-    """The segments to speak. Raises ssml.SsmlError for SSML voxq does not speak."""
+         sentence_pause_s: float = 0.35, clause_pause_s: float = 0.15,
+         should_stop: Callable[[], bool] | None = None, check_every_s: float = 0.25) -> list[Segment]:
+    """The segments to speak. Raises ssml.SsmlError for SSML voxq does not speak, and Interrupted
+    when `should_stop` (asked every check_every_s while planning a long text) says stop."""
     chosen = lexicons if isinstance(lexicons, Lexicons) else Lexicons(lexicons)
+    check = _every(should_stop, check_every_s)
     segments: list[Segment] = []
     leftover_marks: list[str] = []
     for block in _blocks(text, ssml, chosen, sentence_pause_s, clause_pause_s):
-        made = _segments(block, max_segment_chars)
+        made = _segments(block, max_segment_chars, check)
         if leftover_marks and made:
             first = made[0]
             made[0] = dataclasses.replace(first, marks=[{"name": n, "at": 0} for n in leftover_marks] + first.marks)

@@ -6,7 +6,7 @@ import logging
 import re
 import unicodedata
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from typing import Callable
 
 logger = logging.getLogger(__name__)
@@ -106,6 +106,11 @@ PRE_FOLD = str.maketrans({"²": "^2", "³": "^3", "㎡": "m^2", "㎥": "m^3", "�
 
 # re.ASCII wherever digits are matched: \d must not match other scripts' digits, which cn2an cannot read.
 NUM = r"\d+(?:\.\d+)?"
+# A number starts where a run of digits starts. Without this, each pattern below that begins with
+# a number is tried from every digit of a long run, each try scanning to the run's end: quadratic
+# (20,000 digits took a minute). A match can never start mid-run when none starts at the run's
+# start (the rest of the pattern sees the same text), so this changes no reading.
+AT_NUM = r"(?<!\d)"
 CODE_CONTEXT = re.compile(
     r"(?:号码|编号|单号|账号|帐号|卡号|学号|工号|尾号|证号|代码|密码|验证码|邮编|电话|手机|QQ|ID)(?:是|为|:|\s)*$",
     re.IGNORECASE | re.ASCII,
@@ -120,15 +125,15 @@ PHONE = re.compile(
     r"(?<!\d)(?:(?:\+86[- ]?)?1[3-9]\d{9}|0\d{2,3}-\d{7,8}|\d{3,4}-\d{3,4}-\d{4})(?![\d-])", re.ASCII
 )
 THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))", re.ASCII)
-PERCENT_RANGE = re.compile(rf"({NUM})\s*%?\s*[-~～]\s*({NUM})\s*%", re.ASCII)
-PERCENT = re.compile(rf"(-?{NUM})\s*%", re.ASCII)
-PERMILLE = re.compile(rf"(-?{NUM})\s*‰", re.ASCII)
-UNIT = re.compile(rf"({NUM})\s*({UNIT_RE})(?![A-Za-z])", re.ASCII)
-RANGE = re.compile(rf"({NUM})\s*[-~～]\s*({NUM})", re.ASCII)
+PERCENT_RANGE = re.compile(rf"{AT_NUM}({NUM})\s*%?\s*[-~～]\s*({NUM})\s*%", re.ASCII)
+PERCENT = re.compile(rf"(-?{AT_NUM}{NUM})\s*%", re.ASCII)
+PERMILLE = re.compile(rf"(-?{AT_NUM}{NUM})\s*‰", re.ASCII)
+UNIT = re.compile(rf"{AT_NUM}({NUM})\s*({UNIT_RE})(?![A-Za-z])", re.ASCII)
+RANGE = re.compile(rf"{AT_NUM}({NUM})\s*[-~～]\s*({NUM})", re.ASCII)
 NEGATIVE = re.compile(rf"(?<![\dA-Za-z])-({NUM})", re.ASCII)
-DOTTED = re.compile(r"\d+(?:\.\d+){2,}", re.ASCII)
+DOTTED = re.compile(AT_NUM + r"\d+(?:\.\d+){2,}", re.ASCII)
 FRACTION = re.compile(r"(?<!\d)(\d+)/(\d+)(?!\d)", re.ASCII)
-AMOUNT = re.compile(NUM, re.ASCII)
+AMOUNT = re.compile(AT_NUM + NUM, re.ASCII)
 # A lone 2 counting things is 两 (两个人), but not as an ordinal (第2个).
 MEASURES = "个只位件条本张次天年岁名块辆台种把双对杯瓶斤公米小分秒元美欧英千万克升吨毫厘平立度"
 TWO = re.compile(rf"(?<![\d.第])2(?![\d.])(?=\s*[{MEASURES}])", re.ASCII)
@@ -153,13 +158,14 @@ ORDINAL = re.compile(r"(?<![\d.])(\d+)(?:st|nd|rd|th)(?![A-Za-z])", re.ASCII)
 _iso = "|".join(ISO_CURRENCIES)
 _words = "|".join(sorted(CURRENCY_WORDS, key=len, reverse=True))
 CURRENCY = re.compile(rf"(US\$|HK\$|[¥$€£]|(?:{_iso})\s*)\s*({NUM})(\s*(?:{_words}))?", re.ASCII)
-CURRENCY_AFTER = re.compile(rf"({NUM})\s*({_iso})(?![A-Za-z])", re.ASCII)
+CURRENCY_AFTER = re.compile(rf"{AT_NUM}({NUM})\s*({_iso})(?![A-Za-z])", re.ASCII)
 TEMPERATURE_RANGE = re.compile(
     rf"(?<![\dA-Za-z])(-?{NUM})\s*(?:°C|°F|°|度)?\s*[~～到至]\s*(-?{NUM})\s*(°C|°F|°|度)", re.ASCII)
 BELOW_ZERO = re.compile(rf"(?<![\dA-Za-z])-({NUM})\s*(°C|°F|°|度)", re.ASCII)
 RATE = re.compile(r"(?<=[\u4e00-\u9fff])\s*/\s*(?=[\u4e00-\u9fff])")
 RATE_UNIT = re.compile(rf"(?<=[\u4e00-\u9fff])\s*/\s*({UNIT_RE})(?![A-Za-z])", re.ASCII)
-NEWLINES = re.compile(r"\s*[\r\n\u2028\u2029]+\s*")
+# (?<!\s): tried only where a run of spaces starts, or a long run without a newline is quadratic.
+NEWLINES = re.compile(r"(?<!\s)\s*[\r\n\u2028\u2029]+\s*")
 DROP = re.compile(rf"[^\u3400-\u4dbf\u4e00-\u9fff{KEEP}]+")
 PUNCT_RUN = re.compile(f"[{KEEP}]+")
 
@@ -172,6 +178,7 @@ def _cn2an():
     return cn2an
 
 
+@lru_cache(maxsize=4096)  # cn2an is slow per call, and text repeats the same small numbers
 def _number(text: str) -> str:
     """An integer or decimal, read as an amount; a leading - reads 负."""
     if text.startswith("-"):
@@ -365,43 +372,57 @@ def _fold(char: str) -> str:
     return unicodedata.normalize("NFKC", char.translate(PRE_FOLD))
 
 
-def normalize_aligned(source: Aligned) -> Aligned:
-    """`normalize`, keeping each output character's tag (see Aligned)."""
+class Interrupted(Exception):
+    """Raised by a `should_stop` callable to abandon normalising (the job was canceled)."""
+
+
+# The rewriting rules, in the order the table at the top describes: (pattern, replacement).
+RULES: tuple = (
+    (NEWLINES, "。"),
+    (URL, _url),
+    (TITLE, _title),
+    (ABBREVIATION, lambda m: ABBREVIATIONS[m.group(1).lower()]),
+    (INTERNATIONAL_PHONE, _international),
+    (VERSION, lambda m: "版本" + "点".join(_number(p) for p in m.group(1).split("."))),
+    (IPV4, lambda m: "点".join(_code(p) for p in m.group(0).split("."))),
+    (DATE, _date),
+    (YEAR, _year),
+    (TIME_RANGE, lambda m: f"{m.group(1)}到{m.group(2)}"),
+    (TIME, _time),
+    (RATIO, "比"),
+    (PHONE, lambda m: _code(m.group(0).replace("-", "").replace(" ", "").replace("+86", "加八六"))),
+    (THOUSANDS, ""),
+    (CURRENCY, _currency),
+    (CURRENCY_AFTER, lambda m: m.group(1) + ISO_CURRENCIES[m.group(2)]),
+    (PERCENT_RANGE, lambda m: f"百分之{_number(m.group(1))}到{_number(m.group(2))}"),
+    (PERCENT, lambda m: "百分之" + _number(m.group(1))),
+    (PERMILLE, lambda m: "千分之" + _number(m.group(1))),
+    (TEMPERATURE_RANGE, _temperature_range),
+    (BELOW_ZERO, lambda m: "零下" + _number(m.group(1)) + UNITS.get(m.group(2), m.group(2))),
+    (RATE_UNIT, lambda m: "每" + UNITS[m.group(1)]),
+    (UNIT, lambda m: m.group(1) + UNITS[m.group(2)]),
+    (RATE, "每"),
+    (UNIT_RANGE, "到"),
+    (RANGE, lambda m: f"{_number(m.group(1))}到{_number(m.group(2))}"),
+    (NEGATIVE, lambda m: "负" + _number(m.group(1))),
+    (ORDINAL, lambda m: "第" + _number(m.group(1))),
+    (MODEL_NUMBER, lambda m: m.group(1).translate(DIGITS)),
+    (DOTTED, lambda m: "点".join(_number(part) for part in m.group(0).split("."))),
+    (FRACTION, lambda m: f"{_number(m.group(2))}分之{_number(m.group(1))}"),
+    (TWO, "两"),
+    (AMOUNT, _amount),
+    (WORD_RE, _english),
+)
+
+
+def normalize_aligned(source: Aligned, should_stop: Callable[[], None] | None = None) -> Aligned:
+    """`normalize`, keeping each output character's tag (see Aligned). `should_stop` is called
+    between rules, and may raise (Interrupted) to abandon a long text."""
     a = source.map_chars(_fold)
-    a = a.sub(NEWLINES, "。")
-    a = a.sub(URL, _url)
-    a = a.sub(TITLE, _title)
-    a = a.sub(ABBREVIATION, lambda m: ABBREVIATIONS[m.group(1).lower()])
-    a = a.sub(INTERNATIONAL_PHONE, _international)
-    a = a.sub(VERSION, lambda m: "版本" + "点".join(_number(p) for p in m.group(1).split(".")))
-    a = a.sub(IPV4, lambda m: "点".join(_code(p) for p in m.group(0).split(".")))
-    a = a.sub(DATE, _date)
-    a = a.sub(YEAR, _year)
-    a = a.sub(TIME_RANGE, lambda m: f"{m.group(1)}到{m.group(2)}")
-    a = a.sub(TIME, _time)
-    a = a.sub(RATIO, "比")
-    a = a.sub(PHONE, lambda m: _code(m.group(0).replace("-", "").replace(" ", "").replace("+86", "加八六")))
-    a = a.sub(THOUSANDS, "")
-    a = a.sub(CURRENCY, _currency)
-    a = a.sub(CURRENCY_AFTER, lambda m: m.group(1) + ISO_CURRENCIES[m.group(2)])
-    a = a.sub(PERCENT_RANGE, lambda m: f"百分之{_number(m.group(1))}到{_number(m.group(2))}")
-    a = a.sub(PERCENT, lambda m: "百分之" + _number(m.group(1)))
-    a = a.sub(PERMILLE, lambda m: "千分之" + _number(m.group(1)))
-    a = a.sub(TEMPERATURE_RANGE, _temperature_range)
-    a = a.sub(BELOW_ZERO, lambda m: "零下" + _number(m.group(1)) + UNITS.get(m.group(2), m.group(2)))
-    a = a.sub(RATE_UNIT, lambda m: "每" + UNITS[m.group(1)])
-    a = a.sub(UNIT, lambda m: m.group(1) + UNITS[m.group(2)])
-    a = a.sub(RATE, "每")
-    a = a.sub(UNIT_RANGE, "到")
-    a = a.sub(RANGE, lambda m: f"{_number(m.group(1))}到{_number(m.group(2))}")
-    a = a.sub(NEGATIVE, lambda m: "负" + _number(m.group(1)))
-    a = a.sub(ORDINAL, lambda m: "第" + _number(m.group(1)))
-    a = a.sub(MODEL_NUMBER, lambda m: m.group(1).translate(DIGITS))
-    a = a.sub(DOTTED, lambda m: "点".join(_number(part) for part in m.group(0).split(".")))
-    a = a.sub(FRACTION, lambda m: f"{_number(m.group(2))}分之{_number(m.group(1))}")
-    a = a.sub(TWO, "两")
-    a = a.sub(AMOUNT, _amount)
-    a = a.sub(WORD_RE, _english)
+    for regex, repl in RULES:
+        if should_stop is not None:
+            should_stop()
+        a = a.sub(regex, repl)
     a = a.map_chars(lambda c: SYMBOLS.get(c, c).translate(PUNCTUATION))
     a = a.sub(DROP, "")
     a = a.sub(PUNCT_RUN, _collapse)

@@ -54,9 +54,9 @@ def _jieba():
     return jieba
 
 
-def words(text: str) -> list[str]:
-    """Jieba's word segmentation of the text."""
-    return _jieba().lcut(text)
+def words(text: str, hmm: bool = True) -> list[str]:
+    """Jieba's word segmentation of the text (hmm: guess words the dictionary lacks)."""
+    return _jieba().lcut(text, HMM=hmm)
 
 
 def _spoken_len(text: str) -> int:
@@ -72,7 +72,9 @@ def _pause(text: str) -> str:
 def _hard_split(text: str, max_chars: int) -> list[str]:
     """Run-on text in pieces of at most max_chars, cut between words where one fits."""
     pieces, piece = [], ""
-    for word in words(text):
+    # Without jieba's HMM: its Viterbi copies the path at every character, quadratic on a long run
+    # of characters its dictionary does not know; cutting between dictionary words is enough here.
+    for word in words(text, hmm=False):
         while len(piece) + len(word) > max_chars:
             if piece:
                 pieces.append(piece)
@@ -93,10 +95,13 @@ def _fit(clause: str, max_chars: int) -> list[Segment]:
     return [Segment(piece, "none") for piece in pieces[:-1]] + [Segment(pieces[-1], _pause(pieces[-1]))]
 
 
-def split_segments(text: str, max_chars: int = 60) -> list[Segment]:
-    """Sentences as segments; a sentence over max_chars spoken characters is packed clause by clause."""
+def split_segments(text: str, max_chars: int = 60, should_stop=None) -> list[Segment]:
+    """Sentences as segments; a sentence over max_chars spoken characters is packed clause by clause.
+    `should_stop`, if given, is called before each sentence and may raise to abandon the text."""
     segments: list[Segment] = []
     for sentence in SENTENCES.findall(text):
+        if should_stop is not None:
+            should_stop()
         # A newline ends the sentence but is no character of it.
         ends_line = sentence.endswith("\n")
         sentence = sentence.replace("\n", "").strip()

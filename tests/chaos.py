@@ -1,0 +1,164 @@
+"""The chaos suite's cluster and ledger: `voxq up` run the way a user runs it, faults caused for
+real, and a record of every accepted job (terminal state, times each chunk ran to success)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+import redis
+import requests
+
+from shared.store import keyspace
+from tests.conftest import ROOT, free_port
+
+TERMINAL = ("succeeded", "failed", "canceled")
+# Small chunks and short leases, so a few sentences are several chunks and recovery is quick.
+CHAOS_ENV = {
+    "VOXQ_VISIBILITY_TIMEOUT_S": "6",
+    "VOXQ_HEARTBEAT_TTL_S": "4",
+    "VOXQ_CHUNK_S": "3",
+    "VOXQ_FIRST_CHUNK_S": "1",
+    "VOXQ_STOP_GRACE_S": "20",
+    "VOXQ_RATE_LIMIT_PER_MINUTE": "0",
+}
+SENTENCES = ["今天天气很好。", "我们一起去公园散步吧！", "请在2024年3月15日10:30之前提交报告。",
+             "价格是¥12.5，折扣50%。", "人工智能正在改变世界，越来越多的企业开始使用语音助手。"]
+
+
+def text_of(n: int) -> str:
+    return "".join(SENTENCES[(n + i) % len(SENTENCES)] for i in range(1 + n % 4))
+
+
+class UpCluster:
+    """`voxq up` with its own data directory; env overrides on top of CHAOS_ENV."""
+
+    def __init__(self, data_dir: Path, workers: int = 2, redis_url: str | None = None, **env):
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        full = dict(os.environ, PYTHONUNBUFFERED="1", **CHAOS_ENV, **env)
+        for name in ("REDIS_URL", "FLOWER_BASIC_AUTH", "VOXQ_DATA_DIR"):
+            full.pop(name, None)
+        cmd = [sys.executable, "-m", "voxq", "up", "--port", str(self.port), "--flower-port", str(free_port()),
+               "--workers", str(workers), "--data-dir", str(data_dir)]
+        if redis_url:
+            cmd += ["--redis-url", redis_url]
+        self.out_path = data_dir.parent / "up.out"
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=full, stdout=open(self.out_path, "ab"),
+                                     stderr=subprocess.STDOUT)
+        self.session = requests.Session()
+
+    def output(self) -> str:
+        return self.out_path.read_text(errors="replace")
+
+    def wait_ready(self, timeout: float = 120) -> None:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            assert self.proc.poll() is None, self.output()
+            try:
+                if self.session.get(f"{self.base}/readyz", timeout=5).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.3)
+        raise AssertionError(f"cluster never became ready:\n{self.output()}")
+
+    @property
+    def redis(self) -> redis.Redis:
+        state = json.loads((self.data_dir / "up.json").read_text())
+        return redis.Redis.from_url(state["redis_url"], decode_responses=True)
+
+    def child(self, name: str) -> psutil.Process | None:
+        """The main process of one of voxq up's children, by the log it writes to."""
+        for proc in psutil.Process(self.proc.pid).children():
+            try:
+                if any(f.path.endswith(f"/logs/{name}.log") for f in proc.open_files()):
+                    return proc
+            except psutil.Error:
+                continue
+        return None
+
+    def submit(self, text: str, **extra) -> str:
+        response = self.session.post(f"{self.base}/v1/jobs", json={"text": text, **extra}, timeout=10)
+        assert response.status_code == 202, response.text
+        return response.json()["id"]
+
+    def job(self, job_id: str) -> dict:
+        return self.session.get(f"{self.base}/v1/jobs/{job_id}", timeout=10).json()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+@dataclass
+class Ledger:
+    """Every accepted job: its terminal state and how many times each chunk ran to success."""
+
+    name: str
+    jobs: dict[str, dict] = field(default_factory=dict)
+
+    def accept(self, job_id: str, **facts) -> None:
+        self.jobs[job_id] = dict(facts)
+
+    def settle(self, cluster: UpCluster, timeout: float) -> float:
+        """Wait until every job is terminal; returns how long that took."""
+        started = time.monotonic()
+        pending = set(self.jobs)
+        while pending:
+            assert time.monotonic() - started < timeout, {j: cluster.job(j)["status"] for j in list(pending)[:5]}
+            for job_id in list(pending):
+                try:
+                    body = cluster.job(job_id)
+                except requests.RequestException:
+                    continue
+                if body["status"] in TERMINAL:
+                    pending.discard(job_id)
+            time.sleep(0.3)
+        client = cluster.redis
+        for job_id, facts in self.jobs.items():
+            body = cluster.job(job_id)
+            facts["status"] = body["status"]
+            facts["error"] = (body.get("error") or {}).get("code")
+            fields = client.hgetall(keyspace.job(job_id))
+            facts["renders"] = {int(k.split(":")[1]): int(v) for k, v in fields.items()
+                                if k.startswith("chunk_renders:")}
+            facts["chunks"] = int(fields.get("chunks_total") or 0)
+        return time.monotonic() - started
+
+    @property
+    def succeeded(self) -> int:
+        return sum(f["status"] == "succeeded" for f in self.jobs.values())
+
+    @property
+    def lost(self) -> int:
+        return sum(f["status"] != "succeeded" for f in self.jobs.values())
+
+    @property
+    def run_twice(self) -> int:
+        return sum(n > 1 for f in self.jobs.values() for n in f["renders"].values())
+
+    @property
+    def chunks(self) -> int:
+        return sum(f["chunks"] for f in self.jobs.values())
+
+    def summary(self, **extra) -> str:
+        facts = {"jobs": len(self.jobs), "succeeded": self.succeeded, "lost": self.lost, "chunks": self.chunks,
+                 "chunk runs": sum(sum(f["renders"].values()) for f in self.jobs.values()),
+                 "run twice": self.run_twice, **extra}
+        line = f"LEDGER {self.name}: " + ", ".join(f"{k} {v}" for k, v in facts.items())
+        print(line)
+        with open(ROOT / "test-artifacts" / "chaos-ledger.txt", "a") as out:
+            out.write(line + "\n")
+        return line

@@ -1,0 +1,157 @@
+"""The chaos suite: real processes killed at random, Redis killed and brought back, a worker
+stopped mid-job, each against `voxq up` and its ledger of every accepted job (tests/chaos.py).
+Each test prints a LEDGER line (also appended to test-artifacts/chaos-ledger.txt)."""
+from __future__ import annotations
+
+import random
+import shutil
+import signal
+import subprocess
+import time
+
+import psutil
+import pytest
+import redis
+
+from shared.broker import restore_bound_s
+from shared.config import Settings
+from tests.chaos import CHAOS_ENV, Ledger, UpCluster, text_of
+from tests.conftest import free_port
+
+pytestmark = pytest.mark.slow
+LONG = "随着人工智能技术的快速发展，越来越多的企业开始使用智能语音助手。" * 6
+
+
+def bound_s(**env) -> float:
+    jobs = {"visibility_timeout_s": int(env.get("VOXQ_VISIBILITY_TIMEOUT_S", CHAOS_ENV["VOXQ_VISIBILITY_TIMEOUT_S"]))}
+    return restore_bound_s(Settings.load(jobs=jobs))
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    made = []
+
+    def make(**kwargs) -> UpCluster:
+        up = UpCluster(tmp_path / "data", **kwargs)
+        made.append(up)
+        up.wait_ready()
+        return up
+
+    yield make
+    for up in made:
+        up.stop()
+
+
+def test_random_sigkills_of_pool_children_and_worker_mains(cluster):
+    up = cluster(workers=2, VOXQ_MAX_ATTEMPTS="8")
+    ledger = Ledger("sigkills")
+    rng = random.Random(16)
+    kills = {"pool child": 0, "worker main": 0}
+    for n in range(40):
+        ledger.accept(up.submit(text_of(n), priority=rng.choice(["interactive", "batch"])))
+    main_started = time.monotonic()
+    while sum(kills.values()) < 20:
+        time.sleep(rng.uniform(0.4, 1.2))
+        main = up.child("worker")
+        if main is None:
+            continue  # being started again
+        pool = [p for p in main.children() if p.is_running()]
+        # A worker main killed again before it ran 12 s would be a crash loop (voxq/cluster.py):
+        # then a pool child instead.
+        if pool and (rng.random() < 0.75 or time.monotonic() - main_started < 12):
+            rng.choice(pool).send_signal(signal.SIGKILL)
+            kills["pool child"] += 1
+        else:
+            main.send_signal(signal.SIGKILL)
+            main_started = time.monotonic()
+            kills["worker main"] += 1
+    last_kill = time.monotonic()
+    took = ledger.settle(up, timeout=240)
+    ledger.summary(kills=kills, recovery_bound_s=bound_s(), settled_after_last_kill_s=round(took, 1))
+    assert sum(kills.values()) == 20 and kills["worker main"] >= 1
+    assert ledger.lost == 0, {j: f for j, f in ledger.jobs.items() if f["status"] != "succeeded"}
+    assert ledger.run_twice == 0, {j: f["renders"] for j, f in ledger.jobs.items()}
+    # Every job ended within the recovery bound plus the time to speak what was left (2 cores).
+    assert time.monotonic() - last_kill < bound_s() + 120
+    assert up.proc.poll() is None and "crash loop" not in up.output()
+    assert "starting it again" in up.output()
+
+
+def test_sigterm_to_a_worker_during_a_long_job(cluster):
+    up = cluster(workers=1)
+    ledger = Ledger("sigterm")
+    job_id = up.submit(LONG)
+    ledger.accept(job_id)
+    deadline = time.time() + 120
+    while (body := up.job(job_id))["progress"]["chunks_done"] < 1:
+        assert time.time() < deadline and body["status"] in ("queued", "running"), body
+        time.sleep(0.1)
+    main = up.child("worker")
+    started = time.monotonic()
+    main.send_signal(signal.SIGTERM)
+    psutil.wait_procs([main], timeout=int(CHAOS_ENV["VOXQ_STOP_GRACE_S"]) + 5)
+    stop_s = time.monotonic() - started
+    ledger.settle(up, timeout=180)
+    ledger.summary(stop_s=round(stop_s, 2), grace_s=CHAOS_ENV["VOXQ_STOP_GRACE_S"])
+    assert not main.is_running()
+    assert stop_s <= int(CHAOS_ENV["VOXQ_STOP_GRACE_S"])
+    assert ledger.lost == 0 and ledger.run_twice == 0, ledger.jobs
+    assert ledger.jobs[job_id]["chunks"] >= 4
+    # The supervisor started it again: a rolling restart is no outage.
+    assert "worker exited with status 0; starting it again" in up.output()
+
+
+class AofRedis:
+    """A redis-server with AOF everysec that can be SIGKILLed and started again on its port."""
+
+    def __init__(self, folder):
+        self.folder = folder
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.start()
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [shutil.which("redis-server"), "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.folder),
+             "--appendonly", "yes", "--appendfsync", "everysec", "--save", ""],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = redis.Redis(port=self.port)
+        for _ in range(200):
+            try:
+                client.ping()
+                return
+            except redis.RedisError:
+                time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(10)
+
+
+def test_redis_sigkilled_under_load_and_restarted_15_s_later(cluster, tmp_path):
+    server = AofRedis(tmp_path)
+    try:
+        up = cluster(workers=2, redis_url=server.url)
+        ledger = Ledger("redis-restart")
+        for n in range(16):
+            ledger.accept(up.submit(text_of(n)))
+        time.sleep(1.2)  # every job accepted at least 1 s before the kill
+        workers = [up.child("worker"), up.child("webhooks")]
+        server.kill()
+        # The API fails fast meanwhile: a 503 in milliseconds, not a hang.
+        started = time.monotonic()
+        answer = up.session.post(f"{up.base}/v1/jobs", json={"text": "你好。"}, timeout=10)
+        fail_fast_ms = (time.monotonic() - started) * 1000
+        time.sleep(15)
+        server.start()
+        took = ledger.settle(up, timeout=240)
+        survived = all(w.is_running() for w in workers)
+        ledger.summary(api_503_ms=round(fail_fast_ms), workers_survived=survived,
+                       settled_after_restart_s=round(took, 1))
+        assert answer.status_code == 503 and fail_fast_ms < 1500, answer.text
+        assert survived, up.output()
+        assert ledger.lost == 0, {j: f for j, f in ledger.jobs.items() if f["status"] != "succeeded"}
+        assert ledger.run_twice == 0, {j: f["renders"] for j, f in ledger.jobs.items()}
+    finally:
+        server.kill()
