@@ -63,6 +63,10 @@ class EngineCapabilities(BaseModel):
     formats: list[str]
     sample_rates: list[int]
     opus_sample_rates: list[int] = []
+    format_sample_rates: dict[str, list[int]] = Field({}, description="each format's rates (G.711: 8000 only)")
+    default_loudness_lufs: dict[str, float] = Field({}, description="each format's loudness target when a request gives none")
+    loudness_range_lufs: list[float] = []
+    true_peak_ceiling_dbtp: float | None = None
     limits: Limits
 
 

@@ -67,7 +67,7 @@ def test_bad_input_is_one_line_and_nonzero(tmp_path, args, message):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["-o", "{dir}/e.aac"], "cannot write aac audio ({dir}/e.aac); use one of the extensions"),
+    (["-o", "{dir}/e.wma"], "cannot write wma audio ({dir}/e.wma); use one of the extensions"),
     (["-o", "{dir}/x.mp3", "--format", "wav"], "--format wav contradicts the extension of {dir}/x.mp3 (mp3)"),
     (["-o", "{dir}/missing/x.wav"], "cannot write audio {dir}/missing/x.wav: the folder {dir}/missing does not exist"),
     (["-o", "{dir}/x.wav", "--marks", "{dir}/missing/m.json"], "cannot write marks {dir}/missing/m.json"),
