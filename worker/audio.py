@@ -119,7 +119,8 @@ class Resampled:
         if self._resampler is not None:
             self.write(np.zeros(0, dtype=np.float32), last=True)
             self._resampler = None
-        return np.concatenate(self._parts) if self._parts else np.zeros(0, dtype=np.float32)
+        parts, self._parts = self._parts, []
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
 
 
 def write_pcm(path, samples: np.ndarray, rate: int) -> int:

@@ -19,6 +19,8 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
+import pyloudnorm
+import scipy.signal  # noqa: F401 - pyloudnorm's filters load it on first use: load it with the worker, not in a job
 import soxr
 
 BLOCK_S = 0.4  # BS.1770's gating block
@@ -35,20 +37,28 @@ class Measure:
 
 def measure(samples: np.ndarray, rate: int) -> Measure:
     """The gating blocks and true peak of a chunk (float samples, full scale 1.0)."""
-    import pyloudnorm  # workers only; pyloudnorm brings scipy
-
     if not len(samples):
         return Measure([], -math.inf)
-    data = samples.astype(np.float64)
+    samples = samples.astype(np.float32, copy=False)  # pyloudnorm copies it: float32 keeps that small
     # A chunk shorter than one block (a last word) is measured as one block of its own length.
-    meter = pyloudnorm.Meter(rate, block_size=min(BLOCK_S, len(data) / rate))
+    meter = pyloudnorm.Meter(rate, block_size=min(BLOCK_S, len(samples) / rate))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # silence: log10(0) in pyloudnorm's blocks
-        meter.integrated_loudness(data)
+        meter.integrated_loudness(samples)
     blocks = [round(float(b), 3) for b in meter.blockwise_loudness if math.isfinite(b)]
-    oversampled = soxr.resample(samples.astype(np.float32), rate, rate * OVERSAMPLE, quality="HQ")
-    peak = float(max(np.abs(oversampled).max(initial=0.0), np.abs(samples).max(initial=0.0)))
-    return Measure(blocks, 20 * math.log10(peak) if peak > 0 else -math.inf)
+    return Measure(blocks, true_peak_db(samples, rate))
+
+
+def true_peak_db(samples: np.ndarray, rate: int) -> float:
+    """The true peak (dBTP): the samples oversampled four times, a second at a time, so the
+    oversampled copy is never held whole."""
+    upsampler = soxr.ResampleStream(rate, rate * OVERSAMPLE, 1, dtype="float32", quality="HQ")
+    peak = float(np.abs(samples).max(initial=0.0))
+    for start in range(0, len(samples), rate):
+        piece = samples[start:start + rate]
+        peak = max(peak, float(np.abs(upsampler.resample_chunk(piece, last=start + rate >= len(samples)))
+                               .max(initial=0.0)))
+    return 20 * math.log10(peak) if peak > 0 else -math.inf
 
 
 def _power_mean(blocks: np.ndarray) -> float:
