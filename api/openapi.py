@@ -400,8 +400,8 @@ def operations() -> dict[str, dict[str, dict]]:
                     "200": {"description": "the audio as it is made (pcm: raw 24 kHz 16-bit little-endian "
                                            "mono), or with stream_format sse, speech.audio.delta events and a "
                                            "closing speech.audio.done",
-                            "content": {**_binary(("audio/mpeg", "audio/ogg", "audio/flac", "audio/wav",
-                                                   "audio/pcm"), "")["content"],
+                            "content": {**_binary(("audio/mpeg", "audio/ogg", "audio/aac", "audio/flac",
+                                                   "audio/wav", "audio/pcm"), "")["content"],
                                         # Each event: data is JSON, {"type": "speech.audio.delta", "audio"}
                                         # or {"type": "speech.audio.done", "usage"} (or "error").
                                         "text/event-stream": {"schema": {
