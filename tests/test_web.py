@@ -415,14 +415,18 @@ def test_aac_and_the_telephone_formats_from_the_page_decoded_by_chromium(page, c
     page.select_option("#format", "mulaw")
     assert page.eval_on_selector_all("#sample-rate option", "os => os.map(o => o.value)") == ["8000"]
     assert "-20 LUFS" in page.locator("#loudness option").first.inner_text()
+    href = None
     for fmt in ("aac", "m4a"):
         page.select_option("#format", fmt)
         assert "-23 LUFS" in page.locator("#loudness option").first.inner_text()
         page.select_option("#loudness", "-16")
         page.fill("#text", "今天天气很好。我们一起去公园散步吧。")
         page.click("#submit")
-        page.wait_for_function("() => document.getElementById('result').dataset.status === 'succeeded'",
-                               timeout=60_000)
+        # This job's own download link, not the one before it.
+        page.wait_for_function("""(before) => {
+          const link = document.getElementById('download').getAttribute('href');
+          return document.getElementById('result').dataset.status === 'succeeded' && link && link !== before;
+        }""", arg=href, timeout=60_000)
         href = page.get_attribute("#download", "href")
         job = requests.get(f"{cluster.url}/v1/jobs/{href.split('/')[3]}", timeout=10).json()
         assert job["options"]["format"] == fmt and job["options"]["loudness"] == -16
