@@ -12,8 +12,10 @@ Mapping (documented in VOICES, INSTRUCTION_WORDS and SPEECH_TYPES below):
   Anything else: 400, param "voice".
 - instructions: the first emotion word found (English or Chinese, INSTRUCTION_WORDS) sets the
   emotion, e.g. "say it happily" or "开心地说" -> happy. No other instruction is followed.
-- response_format: mp3, opus (Ogg Opus), flac, wav, pcm (raw 24 kHz 16-bit little-endian mono).
-  aac: 400, because the audio stack (libsndfile) has no AAC encoder.
+- response_format: mp3, opus (Ogg Opus), aac (ADTS, encoded by the workers with PyAV), flac, wav,
+  pcm (raw 24 kHz 16-bit little-endian mono). All but flac stream as they are made.
+- loudness (voxq's own, beyond OpenAI's shape): a target in LUFS or "off"; absent, files are
+  normalised to -23 LUFS over the whole answer (shared/options.py).
 - speed: 0.5 to 2.0 (OpenAI allows 0.25 to 4.0; outside voxq's range is a 400, not a silent clamp).
 - input: at most 4096 characters, as OpenAI (and the server's VOXQ_MAX_CHARS if lower).
 
@@ -77,6 +79,7 @@ SPEECH_TYPES = {
     "flac": "audio/flac",
     "wav": "audio/wav",
     "pcm": "audio/pcm",
+    "aac": "audio/aac",
 }
 
 _INPUT_CODES = {400, 404, 409, 413, 415, 422}
@@ -94,7 +97,7 @@ class SpeechRequest(BaseModel):
                        description=f"an OpenAI voice ({', '.join(VOICES)}) or a voxq voice name",
                        examples=["alloy"])
     response_format: Literal["mp3", "opus", "aac", "flac", "wav", "pcm"] = Field(
-        "mp3", description="aac is refused with a 400: the server has no AAC encoder")
+        "mp3", description="aac is an ADTS stream; pcm is raw 24 kHz 16-bit little-endian mono")
     speed: float = Field(1.0, ge=0.5, le=2.0)
     instructions: str | None = Field(None, max_length=4096,
                                      description="an emotion word in it (happy, 开心, sad, calm, ...) sets the emotion")
@@ -104,6 +107,8 @@ class SpeechRequest(BaseModel):
     # voxq's own, beyond OpenAI's shape (the SDKs send them with extra_body).
     text_type: Literal["text", "ssml"] = Field("text", description="ssml: input is an SSML document")
     lexicons: list[str] | None = Field(None, max_length=32, description="the caller's lexicons to apply")
+    loudness: float | Literal["off"] | None = Field(
+        None, description="integrated loudness target in LUFS, or off; absent: the format's default")
 
 
 class OpenAIErrorBody(BaseModel):
@@ -161,16 +166,13 @@ def _job_body(speech: SpeechRequest) -> dict:
     emotion = emotion_from_instructions(speech.instructions) or emotion
     if emotion not in known_emotions():
         emotion = "neutral"
-    if speech.response_format == "aac":
-        raise ApiError(400, "unsupported_response_format",
-                       "response_format 'aac' is not supported by this server (it has no AAC encoder); "
-                       "use mp3, opus, flac, wav or pcm", "response_format")
     if not speech.input.strip():
         raise ApiError(400, "empty_input", "input is empty", "input")
     return {
         "text": speech.input, "text_type": speech.text_type, "lexicons": speech.lexicons,
         "voice": voice, "emotion": emotion, "speed": speech.speed,
         "format": speech.response_format, "sample_rate": SAMPLE_RATE, "priority": "interactive",
+        "loudness": speech.loudness,
         "metadata": {"via": "/v1/audio/speech", "model": speech.model, "voice": speech.voice},
     }
 

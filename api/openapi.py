@@ -63,6 +63,10 @@ class EngineCapabilities(BaseModel):
     formats: list[str]
     sample_rates: list[int]
     opus_sample_rates: list[int] = []
+    format_sample_rates: dict[str, list[int]] = Field({}, description="each format's rates (G.711: 8000 only)")
+    default_loudness_lufs: dict[str, float] = Field({}, description="each format's loudness target when a request gives none")
+    loudness_range_lufs: list[float] = []
+    true_peak_ceiling_dbtp: float | None = None
     limits: Limits
 
 
@@ -396,8 +400,8 @@ def operations() -> dict[str, dict[str, dict]]:
                     "200": {"description": "the audio as it is made (pcm: raw 24 kHz 16-bit little-endian "
                                            "mono), or with stream_format sse, speech.audio.delta events and a "
                                            "closing speech.audio.done",
-                            "content": {**_binary(("audio/mpeg", "audio/ogg", "audio/flac", "audio/wav",
-                                                   "audio/pcm"), "")["content"],
+                            "content": {**_binary(("audio/mpeg", "audio/ogg", "audio/aac", "audio/flac",
+                                                   "audio/wav", "audio/pcm"), "")["content"],
                                         # Each event: data is JSON, {"type": "speech.audio.delta", "audio"}
                                         # or {"type": "speech.audio.done", "usage"} (or "error").
                                         "text/event-stream": {"schema": {

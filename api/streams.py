@@ -6,9 +6,16 @@ The API serves with gevent workers (api/gunicorn_conf.py), so a stream waiting f
 sleeping greenlet, not a held worker process or thread.
 
 - wav: a streaming header (sizes set to the largest value, as for a live source), then 16-bit PCM;
-  pcm: the PCM alone. Both are exactly the bytes of the finished file's audio.
-- mp3, ogg, opus: each chunk encoded on its own, laid end to end: chained Ogg streams, or MP3
-  streams back to back. flac cannot be streamed (its header needs the length): 409.
+  pcm: the PCM alone. Both are exactly the bytes of the finished file's audio (with loudness off,
+  or a job of one chunk; see below).
+- mp3, ogg, opus, aac: each chunk encoded on its own, laid end to end: chained Ogg streams, MP3
+  streams or ADTS (AAC) streams back to back. flac and m4a cannot be streamed (their headers need
+  the length): 409.
+- mulaw-raw, alaw-raw: each chunk's G.711 bytes (G.711 codes each sample alone, so they join
+  seamlessly); mulaw, alaw: a WAV header of unknown length that the worker of chunk 0 wrote
+  (this process has no audio stack to make one), then the same bytes.
+- With loudness on, each chunk plays at the gain its own measurement gives; the finished file has
+  one gain measured over the whole job (worker/loudness.py). A one-chunk job's stream is its file.
 - A client that connects late gets everything from the start; one that connects after the job
   succeeded gets the finished file.
 - A job that fails or is canceled mid-stream ends the stream without its last (empty) chunk of
@@ -28,13 +35,13 @@ from api import services
 from api.errors import ApiError
 from api.intake import owned_job
 from shared.jobs import JobRecord
-from shared.options import CONTENT_TYPES
+from shared.options import CONTENT_TYPES, STREAM_HEADER_KIND, STREAM_HEADERS, STREAM_PIECES
 
 bp = Blueprint("streams", __name__, url_prefix="/v1/jobs")
 
 BLOCK = 64 * 1024
 POLL_S = 0.05
-STREAMABLE = ("wav", "pcm", "mp3", "ogg", "opus")
+STREAMABLE = tuple(STREAM_PIECES)
 # A stream that has seen no progress for this long gives up (a stuck cluster must not pin it).
 IDLE_TIMEOUT_S = 600.0
 
@@ -44,7 +51,7 @@ class StreamAborted(Exception):
 
 
 def piece_kind(fmt: str) -> str:
-    return "pcm" if fmt in ("wav", "pcm") else fmt
+    return STREAM_PIECES[fmt]
 
 
 def wav_stream_header(rate: int) -> bytes:
@@ -93,9 +100,10 @@ def audio_chunks(record: JobRecord, with_header: bool = True) -> Iterator[bytes]
             continue
         path = storage.chunk_path(job_id, index, kind)
         if total is not None and path.is_file():
-            if fmt == "wav" and with_header and not header_sent:
+            if with_header and not header_sent and fmt in ("wav", *STREAM_HEADERS):
                 header_sent = True
-                yield wav_stream_header(rate)
+                yield (wav_stream_header(rate) if fmt == "wav"
+                       else storage.chunk_path(job_id, 0, STREAM_HEADER_KIND).read_bytes())
             try:
                 for block in _blocks(path):
                     sent_pcm += len(block)

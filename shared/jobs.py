@@ -62,6 +62,8 @@ class Result(BaseModel):
     bytes: int
     sha256: str
     marks_url: str | None = None
+    loudness_lufs: float | None = Field(None, description="the file's integrated loudness (BS.1770), when loudness is on")
+    true_peak_dbtp: float | None = Field(None, description="the file's true peak, when loudness is on")
 
 
 class JobError(BaseModel):

@@ -1,15 +1,22 @@
-"""The synthesis options every engine and every caller agree on: names, ranges, formats, rates."""
+"""The synthesis options every engine and every caller agree on: names, ranges, formats, rates,
+loudness, and what each format's stream is made of."""
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 EMOTIONS = ("neutral", "happy", "sad", "angry", "calm", "surprised")
-FORMATS = ("wav", "flac", "ogg", "opus", "mp3", "pcm")
+# mulaw and alaw are G.711 in a WAV file (format codes 7 and 6); "-raw" is the same bytes with no
+# header, as telephony systems (SIP/RTP gateways, Twilio-style media streams) take them.
+# aac is an ADTS stream (.aac); m4a is AAC in an MP4 file.
+FORMATS = ("wav", "flac", "ogg", "opus", "mp3", "pcm", "aac", "m4a", "mulaw", "alaw", "mulaw-raw", "alaw-raw")
 SAMPLE_RATES = (8000, 16000, 22050, 24000, 44100, 48000)
 # libopus encodes only at these rates; other rates get a clear error, never a silent resample.
 OPUS_RATES = (8000, 16000, 24000, 48000)
+# G.711 is the telephone network's codec: 8 kHz, nothing else.
+TELEPHONE_FORMATS = ("mulaw", "alaw", "mulaw-raw", "alaw-raw")
+TELEPHONE_RATES = (8000,)
 
 CONTENT_TYPES = {
     "wav": "audio/wav",
@@ -18,10 +25,38 @@ CONTENT_TYPES = {
     "opus": "audio/ogg; codecs=opus",
     "mp3": "audio/mpeg",
     "pcm": "audio/L16",
+    "aac": "audio/aac",
+    "m4a": "audio/mp4",
+    "mulaw": "audio/wav",
+    "alaw": "audio/wav",
+    # RFC 4856's names for raw G.711.
+    "mulaw-raw": "audio/PCMU",
+    "alaw-raw": "audio/PCMA",
 }
-EXTENSIONS = {"wav": "wav", "flac": "flac", "ogg": "ogg", "opus": "opus", "mp3": "mp3", "pcm": "pcm"}
+EXTENSIONS = {"wav": "wav", "flac": "flac", "ogg": "ogg", "opus": "opus", "mp3": "mp3", "pcm": "pcm",
+              "aac": "aac", "m4a": "m4a", "mulaw": "wav", "alaw": "wav", "mulaw-raw": "ulaw", "alaw-raw": "alaw"}
 
-Format = Literal["wav", "flac", "ogg", "opus", "mp3", "pcm"]
+# What a stream sends of each chunk (the chunk file's kind, written by the worker that spoke it):
+# the PCM for wav and pcm; for the others the chunk encoded on its own, in a form whose pieces
+# play laid end to end (chained Ogg streams, MP3 and ADTS frames, headerless G.711 bytes).
+# flac and m4a are absent: their headers need the whole length, so they do not stream.
+STREAM_PIECES = {"wav": "pcm", "pcm": "pcm", "mp3": "mp3", "ogg": "ogg", "opus": "opus", "aac": "aac",
+                 "mulaw": "mulaw-raw", "alaw": "alaw-raw", "mulaw-raw": "mulaw-raw", "alaw-raw": "alaw-raw"}
+# Formats whose stream starts with a header the worker of chunk 0 writes once per job (a WAV
+# header for G.711 of unknown length); the API has no audio stack to make one.
+STREAM_HEADERS = ("mulaw", "alaw")
+STREAM_HEADER_KIND = "head"
+
+# Loudness targets (integrated, EBU R128 / ITU-R BS.1770) when a request gives none: files at
+# broadcast level (R128's -23 LUFS, which is also where the default voice speaks); the telephone
+# formats hotter, since the line and the handset lose level and G.711's noise is relative to full
+# scale. The true-peak ceiling holds for every target: a gain that would pass it is cut back to it.
+FILE_LOUDNESS_LUFS = -23.0
+TELEPHONE_LOUDNESS_LUFS = -20.0
+TRUE_PEAK_CEILING_DBTP = -1.0
+LOUDNESS_RANGE = (-40.0, -10.0)
+
+Format = Literal["wav", "flac", "ogg", "opus", "mp3", "pcm", "aac", "m4a", "mulaw", "alaw", "mulaw-raw", "alaw-raw"]
 SampleRate = Literal[8000, 16000, 22050, 24000, 44100, 48000]
 
 
@@ -36,12 +71,54 @@ class SynthesisOptions(BaseModel):
     pitch: float = Field(1.0, ge=0.5, le=2.0)
     volume: float = Field(1.0, ge=0.0, le=2.0)
     format: Format = "wav"
-    sample_rate: SampleRate | None = Field(None, description="None is the engine's native rate")
+    sample_rate: SampleRate | None = Field(
+        None, description="None is the engine's native rate (8000 for the G.711 formats, their only rate)")
     marks: bool = False
+    loudness: float | Literal["off"] | None = Field(
+        None, description=f"integrated loudness target in LUFS ({LOUDNESS_RANGE[0]:g} to {LOUDNESS_RANGE[1]:g}), "
+        f"measured over the whole job, with a true-peak ceiling of {TRUE_PEAK_CEILING_DBTP:g} dBTP; \"off\" "
+        f"keeps the voice's own level; None is the format's default ({FILE_LOUDNESS_LUFS:g} LUFS for files, "
+        f"{TELEPHONE_LOUDNESS_LUFS:g} for mulaw and alaw)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _telephone_rate(cls, data):
+        # G.711 has one rate, so "the default rate" means 8000 there, not the engine's native rate.
+        if isinstance(data, dict) and data.get("format") in TELEPHONE_FORMATS and data.get("sample_rate") is None:
+            data = {**data, "sample_rate": TELEPHONE_RATES[0]}
+        return data
+
+    @model_validator(mode="after")
+    def _loudness_range(self):
+        if isinstance(self.loudness, float) and not LOUDNESS_RANGE[0] <= self.loudness <= LOUDNESS_RANGE[1]:
+            raise ValueError(f"loudness must be between {LOUDNESS_RANGE[0]:g} and {LOUDNESS_RANGE[1]:g} LUFS, "
+                             "or \"off\"")
+        return self
+
+
+def loudness_target(options: SynthesisOptions) -> float | None:
+    """The job's loudness target in LUFS, or None when loudness is off."""
+    if options.loudness == "off":
+        return None
+    if options.loudness is not None:
+        return float(options.loudness)
+    return TELEPHONE_LOUDNESS_LUFS if options.format in TELEPHONE_FORMATS else FILE_LOUDNESS_LUFS
+
+
+def rates_for(fmt: str) -> tuple[int, ...]:
+    """The sample rates a format can carry."""
+    if fmt in TELEPHONE_FORMATS:
+        return TELEPHONE_RATES
+    if fmt == "opus":
+        return OPUS_RATES
+    return SAMPLE_RATES
 
 
 def check_format_rate(fmt: str, rate: int | None) -> str | None:
     """Return an error message when the format cannot carry that rate, else None."""
-    if fmt == "opus" and rate is not None and rate not in OPUS_RATES:
-        return f"opus supports sample rates {', '.join(map(str, OPUS_RATES))}; got {rate}"
+    allowed = rates_for(fmt)
+    if rate is not None and rate not in allowed:
+        if fmt in TELEPHONE_FORMATS:
+            return f"{fmt} (G.711, telephone) supports only 8000 Hz; got {rate}"
+        return f"{fmt} supports sample rates {', '.join(map(str, allowed))}; got {rate}"
     return None

@@ -12,7 +12,7 @@ import soundfile as sf
 
 from shared.config import Settings
 from shared.jobs import JobRequest
-from shared.options import SynthesisOptions
+from shared.options import SynthesisOptions, loudness_target
 from shared.storage import Storage
 from shared.store import Store
 from tests.conftest import Worker, wait_for
@@ -55,7 +55,7 @@ def test_chunks_laid_end_to_end_are_the_one_piece_audio(engine, settings, tmp_pa
         first += len(chunk)
     out_rate = rate or engine.sample_rate
     built = assembly.assemble(storage, job_id, len(chunks), fmt, out_rate, tmp_path / f"chunked.{fmt}",
-                              tmp_path / "chunked.json")
+                              tmp_path / "chunked.json", loudness_target(options))
     if fmt == "pcm":
         one, two = (np.frombuffer((tmp_path / f"{n}.pcm").read_bytes(), "<i2") for n in ("whole", "chunked"))
     else:

@@ -67,7 +67,7 @@ def test_bad_input_is_one_line_and_nonzero(tmp_path, args, message):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["-o", "{dir}/e.aac"], "cannot write aac audio ({dir}/e.aac); use one of the extensions"),
+    (["-o", "{dir}/e.wma"], "cannot write wma audio ({dir}/e.wma); use one of the extensions"),
     (["-o", "{dir}/x.mp3", "--format", "wav"], "--format wav contradicts the extension of {dir}/x.mp3 (mp3)"),
     (["-o", "{dir}/missing/x.wav"], "cannot write audio {dir}/missing/x.wav: the folder {dir}/missing does not exist"),
     (["-o", "{dir}/x.wav", "--marks", "{dir}/missing/m.json"], "cannot write marks {dir}/missing/m.json"),
@@ -94,6 +94,22 @@ def test_format_follows_the_extension_and_stdout_works(tmp_path):
     samples, rate = sf.read(io.BytesIO(run.stdout))
     assert rate == 24000 and len(samples) > rate // 2
     assert run.stderr.decode().startswith("stdout: ") and len(run.stderr.decode().splitlines()) == 1
+
+
+def test_telephone_and_aac_extensions(tmp_path):
+    raw = tmp_path / "prompt.ulaw"
+    run = voxq("synth", "您好，请按1。", "-o", str(raw), "--loudness", "-18")
+    assert run.returncode == 0, run.stderr
+    assert "mulaw-raw, 8000 Hz" in run.stderr.decode()
+    samples, _ = sf.read(raw, samplerate=8000, channels=1, format="RAW", subtype="ULAW")
+    assert len(samples) == raw.stat().st_size > 8000 and abs(samples).max() > 0.1
+    wav = tmp_path / "prompt.wav"
+    assert voxq("synth", "您好。", "-o", str(wav), "--format", "alaw").returncode == 0
+    assert sf.info(wav).subtype == "ALAW" and sf.info(wav).samplerate == 8000
+    run = voxq("synth", "您好。", "-o", str(tmp_path / "x.alaw"), "--sample-rate", "16000")
+    assert run.returncode == 2 and "alaw-raw (G.711, telephone) supports only 8000 Hz" in run.stderr.decode()
+    run = voxq("synth", "您好。", "-o", str(tmp_path / "x.m4a"), "--loudness", "loud")
+    assert run.returncode == 2 and "invalid --loudness 'loud'" in run.stderr.decode()
 
 
 def test_a_missing_engine_package_is_one_line(tmp_path):

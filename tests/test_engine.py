@@ -95,7 +95,9 @@ def test_limits(settings):
 
 @pytest.mark.slow
 def test_long_text_streams_to_disk_in_bounded_memory(engine, tmp_path):
-    settings = Settings.load()
+    # The one-piece path holds one chunk at a time, whole, to measure its loudness before writing
+    # it: memory follows the chunk size, never the text's length. Small chunks make that visible.
+    settings = Settings.load(text={"chunk_s": 5.0})
     text = "科学家们经过多年的努力，终于在这个领域取得了重大突破。" * 60  # 1,620 characters
     out = tmp_path / "long.wav"
     tracemalloc.start()
@@ -105,7 +107,7 @@ def test_long_text_streams_to_disk_in_bounded_memory(engine, tmp_path):
     audio_bytes = result.duration_s * 24000 * 4  # what holding it whole as float32 would take
     assert result.duration_s > 300
     assert out.stat().st_size > 10_000_000
-    # Peak Python-side memory is a few segments, not the whole recording.
+    # Peak Python-side memory is a few chunks, not the whole recording.
     assert peak < audio_bytes / 5, (peak, audio_bytes)
 
 

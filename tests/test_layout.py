@@ -9,10 +9,11 @@ import sys
 
 from tests.conftest import ROOT
 
-FORBIDDEN = ("worker", "ai_edge_litert", "torch", "jieba", "pypinyin", "cn2an", "pyworld", "soundfile", "soxr")
+FORBIDDEN = ("worker", "ai_edge_litert", "torch", "jieba", "pypinyin", "cn2an", "pyworld", "soundfile", "soxr", "av",
+             "pyloudnorm", "scipy")
 # POST /v1/text/preview runs the shared text front end (shared/text) in the API process, so it,
 # and only it, loads jieba, pypinyin and cn2an; never the workers or the model stack.
-PREVIEW_FORBIDDEN = ("worker", "ai_edge_litert", "torch", "pyworld", "soundfile", "soxr")
+PREVIEW_FORBIDDEN = ("worker", "ai_edge_litert", "torch", "pyworld", "soundfile", "soxr", "av", "pyloudnorm", "scipy")
 
 PROBE = """
 import json, sys

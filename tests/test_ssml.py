@@ -17,7 +17,9 @@ from worker import synthesizer
 def speak(engine, settings, tmp_path, document: str, name: str = "out", marks: bool = False):
     out = tmp_path / f"{name}.wav"
     marks_path = tmp_path / f"{name}.json" if marks else None
-    synthesizer.speak(engine, document, SynthesisOptions(marks=marks), out, settings, marks_path, text_type="ssml")
+    # Loudness off: these compare levels between documents, which normalising would even out.
+    synthesizer.speak(engine, document, SynthesisOptions(marks=marks, loudness="off"), out, settings, marks_path,
+                      text_type="ssml")
     audio, rate = sf.read(out, dtype="float32")
     return audio, rate, json.loads(marks_path.read_text()) if marks else None
 

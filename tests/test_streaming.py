@@ -46,7 +46,8 @@ def finished_file(cluster, job_id: str) -> bytes:
 
 
 def test_wav_streams_as_chunks_land_and_equals_the_finished_file(cluster):
-    job_id = cluster.submit(text=LONG, format="wav")["id"]
+    # Loudness off: then the stream is the file, sample for sample (with it on, see test_loudness).
+    job_id = cluster.submit(text=LONG, format="wav", loudness="off")["id"]
     status_at_first_byte = []
     with requests.get(f"{cluster.url}/v1/jobs/{job_id}/stream", stream=True, timeout=60) as response:
         assert response.status_code == 200
@@ -63,7 +64,7 @@ def test_wav_streams_as_chunks_land_and_equals_the_finished_file(cluster):
 
 
 def test_pcm_and_a_late_client_get_everything_from_the_start(cluster):
-    job_id = cluster.submit(text=LONG, format="pcm", sample_rate=16000)["id"]
+    job_id = cluster.submit(text=LONG, format="pcm", sample_rate=16000, loudness="off")["id"]
     while job(cluster, job_id)["progress"]["chunks_done"] < 2:
         time.sleep(0.05)
     # Connects after two chunks landed: still gets the first bytes first.
@@ -76,23 +77,69 @@ def test_pcm_and_a_late_client_get_everything_from_the_start(cluster):
     assert again.status_code == 200 and again.content == body
 
 
-@pytest.mark.parametrize("fmt", ["mp3", "ogg", "opus"])
+@pytest.mark.parametrize("fmt", ["mp3", "ogg", "opus", "aac"])
 def test_compressed_streams_are_the_chunks_encoded_in_order(cluster, fmt):
     job_id = cluster.submit(text=LONG, format=fmt)["id"]
     with requests.get(f"{cluster.url}/v1/jobs/{job_id}/stream", stream=True, timeout=60) as response:
         assert response.status_code == 200
         body = read_stream(response)
-    done = job(cluster, job_id)
+    done = cluster.wait(job_id)  # the stream ends with the last piece; the file is assembled after it
     assert done["status"] == "succeeded"
     pieces = sorted((cluster.data_dir / "audio" / job_id[:2]).glob(f"{job_id}.c*.{fmt}"))
     assert len(pieces) == done["progress"]["chunks_total"] >= 3
     assert body == b"".join(p.read_bytes() for p in pieces)
     seconds = 0.0
     for piece in pieces:  # each piece is a whole stream a decoder reads on its own
-        audio, rate = sf.read(piece)
+        audio, rate = decode(piece, fmt)
         assert np.abs(audio).max() > 0.05
         seconds += len(audio) / rate
     assert seconds == pytest.approx(done["result"]["duration_s"], abs=0.2 * len(pieces))
+    if fmt == "aac":  # ADTS frames laid end to end are one stream to a decoder too
+        audio, rate = decode(io.BytesIO(body), fmt)
+        assert rate == 24000 and len(audio) / rate == pytest.approx(seconds, abs=0.01)
+
+
+def decode(source, fmt):
+    if fmt != "aac":
+        return sf.read(source)
+    import av  # the AAC decoder is FFmpeg's, through PyAV
+
+    with av.open(source, format="aac") as container:
+        stream = container.streams.audio[0]
+        audio = np.concatenate([f.to_ndarray().reshape(-1) for f in container.decode(stream)])
+        return audio, stream.codec_context.sample_rate
+
+
+@pytest.mark.parametrize("fmt,subtype", [("mulaw-raw", "ULAW"), ("alaw", "ALAW")])
+def test_g711_streams_its_bytes_raw_or_after_a_wav_header(cluster, fmt, subtype):
+    job_id = cluster.submit(text=LONG, format=fmt)["id"]
+    with requests.get(f"{cluster.url}/v1/jobs/{job_id}/stream", stream=True, timeout=60) as response:
+        assert response.status_code == 200
+        assert response.headers["Content-Type"] == {"mulaw-raw": "audio/PCMU", "alaw": "audio/wav"}[fmt]
+        body = read_stream(response)
+    done = cluster.wait(job_id)
+    assert done["status"] == "succeeded" and done["result"]["sample_rate"] == 8000
+    pieces = sorted((cluster.data_dir / "audio" / job_id[:2]).glob(f"{job_id}.c*.{fmt.split('-')[0]}-raw"))
+    assert len(pieces) == done["progress"]["chunks_total"] >= 3
+    data = b"".join(p.read_bytes() for p in pieces)
+    if fmt == "alaw":
+        # The header the worker wrote, then the bytes: a WAV of unknown length, format code 6.
+        assert body[:4] == b"RIFF" and int.from_bytes(body[20:22], "little") == 6
+        assert body.endswith(data)
+        audio, rate = sf.read(io.BytesIO(body))
+        assert rate == 8000 and len(audio) == len(data)
+    else:
+        assert body == data
+        audio, rate = sf.read(io.BytesIO(body), samplerate=8000, channels=1, format="RAW", subtype=subtype)
+    # One byte a sample: the stream is as long as the file (each chunk at its own loudness estimate).
+    assert abs(len(data) - done["result"]["duration_s"] * 8000) <= 5  # duration_s is rounded to the ms
+    assert np.abs(audio).max() > 0.1
+
+
+def test_m4a_cannot_stream_and_says_so(cluster):
+    job_id = cluster.submit(text="你好。", format="m4a")["id"]
+    response = requests.get(f"{cluster.url}/v1/jobs/{job_id}/stream", timeout=30)
+    assert response.status_code == 409 and response.json()["error"]["code"] == "not_streamable"
 
 
 def test_flac_cannot_stream_and_says_so(cluster):
@@ -114,7 +161,7 @@ def test_a_job_canceled_mid_stream_ends_it_so_clients_can_tell(cluster):
 
 
 def test_fifty_streams_at_once_and_clients_that_leave_cost_nothing(cluster):
-    job_id = cluster.submit(text=LONG, format="pcm")["id"]
+    job_id = cluster.submit(text=LONG, format="pcm", loudness="off")["id"]
 
     def listen(_):
         with requests.get(f"{cluster.url}/v1/jobs/{job_id}/stream", stream=True, timeout=120) as response:
@@ -140,7 +187,8 @@ def test_openai_sdk_streams_speech_bytes_and_events(cluster):
     first_at = []
     started = time.perf_counter()
     with sdk.audio.speech.with_streaming_response.create(model="tts-1", voice="alloy", input=LONG,
-                                                         response_format="pcm") as response:
+                                                         response_format="pcm",
+                                                         extra_body={"loudness": "off"}) as response:
         job_id = response.headers["X-Voxq-Job-Id"]
         body = bytearray()
         for block in response.iter_bytes():
@@ -156,7 +204,7 @@ def test_openai_sdk_streams_speech_bytes_and_events(cluster):
     events = []
     with requests.post(f"{cluster.url}/v1/audio/speech", stream=True, timeout=60,
                        json={"model": "tts-1", "voice": "alloy", "input": LONG, "response_format": "pcm",
-                             "stream_format": "sse"}) as response:
+                             "stream_format": "sse", "loudness": "off"}) as response:
         assert response.headers["Content-Type"].startswith("text/event-stream")
         for line in response.iter_lines():
             if line.startswith(b"data: "):

@@ -52,6 +52,51 @@ def _engine_run(engine_name: str, threads: int) -> dict:
     }
 
 
+def _format_costs(engine_name: str) -> list[dict]:
+    """Each format's encode time per second of audio: a paragraph of the corpus spoken once into
+    16-bit PCM chunks (as workers leave them), then encoded as assembly does, one format at a time;
+    and the loudness measurement, which every job with loudness on pays on top."""
+    import tempfile
+    from pathlib import Path
+
+    from shared.config import Settings
+    from shared.options import FORMATS, SynthesisOptions, rates_for
+    from worker import loudness, synthesizer
+    from worker.audio import transcode
+    from worker.engines import load_engine
+
+    settings = Settings.load(engine={"name": engine_name})
+    engine = load_engine(settings)
+    segments = synthesizer.plan("".join(corpus()[:6]), settings)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="voxq-bench-") as folder:
+        pcm: dict[int, tuple[Path, float]] = {}
+        for fmt in FORMATS:
+            rate = engine.sample_rate if engine.sample_rate in rates_for(fmt) else rates_for(fmt)[0]
+            if rate not in pcm:
+                path = Path(folder) / f"{rate}.pcm"
+                # The telephone band-pass runs when a G.711 chunk is spoken; it is in the 8 kHz PCM.
+                options = SynthesisOptions(format="mulaw" if rate == 8000 else "pcm", sample_rate=rate,
+                                           loudness="off")
+                chunk = synthesizer.render_chunk(engine, segments, options, settings, path,
+                                                 Path(folder) / f"{rate}.json", None, ends_job=True)
+                pcm[rate] = (path, chunk.audio_s)
+            path, seconds = pcm[rate]
+            started = time.perf_counter()
+            transcode([path], Path(folder) / f"out.{fmt}", fmt, rate)
+            rows.append({"format": fmt, "rate": rate, "audio_s": round(seconds, 1),
+                         "ms_per_audio_s": round(1000 * (time.perf_counter() - started) / seconds, 3)})
+        import numpy as np
+
+        path, seconds = pcm[engine.sample_rate]
+        samples = np.frombuffer(path.read_bytes(), "<i2").astype(np.float32) / 32768
+        started = time.perf_counter()
+        loudness.measure(samples, engine.sample_rate)
+        rows.append({"format": "loudness (R128 + true peak)", "rate": engine.sample_rate, "audio_s": round(seconds, 1),
+                     "ms_per_audio_s": round(1000 * (time.perf_counter() - started) / seconds, 3)})
+    return rows
+
+
 def _in_child(engine_name: str, threads: int) -> dict:
     # A fresh process per run, so load time and peak RSS are not flattered by an earlier run.
     code = (
@@ -90,6 +135,11 @@ def cmd_engine(args) -> int:
             f"{row['threads']:>7} {row['load_s']:>7.3f} {row['median_rtf']:>10.4f} "
             f"{row['audio_s_per_wall_s']:>14.2f} {row['peak_rss_mb']:>11.1f}"
         )
+    rows = _format_costs(args.engine)
+    print(f"\nencoding {rows[0]['audio_s']:g} s of speech, each format from 16-bit PCM (as assembly does)")
+    print(f"{'format':>27} {'rate':>6} {'ms per audio s':>14}")
+    for row in rows:
+        print(f"{row['format']:>27} {row['rate']:>6} {row['ms_per_audio_s']:>14.3f}")
     return 0
 
 

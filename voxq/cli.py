@@ -43,8 +43,11 @@ def _read_text(args) -> str:
 # The extensions a user may give with -o, and the format each one means.
 EXTENSION_FORMATS = {
     "wav": "wav", "wave": "wav", "flac": "flac", "ogg": "ogg", "oga": "ogg", "opus": "opus",
-    "mp3": "mp3", "pcm": "pcm", "raw": "pcm",
+    "mp3": "mp3", "pcm": "pcm", "raw": "pcm", "aac": "aac", "m4a": "m4a",
+    "ulaw": "mulaw-raw", "mulaw": "mulaw-raw", "alaw": "alaw-raw",
 }
+# A .wav file may hold G.711 too: --format mulaw or alaw with it is no contradiction.
+WAV_FORMATS = ("wav", "mulaw", "alaw")
 STDOUT = "-"
 
 
@@ -59,14 +62,25 @@ def _format_for(args) -> str:
         return args.format or "wav"
     implied = EXTENSION_FORMATS.get(suffix)
     if implied is None:
-        # An unknown extension (.aac, .m4a) would hold audio of another format than its name says.
+        # An unknown extension (.wma) would hold audio of another format than its name says.
         raise CliError(
             f"cannot write {suffix} audio ({args.output}); use one of the extensions "
             f"{', '.join('.' + e for e in EXTENSION_FORMATS)}, or no extension with --format"
         )
+    if args.format and implied == "wav" and args.format in WAV_FORMATS:
+        return args.format
     if args.format and args.format != implied:
         raise CliError(f"--format {args.format} contradicts the extension of {args.output} ({implied})")
     return implied
+
+
+def _loudness(value: str | None) -> float | str | None:
+    if value is None or value == "off":
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        raise CliError(f"invalid --loudness {value!r}: a target in LUFS (e.g. -16) or off") from None
 
 
 def _check_writable(path: str, what: str) -> None:
@@ -146,7 +160,7 @@ def cmd_synth(args) -> int:
     try:
         options = SynthesisOptions(
             emotion=args.emotion, speed=args.speed, pitch=args.pitch, volume=args.volume,
-            format=fmt, sample_rate=args.sample_rate, marks=bool(args.marks),
+            format=fmt, sample_rate=args.sample_rate, marks=bool(args.marks), loudness=_loudness(args.loudness),
         )
     except ValidationError as exc:
         raise CliError(_validation_message(exc)) from exc
@@ -207,6 +221,7 @@ def cmd_synth(args) -> int:
     shown = "stdout" if to_stdout else args.output
     print(
         f"{shown}: {result.duration_s:.2f} s, {result.format}, {result.sample_rate} Hz, "
+        + (f"{result.loudness_lufs:g} LUFS, " if result.loudness_lufs is not None else "") +
         f"{result.bytes} bytes, {result.segments} segment(s)",
         file=sys.stderr,
     )
@@ -236,7 +251,10 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--pitch", type=float, default=1.0, help="0.5 to 2.0")
     synth.add_argument("--volume", type=float, default=1.0, help="0.0 to 2.0")
     synth.add_argument("--format", help=f"one of: {', '.join(FORMATS)} (default: from -o's extension, else wav)")
-    synth.add_argument("--sample-rate", type=int, help=f"one of: {', '.join(map(str, SAMPLE_RATES))}")
+    synth.add_argument("--sample-rate", type=int, help=f"one of: {', '.join(map(str, SAMPLE_RATES))} "
+                       "(mulaw and alaw: 8000 only, their default)")
+    synth.add_argument("--loudness", help="integrated loudness target in LUFS (e.g. -16), or off; default: -23 "
+                       "for files, -20 for mulaw and alaw (measured over the whole text)")
     synth.add_argument("--marks", help="write per-character timing marks (JSON) to this file")
     synth.add_argument("--ssml", action="store_true", help="the text is SSML (the subset in the README)")
     synth.add_argument("--lexicon", action="append", help="a PLS or JSON lexicon file (repeatable, first wins)")

@@ -8,7 +8,8 @@ import socket
 import threading
 
 from shared.config import Settings
-from shared.options import FORMATS, OPUS_RATES, SAMPLE_RATES
+from shared.options import (FORMATS, LOUDNESS_RANGE, OPUS_RATES, SAMPLE_RATES, TRUE_PEAK_CEILING_DBTP,
+                            SynthesisOptions, loudness_target, rates_for)
 from shared.storage import Storage
 from shared.store import Store
 from worker import retention
@@ -30,6 +31,11 @@ def capabilities(engine, settings: Settings) -> dict:
         "formats": list(FORMATS),
         "sample_rates": list(SAMPLE_RATES),
         "opus_sample_rates": list(OPUS_RATES),
+        # Every format's rates (G.711: 8000 only) and its loudness target when a request gives none.
+        "format_sample_rates": {fmt: list(rates_for(fmt)) for fmt in FORMATS},
+        "default_loudness_lufs": {fmt: loudness_target(SynthesisOptions(format=fmt)) for fmt in FORMATS},
+        "loudness_range_lufs": list(LOUDNESS_RANGE),
+        "true_peak_ceiling_dbtp": TRUE_PEAK_CEILING_DBTP,
         "limits": {"max_chars": settings.limits.max_chars, "speed": [0.5, 2.0], "pitch": [0.5, 2.0],
                    "volume": [0.0, 2.0]},
     }

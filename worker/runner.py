@@ -12,6 +12,7 @@ from typing import Callable
 from shared import tasks
 from shared.config import Settings
 from shared.jobs import TERMINAL, JobRecord
+from shared.options import STREAM_HEADER_KIND, STREAM_HEADERS, STREAM_PIECES, loudness_target
 from shared.storage import Storage
 from shared.store import Store, Transient
 from shared.text.lexicon import LexiconError, resolve
@@ -21,7 +22,7 @@ from worker.cache import ResultCache, cache_key
 log = logging.getLogger(__name__)
 
 # Formats whose stream sends each chunk encoded on its own; wav and pcm streams send the PCM.
-PIECE_FORMATS = ("mp3", "ogg", "opus")
+PIECE_FORMATS = tuple(fmt for fmt, kind in STREAM_PIECES.items() if kind != "pcm")
 
 
 class Runner:
@@ -173,18 +174,23 @@ class Runner:
         job_id, options = record.id, record.options
         storage = self.storage
         finals = {kind: storage.chunk_path(job_id, index, kind) for kind in ("pcm", "json")}
-        if options.format in PIECE_FORMATS:
-            finals[options.format] = storage.chunk_path(job_id, index, options.format)
+        piece_kind = STREAM_PIECES[options.format] if options.format in PIECE_FORMATS else None
+        if piece_kind:
+            finals[piece_kind] = storage.chunk_path(job_id, index, piece_kind)
+        if index == 0 and options.format in STREAM_HEADERS:
+            finals[STREAM_HEADER_KIND] = storage.chunk_path(job_id, 0, STREAM_HEADER_KIND)
         temps = {kind: storage.temp_path(path) for kind, path in finals.items()}
-        piece = temps[options.format] if options.format in PIECE_FORMATS else None
+        piece = temps[piece_kind] if piece_kind else None
         with self._engine_lock:
             result = synthesizer.render_chunk(
                 self.engine, segments, options, self.settings, temps["pcm"], temps["json"], piece,
                 ends_job=index == total - 1, first_index=first,
                 should_stop=lambda: self.jobs.status(job_id) != "running", batcher=self.batcher,
+                header_path=temps.get(STREAM_HEADER_KIND),
             )
-        # The PCM last: its arrival is what says the chunk has landed, to streams and assembly.
-        for kind in sorted(finals, key=lambda k: k == "pcm"):
+        # The header first, the PCM last: the PCM's arrival is what says the chunk has landed, to
+        # streams and assembly, and a stream that sees the piece finds the header there already.
+        for kind in sorted(finals, key=lambda k: (k != STREAM_HEADER_KIND, k == "pcm")):
             storage.publish(temps[kind], finals[kind])
         return result
 
@@ -197,7 +203,8 @@ class Runner:
         temp_audio = storage.temp_path(audio)
         temp_marks = storage.temp_path(marks) if marks else None
         try:
-            built = assembly.assemble(storage, job_id, total, options.format, out_rate, temp_audio, temp_marks)
+            built = assembly.assemble(storage, job_id, total, options.format, out_rate, temp_audio, temp_marks,
+                                      loudness_target(options))
         except BaseException:
             temp_audio.unlink(missing_ok=True)
             if temp_marks:
@@ -219,6 +226,8 @@ class Runner:
             "sha256": built.sha256,
             "marks": bool(marks),
         }
+        if built.loudness_lufs is not None:
+            payload.update(loudness_lufs=built.loudness_lufs, true_peak_dbtp=built.true_peak_dbtp)
         if not self.jobs.succeed(job_id, payload):
             # Canceled between the last chunk and here: the cancel wins, the files go.
             storage.delete(job_id)

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
+import tempfile
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,16 +14,16 @@ from typing import Callable
 import numpy as np
 
 from shared.config import Settings
-from shared.options import SynthesisOptions, check_format_rate
+from shared.options import (STREAM_PIECES, TELEPHONE_FORMATS, TRUE_PEAK_CEILING_DBTP, SynthesisOptions,
+                            check_format_rate, loudness_target)
 from shared.ssml import SsmlError
 from shared.text import frontend
 from shared.text.segmenter import Segment
-from worker.assets import sha256_of
-from worker.audio import AudioWriter, transcode
+from worker import loudness
+from worker.audio import Resampled, stream_header, transcode, write_pcm
 from worker.chunking import quick_start
 from worker.emotions import PRESETS
 from worker.engines.base import Engine, EngineFault, NothingToSay, SynthesisConfig
-from worker.marks import MarksWriter
 from worker.marks import entries as mark_entries
 
 log = logging.getLogger(__name__)
@@ -48,6 +50,8 @@ class SynthesisResult:
     bytes: int
     sha256: str
     segments: int
+    loudness_lufs: float | None = None
+    true_peak_dbtp: float | None = None
 
 
 def plan(text: str, settings: Settings, text_type: str = "text", lexicons=(),
@@ -218,43 +222,45 @@ def render(
     batcher=None,
 ) -> SynthesisResult:
     """Synthesize a whole planned job, in one piece, into `out_path` (and its timing marks into
-    `marks_path`). The options were checked (check_options) when the job was planned."""
-    voicing = Voicing(engine, options, settings)
+    `marks_path`). The options were checked (check_options) when the job was planned.
+
+    It is the workers' way, on one machine: chunks into a scratch folder beside the output, then
+    assembled (worker/assembly.py), so the loudness is measured over the whole job and memory
+    stays bounded however long the text."""
+    from worker import assembly, chunking  # assembly's loudness pass, chunking's plan: no cycle at import
+
     out_path = Path(out_path)
-    marks = MarksWriter(Path(marks_path) if marks_path else None)
-    speech = 0
+    out_rate = options.sample_rate or engine.sample_rate
+    chunks = chunking.plan_chunks(segments, options, settings)
     try:
-        with AudioWriter(out_path, options.format, voicing.rate, options.sample_rate) as writer:
-            position = 0
-            for part in spoken(engine, segments, voicing, ends_job=True, should_stop=should_stop,
-                               batcher=batcher):
-                start_ms = position * 1000.0 / voicing.rate
-                if len(part.speech):
-                    writer.write(part.speech)
-                    position += len(part.speech)
-                marks.write(part.segment, part.marks, start_ms, position * 1000.0 / voicing.rate)
-                if len(part.pause):
-                    writer.write(part.pause)
-                    position += len(part.pause)
-                speech += len(part.speech)
-            if speech == 0:
+        with tempfile.TemporaryDirectory(prefix=".voxq-", dir=out_path.parent) as folder:
+            pcm_paths, meta_paths = [], []
+            first = 0
+            for index, chunk in enumerate(chunks):
+                pcm_paths.append(Path(folder) / f"{index}.pcm")
+                meta_paths.append(Path(folder) / f"{index}.json")
+                render_chunk(engine, chunk, options, settings, pcm_paths[-1], meta_paths[-1], None,
+                             ends_job=index == len(chunks) - 1, first_index=first, should_stop=should_stop,
+                             batcher=batcher)
+                first += len(chunk)
+            built = assembly.assemble_files(pcm_paths, meta_paths, options.format, out_rate, out_path,
+                                            Path(marks_path) if marks_path else None, loudness_target(options))
+            if built.speech_samples == 0:
                 raise SynthesisError("nothing_to_say", "nothing to say: the text has no speakable characters", "text")
-            out_rate = writer.out_rate
-        frames = writer.frames
     except BaseException:
-        marks.close()
         out_path.unlink(missing_ok=True)
         if marks_path:
             Path(marks_path).unlink(missing_ok=True)
         raise
-    marks.close()
     return SynthesisResult(
         format=options.format,
         sample_rate=out_rate,
-        duration_s=round(frames / out_rate, 3),
-        bytes=out_path.stat().st_size,
-        sha256=sha256_of(out_path),
+        duration_s=round(built.frames / out_rate, 3),
+        bytes=built.bytes,
+        sha256=built.sha256,
         segments=len(segments),
+        loudness_lufs=built.loudness_lufs,
+        true_peak_dbtp=built.true_peak_dbtp,
     )
 
 
@@ -277,39 +283,56 @@ def render_chunk(
     first_index: int = 0,
     should_stop: Callable[[], bool] | None = None,
     batcher=None,
+    header_path: Path | None = None,
 ) -> ChunkResult:
     """Speak one chunk of a planned job: its 16-bit PCM at the output rate into `pcm_path`, its
-    length and mark entries (relative to the chunk's start) into `meta_path`, and for compressed
-    formats the chunk encoded on its own into `piece_path`, which is what a stream sends.
+    length, mark entries (relative to the chunk's start) and loudness measurement into `meta_path`,
+    for the other formats than wav and pcm the chunk encoded on its own into `piece_path` (what a
+    stream sends), and with `header_path` the header a G.711 WAV stream starts with.
+
+    With loudness on, the chunk is written at the gain its own measurement gives (what a stream
+    plays); the assembler corrects each chunk to the whole job's gain (worker/loudness.py).
 
     Chunks end at segment boundaries, after the segment's pause, so the job's chunks laid end to
     end are what `render` gives for the whole job, sample for sample at the engine's rate.
     """
     voicing = Voicing(engine, options, settings)
     out_rate = options.sample_rate or voicing.rate
+    target = loudness_target(options)
     found: list[dict] = []
     speech = 0
     try:
-        with AudioWriter(pcm_path, "pcm", voicing.rate, out_rate) as writer:
-            position = 0
-            for part in spoken(engine, segments, voicing, ends_job=ends_job, should_stop=should_stop,
-                               batcher=batcher, first_index=first_index):
-                start_ms = position * 1000.0 / voicing.rate
-                if len(part.speech):
-                    writer.write(part.speech)
-                    position += len(part.speech)
-                found.extend(mark_entries(part.segment, part.marks, start_ms, position * 1000.0 / voicing.rate))
-                if len(part.pause):
-                    writer.write(part.pause)
-                    position += len(part.pause)
-                speech += len(part.speech)
-        frames = writer.frames
-        meta_path.write_text(json.dumps({"frames": frames, "speech_samples": speech, "marks": found},
-                                        ensure_ascii=False), encoding="utf-8")
+        audio = Resampled(voicing.rate, out_rate, telephone=options.format in TELEPHONE_FORMATS)
+        position = 0
+        for part in spoken(engine, segments, voicing, ends_job=ends_job, should_stop=should_stop,
+                           batcher=batcher, first_index=first_index):
+            start_ms = position * 1000.0 / voicing.rate
+            if len(part.speech):
+                audio.write(part.speech)
+                position += len(part.speech)
+            found.extend(mark_entries(part.segment, part.marks, start_ms, position * 1000.0 / voicing.rate))
+            if len(part.pause):
+                audio.write(part.pause)
+                position += len(part.pause)
+            speech += len(part.speech)
+        samples = audio.finish()
+        meta = {"frames": len(samples), "speech_samples": speech, "marks": found}
+        if target is not None:
+            # Measured before any gain or clipping, so the assembler can gate it with the others.
+            measured = loudness.measure(samples, out_rate)
+            gain = loudness.gain_db(target, loudness.integrated(measured.blocks), measured.true_peak_db,
+                                    TRUE_PEAK_CEILING_DBTP)
+            samples = samples * np.float32(loudness.factor(gain))
+            meta["loudness"] = {"blocks": measured.blocks, "gain_db": gain,
+                                "true_peak_db": measured.true_peak_db if math.isfinite(measured.true_peak_db) else None}
+        frames = write_pcm(pcm_path, samples, out_rate)
+        meta_path.write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
         if piece_path is not None:
-            transcode([pcm_path], piece_path, options.format, out_rate)
+            transcode([pcm_path], piece_path, STREAM_PIECES[options.format], out_rate)
+        if header_path is not None:
+            header_path.write_bytes(stream_header(options.format, out_rate))
     except BaseException:
-        for path in (pcm_path, meta_path, piece_path):
+        for path in (pcm_path, meta_path, piece_path, header_path):
             if path is not None:
                 path.unlink(missing_ok=True)
         raise

@@ -9,12 +9,21 @@
   const POLL_MS = 400;
   const FALLBACK = {
     emotions: ["neutral", "happy", "sad", "angry", "calm", "surprised"],
-    formats: ["wav", "mp3", "ogg", "opus", "flac", "pcm"],
+    formats: ["wav", "mp3", "ogg", "opus", "flac", "pcm", "aac", "m4a", "mulaw", "alaw", "mulaw-raw", "alaw-raw"],
   };
-  const EXTENSIONS = { wav: "wav", mp3: "mp3", ogg: "ogg", opus: "opus", flac: "flac", pcm: "pcm" };
+  const EXTENSIONS = {
+    wav: "wav", mp3: "mp3", ogg: "ogg", opus: "opus", flac: "flac", pcm: "pcm", aac: "aac", m4a: "m4a",
+    mulaw: "wav", alaw: "wav", "mulaw-raw": "ulaw", "alaw-raw": "alaw",
+  };
   // What an <audio> element can play while the job is still speaking (GET /v1/jobs/{id}/stream).
-  const STREAMABLE = ["wav", "mp3", "ogg", "opus"];
-  const FORMAT_LABELS = { wav: "WAV", mp3: "MP3", ogg: "Ogg Vorbis", opus: "Opus", flac: "FLAC", pcm: "PCM" };
+  const STREAMABLE = ["wav", "mp3", "ogg", "opus", "aac"];
+  // Headerless audio a browser cannot play: offered as a download with what it takes to read it.
+  const RAW = { pcm: "pcmInfo", "mulaw-raw": "mulawInfo", "alaw-raw": "alawInfo" };
+  const FORMAT_LABELS = {
+    wav: "WAV", mp3: "MP3", ogg: "Ogg Vorbis", opus: "Opus", flac: "FLAC", pcm: "PCM", aac: "AAC (ADTS)",
+    m4a: "AAC (M4A)", mulaw: "G.711 μ-law WAV", alaw: "G.711 A-law WAV", "mulaw-raw": "G.711 μ-law raw",
+    "alaw-raw": "G.711 A-law raw",
+  };
 
   const TEXT = {
     zh: {
@@ -26,6 +35,8 @@
       sampleRate: "采样率", nativeRate: "原始（{rate} Hz）", nativeRateUnknown: "原始",
       marks: "同时生成逐字时间标记（JSON）", marksDownload: "时间标记", cancel: "取消",
       pcmInfo: "{rate} Hz · 16 位 · 单声道（小端）", apiDocs: "API 文档",
+      mulawInfo: "{rate} Hz · G.711 μ-law · 单声道", alawInfo: "{rate} Hz · G.711 A-law · 单声道",
+      loudness: "响度", loudnessDefault: "默认（{lufs} LUFS）", loudnessOff: "关闭（原始音量）",
       submit: "合成语音", hint: "Ctrl + Enter 也可以提交", preview: "预览读音", ssml: "SSML 标记",
       queued: "排队中…", running: "正在合成：第 {done} / {total} 段", starting: "正在合成…",
       succeeded: "合成完成", info: "{duration} 秒 · {format}",
@@ -46,6 +57,8 @@
       sampleRate: "Sample rate", nativeRate: "Native ({rate} Hz)", nativeRateUnknown: "Native",
       marks: "Also make per-character timing marks (JSON)", marksDownload: "Timing marks", cancel: "Cancel",
       pcmInfo: "{rate} Hz · 16-bit · mono (little-endian)", apiDocs: "API docs",
+      mulawInfo: "{rate} Hz · G.711 μ-law · mono", alawInfo: "{rate} Hz · G.711 A-law · mono",
+      loudness: "Loudness", loudnessDefault: "Default ({lufs} LUFS)", loudnessOff: "Off (the voice's own level)",
       submit: "Synthesize", hint: "Ctrl + Enter submits too", preview: "Preview reading", ssml: "SSML markup",
       queued: "Queued…", running: "Synthesizing: segment {done} of {total}", starting: "Synthesizing…",
       succeeded: "Done", info: "{duration} s · {format}",
@@ -254,13 +267,35 @@
     const chosen = select.value;
     const native = caps && caps.native_sample_rate;
     const rates = (caps && caps.sample_rates) || [];
-    // Opus encodes only at some rates: offer just those, so the choice can never be refused.
-    const allowed = $("format").value === "opus" && caps && caps.opus_sample_rates ? caps.opus_sample_rates : rates;
+    const format = $("format").value;
+    // Opus encodes only at some rates and G.711 only at 8000: offer just those, so the choice can
+    // never be refused.
+    const perFormat = caps && caps.format_sample_rates && caps.format_sample_rates[format];
+    const allowed = perFormat || (format === "opus" && caps && caps.opus_sample_rates ? caps.opus_sample_rates : rates);
+    // "Native" only where the format can carry the engine's rate (not G.711's 8 kHz alone).
+    const nativeFits = !perFormat || !native || perFormat.includes(native);
     select.replaceChildren(
-      option("", native ? t("nativeRate", { rate: native }) : t("nativeRateUnknown")),
+      ...(nativeFits ? [option("", native ? t("nativeRate", { rate: native }) : t("nativeRateUnknown"))] : []),
       ...allowed.map((r) => option(String(r), `${r} Hz`)),
     );
-    select.value = allowed.map(String).includes(chosen) ? chosen : "";
+    select.value = allowed.map(String).includes(chosen) ? chosen : (nativeFits ? "" : String(allowed[0]));
+    renderLoudness();
+  }
+
+  function renderLoudness() {
+    // The default follows the format (hotter for the telephone): the menu says which it is.
+    const select = $("loudness");
+    const chosen = select.value;
+    const caps = state.caps;
+    const defaults = caps && caps.default_loudness_lufs;
+    const lufs = defaults && defaults[$("format").value];
+    select.replaceChildren(
+      option("", lufs !== undefined ? t("loudnessDefault", { lufs }) : t("loudnessDefault", { lufs: "…" })),
+      ...["-14", "-16", "-20", "-23"].map((v) => option(v, `${v} LUFS`)),
+      option("off", t("loudnessOff")),
+    );
+    select.value = chosen;
+    if (select.value !== chosen) select.value = "";
   }
 
   function renderMenus() {
@@ -375,11 +410,11 @@
     const download = $("download");
     download.href = url;
     download.download = `voxq-${job.id.slice(0, 8)}.${EXTENSIONS[result.format] || result.format}`;
-    const playable = result.format !== "pcm";
+    const playable = !(result.format in RAW);
     $("pcm-note").hidden = playable;
-    // Raw PCM has no header: what it takes to read the file is shown beside the download.
+    // Raw audio has no header: what it takes to read the file is shown beside the download.
     $("pcm-info").hidden = playable;
-    $("pcm-info").textContent = playable ? "" : t("pcmInfo", { rate: result.sample_rate });
+    $("pcm-info").textContent = playable ? "" : t(RAW[result.format], { rate: result.sample_rate });
     const marks = $("marks-link");
     marks.hidden = !result.marks_url;
     if (result.marks_url) {
@@ -503,6 +538,8 @@
     };
     if ($("voice").value) body.voice = $("voice").value;
     if ($("sample-rate").value) body.sample_rate = Number($("sample-rate").value);
+    const loudness = $("loudness").value;
+    if (loudness) body.loudness = loudness === "off" ? "off" : Number(loudness);
     if ($("ssml").checked) body.text_type = "ssml";
     clearError();
     button.disabled = true;
