@@ -26,18 +26,24 @@ def test_worker_killed_mid_job_job_finishes_exactly_once(client, redis_url, data
     first = Worker(redis_url, data_dir, tmp_path / "w1.log", name="w1", VOXQ_VISIBILITY_TIMEOUT_S=5)
     first.wait_ready()
     job = client.post("/v1/jobs", json={"text": LONG}).get_json()
-    landed = wait_running(client, job["id"], chunks_done=2)["progress"]["chunks_done"]
+    wait_running(client, job["id"], chunks_done=2)
+    # Kill it while it speaks a chunk: once the next chunk has started and not yet landed.
+    store = client.application.extensions["voxq"].store
+    deadline = time.time() + 60
+    while not ((started := store.chunks.attempts(job["id"])).keys() - store.chunks.landed(job["id"])):
+        assert time.time() < deadline, started
+        time.sleep(0.01)
+    landed = store.chunks.landed(job["id"])
     first.kill()  # SIGKILL to the whole worker: no ack, no cleanup, no goodbye
     second = Worker(redis_url, data_dir, tmp_path / "w2.log", name="w2", VOXQ_VISIBILITY_TIMEOUT_S=5)
     try:
         done = wait_for(client, job["id"], timeout=180)
         assert done["status"] == "succeeded", done
-        store = client.application.extensions["voxq"].store
         # Only the interrupted chunk ran again: the chunks that had landed were kept, not redone.
         attempts = store.chunks.attempts(job["id"])
         assert done["progress"]["chunks_total"] == len(attempts) >= 4, (done["progress"], attempts)
         assert sorted(attempts.values()).count(2) == 1 and set(attempts.values()) == {1, 2}, attempts
-        assert all(attempts[i] == 1 for i in range(landed)), attempts
+        assert all(attempts[i] == 1 for i in landed), attempts
         # Exactly once: one audio file, no temp files left by the killed attempt's successor.
         files = sorted(p.name for p in data_dir.rglob("*") if p.is_file())
         assert files == [f"{job['id']}.wav"], files
