@@ -18,8 +18,19 @@ class Context:
     store: Store
     storage: Storage
     runner: object | None = None  # worker.runner.Runner, when this process synthesizes
-    delivery: object | None = None  # worker.webhook_delivery.Delivery
+    _delivery: object | None = None
     heartbeat: object | None = None
+
+    @property
+    def delivery(self):
+        """The webhook delivery (worker.webhook_delivery.Delivery), made on first use: only a
+        webhooks worker needs the signing secrets, so only it reads their files."""
+        if self._delivery is None:
+            from shared.keys import KeySource
+            from worker.webhook_delivery import Delivery
+
+            self._delivery = Delivery(self.settings.webhooks, self.store, KeySource(self.settings.keys))
+        return self._delivery
 
 
 _current: Context | None = None
@@ -28,15 +39,12 @@ _current: Context | None = None
 def start(settings: Settings, celery, load_engine: bool, queues: list[str]) -> Context:
     global _current
     from shared import tasks
-    from shared.keys import KeySource
     from shared.webhook_publisher import WebhookPublisher
     from worker.heartbeat import Heartbeat, capabilities
-    from worker.webhook_delivery import Delivery
 
     store = Store.open(settings.redis_url, settings.jobs.result_ttl_s)
     storage = Storage(settings.data_dir)
     ctx = Context(settings, store, storage)
-    ctx.delivery = Delivery(settings.webhooks, store, KeySource(settings.keys))
     caps = None
     if load_engine:
         from worker.engines import load_engine as load
