@@ -257,11 +257,22 @@ class Stack:
         assert response.status_code == 200
         return response.content
 
-    def attempts(self, job_id: str) -> int:
-        """How many times a worker started the job, from its record in Redis (the API does not show it)."""
+    def redis(self, *command: str) -> list[str]:
         result = podman("exec", self.container("redis"), "sh", "-c",
-                        f'REDISCLI_AUTH="$REDIS_PASSWORD" redis-cli HGET voxq:job:{job_id} attempts')
-        return int(result.stdout)
+                        'REDISCLI_AUTH="$REDIS_PASSWORD" redis-cli ' + " ".join(command))
+        return result.stdout.split()
+
+    def starts(self, job_id: str) -> dict[str, int]:
+        """How many times a worker started the job's planning task and each of its chunks, from its
+        record in Redis (the API does not show it)."""
+        fields = self.redis("HGETALL", f"voxq:job:{job_id}")
+        pairs = dict(zip(fields[0::2], fields[1::2]))
+        return {k: int(v) for k, v in pairs.items() if k == "attempts" or k.startswith("chunk_attempts:")}
+
+    def speaking(self, job_id: str) -> bool:
+        """Whether a chunk of the job has started and not landed: a worker is speaking it now."""
+        started = {k.split(":")[1] for k in self.starts(job_id) if k.startswith("chunk_attempts:")}
+        return bool(started - set(self.redis("SMEMBERS", f"voxq:job:{job_id}:done")))
 
     def files(self, job_id: str) -> list[str]:
         found = podman("exec", self.container("api"), "find", "/data", "-type", "f", "-name", f"*{job_id}*")
@@ -320,16 +331,20 @@ def test_flower_asks_for_its_login(stack):
 
 def test_worker_container_killed_mid_job_finishes_it_exactly_once(stack, request):
     job_id = stack.submit(text=LONG)["id"]
-    wait_until(lambda: (job := stack.job(job_id))["status"] == "running" and job["progress"]["segments_done"] >= 1,
+    wait_until(lambda: (job := stack.job(job_id))["status"] == "running" and job["progress"]["chunks_done"] >= 1,
                120, "the long job to start")
+    # Killed while it speaks a chunk, not in the moment between two.
+    wait_until(lambda: stack.speaking(job_id), 60, "a chunk under way", interval=0.05)
     started = time.perf_counter()
     podman("kill", stack.container("worker-cpu"))  # SIGKILL: no ack, no cleanup
     podman("start", stack.container("worker-cpu"))
     job = stack.wait(job_id, timeout=300)
     say(request, f"killed worker's job finished {time.perf_counter() - started:.0f} s after the kill")
     assert job["status"] == "succeeded", job
-    assert stack.attempts(job_id) == 2
-    # Exactly once: one audio file, and no temporary file left by the killed attempt.
+    # The piece the kill cut short ran again, once; nothing else ran twice.
+    assert sorted(stack.starts(job_id).values()).count(2) == 1, stack.starts(job_id)
+    assert set(stack.starts(job_id).values()) == {1, 2}
+    # Exactly once: one audio file, and no temporary or chunk file left behind.
     assert [Path(path).name for path in stack.files(job_id)] == [f"{job_id}.wav"]
     logs = podman("logs", stack.container("worker-cpu"))
     assert (logs.stdout + logs.stderr).count(f"job {job_id} succeeded") == 1
