@@ -59,6 +59,11 @@ def test_poison_job_fails_after_max_attempts(client, redis_url, data_dir, tmp_pa
     worker.wait_ready()
     job = client.post("/v1/jobs", json={"text": LONG}).get_json()
     wait_running(client, job["id"])
+    store = client.application.extensions["voxq"].store
+    deadline = time.time() + 60
+    while not (store.chunks.attempts(job["id"]).keys() - store.chunks.landed(job["id"])):
+        assert time.time() < deadline
+        time.sleep(0.01)  # killed while it speaks a chunk, not between two
     worker.kill()
     again = Worker(redis_url, data_dir, tmp_path / "w2.log", VOXQ_VISIBILITY_TIMEOUT_S=3, VOXQ_MAX_ATTEMPTS=1)
     try:
