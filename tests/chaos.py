@@ -159,6 +159,7 @@ class Ledger:
                  "run twice": self.run_twice, **extra}
         line = f"LEDGER {self.name}: " + ", ".join(f"{k} {v}" for k, v in facts.items())
         print(line)
+        (ROOT / "test-artifacts").mkdir(exist_ok=True)  # a fresh clone has none
         with open(ROOT / "test-artifacts" / "chaos-ledger.txt", "a") as out:
             out.write(line + "\n")
         return line

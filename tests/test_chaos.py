@@ -1,6 +1,6 @@
 """The chaos suite: real processes killed at random, Redis killed and brought back, a worker
-stopped mid-job, each against `voxq up` and its ledger of every accepted job (tests/chaos.py).
-Each test prints a LEDGER line (also appended to test-artifacts/chaos-ledger.txt)."""
+stopped mid-job, the webhooks worker killed while its retries wait, each against `voxq up` and its
+ledger of every accepted job (tests/chaos.py). Each test prints a LEDGER line (also appended to test-artifacts/chaos-ledger.txt)."""
 from __future__ import annotations
 
 import random
@@ -12,11 +12,14 @@ import time
 import psutil
 import pytest
 import redis
+from standardwebhooks import Webhook
 
+from shared import keys
 from shared.broker import restore_bound_s
 from shared.config import Settings
 from tests.chaos import CHAOS_ENV, Ledger, UpCluster, text_of
 from tests.conftest import free_port
+from tests.receiver import Receiver
 
 pytestmark = pytest.mark.slow
 LONG = "随着人工智能技术的快速发展，越来越多的企业开始使用智能语音助手。" * 6
@@ -155,3 +158,65 @@ def test_redis_sigkilled_under_load_and_restarted_15_s_later(cluster, tmp_path):
         assert ledger.run_twice == 0, {j: f["renders"] for j, f in ledger.jobs.items()}
     finally:
         server.kill()
+
+
+def test_webhooks_worker_sigkilled_mid_retry(cluster, tmp_path):
+    plain, secret = keys.new_key(), keys.new_secret()
+    keys_file = tmp_path / "keys.toml"
+    keys_file.write_text(f'[[keys]]\ntenant = "hooked"\nsha256 = "{keys.hash_key(plain)}"\n'
+                         f'webhook_secrets = ["{secret}"]\n')
+    refused: set[str] = set()
+
+    def answer(request):  # each webhook's first attempt gets a 503: every delivery waits for a retry
+        webhook_id = request.headers["webhook-id"]
+        if webhook_id in refused:
+            return 200, {}
+        refused.add(webhook_id)
+        return 503, {}
+
+    retry_s = 20  # the retry waits 16 to 24 s (jitter): the kill lands while every one waits
+    receiver = Receiver(answer=answer)
+    try:
+        up = cluster(workers=2, VOXQ_API_KEYS_FILE=str(keys_file), VOXQ_WEBHOOK_ALLOW_NETWORKS="127.0.0.1/32",
+                     VOXQ_WEBHOOK_PORTS="1024-65535", VOXQ_WEBHOOK_RETRY_SCHEDULE=f"0,{retry_s},{retry_s}")
+        up.session.headers["Authorization"] = f"Bearer {plain}"
+        ledger = Ledger("webhooks")
+        for n in range(8):
+            ledger.accept(up.submit(f"第{n + 1}位客户，您的订单已发货。", callback_url=receiver.url))
+        deadline = time.monotonic() + 90
+        while len(refused) < len(ledger.jobs):
+            assert time.monotonic() < deadline, f"{len(refused)} of {len(ledger.jobs)} first attempts"
+            time.sleep(0.1)
+        hooks = up.child("webhooks")
+        hooks.send_signal(signal.SIGKILL)
+        killed = time.monotonic()
+        assert all(up.job(j)["webhook"]["status"] == "pending" for j in ledger.jobs)  # all mid-retry
+
+        while True:
+            hooks_now = [up.job(j)["webhook"] for j in ledger.jobs]
+            if all(w["status"] in ("delivered", "failed", "disabled") for w in hooks_now):
+                break
+            assert time.monotonic() - killed < 120, hooks_now
+            time.sleep(0.2)
+        ledger.settle(up, timeout=30)
+        by_id: dict[str, list] = {}
+        for request in receiver.requests:
+            by_id.setdefault(request.headers["webhook-id"], []).append(request)
+        timed = [(pair[0].at, pair[1].at - pair[0].at) for pair in by_id.values() if len(pair) == 2]
+        waits = [round(wait, 1) for _, wait in timed]
+        ledger.summary(webhooks=len(by_id), requests=len(receiver.requests), retry_s=retry_s,
+                       recovery_bound_s=bound_s(), longest_wait_s=max(waits, default=None),
+                       webhooks_worker_restarted=up.child("webhooks") is not None)
+        assert all(w["status"] == "delivered" and w["attempts"] == 2 for w in hooks_now), hooks_now
+        # Delivered once each: one refused attempt, then one that succeeded, under one webhook-id.
+        assert len(by_id) == len(ledger.jobs) and all(len(pair) == 2 for pair in by_id.values()), \
+            {k: len(v) for k, v in by_id.items()}
+        assert {Webhook(secret).verify(pair[1].body, pair[1].headers)["data"]["id"] for pair in by_id.values()} \
+            == set(ledger.jobs)
+        # Within the retry schedule: not before the retry's time, and once the restarted webhooks
+        # worker has the message back (the recovery bound), at once; not an hour later.
+        assert all(0.8 * retry_s - 0.5 <= wait <= max(1.2 * retry_s, killed - first_at + bound_s()) + 5
+                   for first_at, wait in timed), waits
+        assert ledger.lost == 0 and ledger.run_twice == 0, ledger.jobs
+    finally:
+        receiver.stop()

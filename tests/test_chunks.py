@@ -186,6 +186,36 @@ def test_cancel_stops_every_chunk(client, redis_url, data_dir, tmp_path):
             worker.stop()
 
 
+@pytest.mark.slow
+def test_a_chunk_whose_dispatcher_died_before_publishing_it_goes_out_again(client, redis_url, data_dir, tmp_path,
+                                                                            settings):
+    # The state a worker killed between claiming chunks in Redis and publishing them leaves: the
+    # job planned, chunks 1.. in flight, no message for them. (Killing a worker inside those few
+    # microseconds cannot be done on purpose, so the test writes that state, then runs for real.)
+    job_id = client.post("/v1/jobs", json={"text": LONG}).get_json()["id"]
+    store = client.application.extensions["voxq"].store
+    segments = synthesizer.plan(LONG, settings)
+    chunks = chunking.plan_chunks(segments, SynthesisOptions(), settings)
+    encoded, first = [], 0
+    for chunk in chunks:
+        encoded.append(chunking.encode(chunk, first))
+        first += len(chunk)
+    assert store.chunks.save_plan(job_id, "anonymous", encoded, len(segments), 24000, "interactive", "", 600)
+    claimed = store.chunks.dispatch("anonymous", window=4, now=time.time(), stale_s=5)
+    assert len(claimed) == min(4, len(chunks) - 1) >= 2  # ... and never published
+    worker = Worker(redis_url, data_dir, tmp_path / "w.log", VOXQ_CHUNK_TIMEOUT_S=5)
+    try:
+        worker.wait_ready()
+        # Chunk 0 runs at once; the claimed chunks only when a redispatch finds them stale, since
+        # nothing else of this tenant would ever dispatch again.
+        body = wait_for(client, job_id, timeout=90)
+        assert body["status"] == "succeeded", body
+        assert store.chunks.renders(job_id) == {i: 1 for i in range(len(chunks))}
+        assert store.chunks.owners() == set()  # nothing left waiting or in flight
+    finally:
+        worker.stop()
+
+
 def test_a_long_first_sentence_is_cut_after_its_first_clause_with_its_readings():
     from shared.text.segmenter import Segment
 

@@ -72,7 +72,8 @@ def start(settings: Settings, celery, load_engine: bool, queues: list[str]) -> C
         ctx.runner = Runner(settings, store, storage, engine, notify=publisher.notify, publish=publish_chunk,
                             batcher=batcher)
         caps = capabilities(engine, settings)
-    ctx.heartbeat = Heartbeat(settings, store, storage, caps, queues)
+    ctx.heartbeat = Heartbeat(settings, store, storage, caps, queues,
+                              redispatch=ctx.runner.redispatch if ctx.runner else None)
     ctx.heartbeat.start()
     _current = ctx
     return ctx

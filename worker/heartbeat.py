@@ -1,11 +1,13 @@
 """Worker presence in Redis: a heartbeat for /readyz and the engine's capabilities for /v1/voices,
-from one background thread per worker process, which also runs the hourly retention sweep."""
+from one background thread per worker process, which also runs the hourly retention sweep and, on
+synthesis workers, the periodic dispatch of every tenant (worker/runner.py, `redispatch`)."""
 from __future__ import annotations
 
 import logging
 import os
 import socket
 import threading
+from typing import Callable
 
 from shared.config import Settings
 from shared.options import (FORMATS, LOUDNESS_RANGE, OPUS_RATES, SAMPLE_RATES, TRUE_PEAK_CEILING_DBTP,
@@ -43,13 +45,17 @@ def capabilities(engine, settings: Settings) -> dict:
 
 class Heartbeat:
     def __init__(self, settings: Settings, store: Store, storage: Storage, caps: dict | None,
-                 queues: list[str], sweep_every_s: float = 3600):
+                 queues: list[str], sweep_every_s: float = 3600, redispatch: Callable[[], None] | None = None):
         self.settings = settings
         self.store = store
         self.storage = storage
         self.caps = caps
         self.queues = queues
         self.sweep_every_s = sweep_every_s
+        self.redispatch = redispatch
+        # One worker of the cluster at a time, a few times per chunk timeout: a chunk lost between
+        # claim and publish goes out again within about 1.25 x chunk_timeout_s.
+        self.redispatch_every_s = max(1, settings.jobs.chunk_timeout_s // 4)
         self.name = f"{socket.gethostname()}:{os.getpid()}"
         self._stop = threading.Event()
 
@@ -67,6 +73,8 @@ class Heartbeat:
             try:
                 self.beat()
                 retention.maybe_sweep(self.store, self.storage, self.name, self.sweep_every_s)
+                if self.redispatch and self.store.locks.take("redispatch", self.name, self.redispatch_every_s):
+                    self.redispatch()
             except Exception:  # Redis blips must not kill the thread; the next beat retries.
                 log.warning("heartbeat failed", exc_info=True)
 

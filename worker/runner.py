@@ -104,11 +104,8 @@ class Runner:
     def run_chunk(self, job_id: str, index: int, owner: str) -> str:
         record = self.jobs.get(job_id)
         if record is None or record.status in TERMINAL:
-            # Its job ended (or was deleted) since the chunk was dispatched: free the slot.
-            self.store.chunks.release(job_id, owner, index)
-            if record is None or record.status == "canceled":
-                self.storage.delete_chunks(job_id)  # what landed before the end is no use now
-            self._dispatch(owner)
+            # Its job ended (or was deleted) since the chunk was dispatched.
+            self._let_go(job_id, owner, index)
             return "skipped" if record else "missing"
         if record.status == "queued":
             self.jobs.mark_running(job_id)
@@ -120,19 +117,15 @@ class Runner:
         total, out_rate, key = chunks.layout(job_id)
         spec = chunks.chunk(job_id, index)
         if total is None or spec is None:
-            # The job ended (and its plan went) since it was read: free the slot.
-            chunks.release(job_id, owner, index)
-            if self.jobs.status(job_id) == "canceled":
-                self.storage.delete_chunks(job_id)
-            self._dispatch(owner)
+            # The job ended (and its plan went) since it was read.
+            self._let_go(job_id, owner, index)
             return "skipped"
         if not chunks.has_landed(job_id, index):
             attempts = chunks.start(job_id, index)
             if attempts > self.settings.jobs.max_attempts:
-                chunks.release(job_id, owner, index)
                 return self._fail(record, "worker_lost",
                                   f"chunk {index + 1} of {total} was interrupted {attempts - 1} times (a worker "
-                                  "died while speaking it each time)")
+                                  "died while speaking it each time)", index)
             if attempts > 1:
                 self.storage.clear_temp(job_id, index)
             segments, first = chunking.decode(spec)
@@ -141,26 +134,20 @@ class Runner:
                 result = self._render(record, index, total, segments, first)
             except synthesizer.Canceled:
                 log.info("job %s canceled during chunk %d", job_id, index)
-                chunks.release(job_id, owner, index)
-                self.storage.delete_chunks(job_id)
-                self._dispatch(owner)
+                self._let_go(job_id, owner, index)
                 return self.jobs.status(job_id) or "canceled"
             except synthesizer.SynthesisError as exc:
-                chunks.release(job_id, owner, index)
-                return self._fail(record, exc.code, str(exc))
+                return self._fail(record, exc.code, str(exc), index)
             except Transient:
                 raise  # Redis blinked: the task retries, and the chunk is spoken again
             except Exception as exc:  # noqa: BLE001 - a bug in an engine must end the job, not strand it running
                 log.exception("job %s: chunk %d failed", job_id, index)
-                chunks.release(job_id, owner, index)
-                return self._fail(record, "engine_error", f"synthesis failed ({exc.__class__.__name__})")
+                return self._fail(record, "engine_error", f"synthesis failed ({exc.__class__.__name__})", index)
             metrics.observe_synthesis(self.engine.name, time.perf_counter() - started, result.audio_s)
             if self.jobs.status(job_id) == "canceled":
                 # Canceled while this chunk was finishing. The API removes what landed before
                 # its cancel; this removes what landed after (it checks after publishing).
-                chunks.release(job_id, owner, index)
-                self.storage.delete_chunks(job_id)
-                self._dispatch(owner)
+                self._let_go(job_id, owner, index)
                 return "canceled"
             _, done, total = chunks.land(job_id, owner, index, len(segments))
         else:
@@ -252,8 +239,27 @@ class Runner:
             except Exception:  # noqa: BLE001 - a chunk not published is dispatched again after chunk_timeout_s
                 log.exception("job %s: could not queue chunk %d", job_id, index)
 
-    def _fail(self, record: JobRecord, code: str, message: str) -> str:
-        if self.jobs.fail(record.id, code, message):
+    def redispatch(self) -> None:
+        """Dispatch every tenant with chunks waiting or in flight: a chunk whose dispatcher died
+        between claiming it and publishing it goes out again after chunk_timeout_s, even if its
+        tenant sends nothing more (the heartbeat calls this, one worker at a time)."""
+        for owner in self.store.chunks.owners():
+            self._dispatch(owner)
+
+    def _let_go(self, job_id: str, owner: str, index: int) -> None:
+        """Free a chunk's dispatch slot without it landing, and hand the slot on. A canceled (or
+        deleted) job's chunk files go: what landed before the end is no use now."""
+        self.store.chunks.release(job_id, owner, index)
+        if self.jobs.status(job_id) in (None, "canceled"):
+            self.storage.delete_chunks(job_id)
+        self._dispatch(owner)
+
+    def _fail(self, record: JobRecord, code: str, message: str, chunk: int | None = None) -> str:
+        """End the job as failed (from the planning task, or from `chunk`, whose slot goes)."""
+        failed = self.jobs.fail(record.id, code, message)
+        if chunk is not None:
+            self._let_go(record.id, record.owner, chunk)
+        if failed:
             log.info("job %s failed: %s", record.id, code)
             metrics.job_finished("failed", self.jobs.get(record.id))
             self.notify(record.id)

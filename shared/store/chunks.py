@@ -6,7 +6,9 @@ chunk that lands call `dispatch(owner)`, which hands out the tenant's next chunk
 over the tenant's jobs, while fewer than `window` of its chunks are in flight. So each tenant
 has at most `window` chunks queued or running, whatever it submits, and chunks of different
 tenants interleave in the queue. A dispatched chunk that has not landed after `stale_s` is handed
-out again (its message was lost, or its worker died): chunks are idempotent.
+out again (its message was lost, or its worker died): chunks are idempotent. A worker's heartbeat
+also dispatches every tenant now and then (worker/runner.py, `redispatch`), so a chunk whose
+dispatcher died before publishing it goes out again even if its tenant sends nothing more.
 """
 from __future__ import annotations
 
@@ -155,6 +157,10 @@ class ChunkStore:
     def release(self, job_id: str, owner: str, index: int) -> None:
         """Free a chunk's dispatch slot without it landing (its job ended)."""
         self.client.zrem(keyspace.tenant_in_flight(owner), f"{job_id}:{index}")
+
+    def owners(self) -> set[str]:
+        """Tenants with chunks waiting in a ring or in flight (both keys go when empty)."""
+        return {keyspace.tenant_of(key) for key in self.client.scan_iter(keyspace.TENANT_PATTERN, count=500)}
 
     def in_flight(self, owner: str) -> int:
         """The tenant's chunks dispatched and not yet landed or released."""

@@ -34,6 +34,14 @@ def tenant_in_flight(owner: str) -> str:
     return f"{PREFIX}:tenant:{owner}:in-flight"
 
 
+TENANT_PATTERN = f"{PREFIX}:tenant:*"
+
+
+def tenant_of(key: str) -> str:
+    """The tenant a ring or in-flight key belongs to."""
+    return key[len(f"{PREFIX}:tenant:"):].rsplit(":", 1)[0]
+
+
 def owner_index(owner: str) -> str:
     """Sorted set: a tenant's job IDs by creation time, for GET /v1/jobs."""
     return f"{PREFIX}:jobs:{owner}"
