@@ -127,15 +127,33 @@ class Ledger:
                     pending.discard(job_id)
             time.sleep(0.3)
         client = cluster.redis
-        for job_id, facts in self.jobs.items():
-            body = cluster.job(job_id)
-            facts["status"] = body["status"]
-            facts["error"] = (body.get("error") or {}).get("code")
-            fields = client.hgetall(keyspace.job(job_id))
-            facts["renders"] = {int(k.split(":")[1]): int(v) for k, v in fields.items()
-                                if k.startswith("chunk_renders:")}
-            facts["chunks"] = int(fields.get("chunks_total") or 0)
+        for job_id in self.jobs:
+            self._note(job_id, client.hgetall(keyspace.job(job_id)))
         return time.monotonic() - started
+
+    def watch(self, client: redis.Redis, timeout: float) -> float:
+        """Like `settle`, reading the records in Redis, and noting each job's facts as it ends:
+        for runs so long that the first records expire before the last job ends."""
+        started = time.monotonic()
+        pending = [j for j, facts in self.jobs.items() if "status" not in facts]
+        while pending:
+            assert time.monotonic() - started < timeout, f"{len(pending)} jobs not ended"
+            pipe = client.pipeline(transaction=False)
+            for job_id in pending:
+                pipe.hgetall(keyspace.job(job_id))
+            for job_id, fields in zip(list(pending), pipe.execute()):
+                if fields.get("status") in TERMINAL:
+                    self._note(job_id, fields)
+                    pending.remove(job_id)
+            time.sleep(0.3)
+        return time.monotonic() - started
+
+    def _note(self, job_id: str, fields: dict) -> None:
+        facts = self.jobs[job_id]
+        facts["status"] = fields["status"]
+        facts["error"] = json.loads(fields["error"]).get("code") if fields.get("error") else None
+        facts["renders"] = {int(k.split(":")[1]): int(v) for k, v in fields.items() if k.startswith("chunk_renders:")}
+        facts["chunks"] = int(fields.get("chunks_total") or 0)
 
     @property
     def succeeded(self) -> int:

@@ -81,7 +81,7 @@ def test_dispatch_is_round_robin_per_tenant_and_bounded(redis_url):
         record = store.jobs.create(JobRequest(text="好。" * 10), "acme")
         store.jobs.mark_running(record.id)
         store.chunks.save_plan(record.id, "acme", [{"first": i, "segments": []} for i in range(5)], 5, 24000,
-                               "interactive", "key", 600)
+                               "interactive", "key")
         jobs[name] = record.id
     handed = store.chunks.dispatch("acme", window=3, now=1000.0, stale_s=60)
     assert [job for job, _, _ in handed] == [jobs["a1"], jobs["a2"], jobs["a1"]]  # round robin
@@ -93,7 +93,7 @@ def test_dispatch_is_round_robin_per_tenant_and_bounded(redis_url):
     other = store.jobs.create(JobRequest(text="好。"), "beta")
     store.jobs.mark_running(other.id)
     store.chunks.save_plan(other.id, "beta", [{"first": i, "segments": []} for i in range(3)], 3, 24000,
-                           "batch", "key", 600)
+                           "batch", "key")
     assert [(j, i, q) for j, i, q in store.chunks.dispatch("beta", 3, 1003.0, 60)] == [
         (other.id, 1, "batch"), (other.id, 2, "batch")]
     # A chunk dispatched long ago that never landed goes out again; a canceled job's do not.
@@ -200,7 +200,7 @@ def test_a_chunk_whose_dispatcher_died_before_publishing_it_goes_out_again(clien
     for chunk in chunks:
         encoded.append(chunking.encode(chunk, first))
         first += len(chunk)
-    assert store.chunks.save_plan(job_id, "anonymous", encoded, len(segments), 24000, "interactive", "", 600)
+    assert store.chunks.save_plan(job_id, "anonymous", encoded, len(segments), 24000, "interactive", "")
     claimed = store.chunks.dispatch("anonymous", window=4, now=time.time(), stale_s=5)
     assert len(claimed) == min(4, len(chunks) - 1) >= 2  # ... and never published
     worker = Worker(redis_url, data_dir, tmp_path / "w.log", VOXQ_CHUNK_TIMEOUT_S=5)

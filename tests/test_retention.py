@@ -6,7 +6,7 @@ import time
 import redis
 
 from shared.jobs import JobRequest
-from shared.store import Store
+from shared.store import Store, keyspace
 from shared.storage import Storage
 from worker.retention import sweep
 
@@ -18,7 +18,12 @@ def test_expired_jobs_lose_record_text_and_files(redis_url, data_dir):
     for path in (storage.audio_path(old.id, "wav"), storage.marks_path(old.id)):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"x")
-    time.sleep(1.2)
+    store.jobs.mark_running(old.id)
+    store.jobs.succeed(old.id, {"format": "wav"})  # retention counts from here
+    deadline = time.time() + 5
+    while store.jobs.exists(old.id):
+        assert time.time() < deadline
+        time.sleep(0.05)
     fresh_store = Store(store.client, result_ttl_s=3600)
     fresh = fresh_store.jobs.create(JobRequest(text="新的。"), "acme")
     fresh_audio = storage.audio_path(fresh.id, "wav")
@@ -29,6 +34,39 @@ def test_expired_jobs_lose_record_text_and_files(redis_url, data_dir):
     assert not storage.audio_path(old.id, "wav").exists()
     assert not storage.marks_path(old.id).exists()
     assert fresh_audio.exists() and fresh_store.jobs.get(fresh.id) is not None
+
+
+def test_a_job_waiting_longer_than_the_result_ttl_keeps_its_record_until_it_ends(redis_url):
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    store = Store(client, result_ttl_s=60)
+    waiting = store.jobs.create(JobRequest(text="排队很久。"), "acme")
+    # A backlog longer than the result TTL: the record and text outlive it while the job waits.
+    assert client.ttl(store.jobs.job_key(waiting.id)) > 3600
+    assert client.ttl(store.jobs.text_key(waiting.id)) > 3600
+    store.jobs.mark_running(waiting.id)
+    store.jobs.succeed(waiting.id, {"format": "wav"})
+    assert 55 <= client.ttl(store.jobs.job_key(waiting.id)) <= 60  # kept 60 s from its end
+
+
+def test_an_owner_index_entry_goes_when_its_record_does(redis_url):
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    store = Store(client, result_ttl_s=1)
+    ended = store.jobs.create(JobRequest(text="很快结束。"), "acme")
+    waiting = store.jobs.create(JobRequest(text="还在排队。"), "acme")
+    canceled = store.jobs.create(JobRequest(text="取消了。"), "acme")
+    store.jobs.mark_running(ended.id)
+    store.jobs.succeed(ended.id, {"format": "wav"})
+    store.jobs.cancel(canceled.id)
+    deadline = time.time() + 5
+    while store.jobs.exists(ended.id) or store.jobs.exists(canceled.id):
+        assert time.time() < deadline
+        time.sleep(0.05)
+    index = store.jobs.owner_key("acme")
+    assert client.zcard(index) == 3  # nothing has touched the store since they expired
+    # The next job's start drops them, without a sweep; the waiting job's entry stays.
+    later = store.jobs.create(JobRequest(text="新的。"), "acme")
+    assert set(client.zrange(index, 0, -1)) == {waiting.id, later.id}
+    assert client.zcard(keyspace.RETAINED) == 0
 
 
 def test_chunk_files_go_with_their_job_and_after_a_grace_once_it_ended(redis_url, data_dir):

@@ -94,8 +94,7 @@ class Runner:
             first += len(chunk)
         queue = tasks.route(record.priority, self.store.workers.alive_queues(self.settings.jobs.heartbeat_ttl_s))
         if self.store.chunks.save_plan(job_id, record.owner, encoded, len(segments),
-                                       options.sample_rate or self.engine.sample_rate, queue, key,
-                                       self.settings.jobs.result_ttl_s):
+                                       options.sample_rate or self.engine.sample_rate, queue, key):
             log.info("job %s planned: %d segments in %d chunk(s)", job_id, len(segments), len(chunks))
         self._dispatch(record.owner)
         return self._speak(record, 0)

@@ -28,6 +28,35 @@ end
 return {0, current}
 """
 
+# A job not yet ended keeps its record at least this long, whatever the result TTL: retention
+# counts from a job's end, and a backlog longer than the TTL must not expire work that was accepted.
+UNFINISHED_TTL_S = 7 * 24 * 3600
+
+# KEYS: job hash, text, plan, chunks done, retained. ARGV: TTL, now, job ID, keep the text (1/0).
+# A job's end: its retention starts now, its plan goes, and its owner-index entry is due to go
+# when the record does.
+_ENDED = """
+local record = redis.call('HGET', KEYS[1], 'record')
+if not record then return 0 end
+local ttl = tonumber(ARGV[1])
+redis.call('EXPIRE', KEYS[1], ttl)
+if ARGV[4] == '1' then redis.call('EXPIRE', KEYS[2], ttl) else redis.call('DEL', KEYS[2]) end
+redis.call('DEL', KEYS[3], KEYS[4])
+redis.call('ZADD', KEYS[5], tonumber(ARGV[2]) + ttl, ARGV[3] .. cjson.decode(record).owner)
+return 1
+"""
+
+# KEYS: retained. ARGV: now, how many at most, the owner-index key prefix. Owner-index entries of
+# records whose retention ran out go (a member is the 32-character job ID, then the owner).
+_FORGET_EXPIRED = """
+local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+for _, member in ipairs(gone) do
+  redis.call('ZREM', ARGV[3] .. string.sub(member, 33), string.sub(member, 1, 32))
+  redis.call('ZREM', KEYS[1], member)
+end
+return #gone
+"""
+
 # Both run only while the job record exists, so a deleted job never comes back as a stray key.
 # Take the job's webhook ID (once; a redelivery keeps the ID and starts a new generation).
 _CLAIM_WEBHOOK = """
@@ -56,6 +85,11 @@ class JobStore:
     def __init__(self, client, ttl_s: int):
         self.redis = client
         self.ttl_s = ttl_s
+        self.unfinished_ttl_s = max(ttl_s, UNFINISHED_TTL_S)
+        # After this, no record created so long ago can still exist (it waited, then was kept).
+        self.horizon_s = self.unfinished_ttl_s + ttl_s + 3600
+        self._ended = client.register_script(_ENDED)
+        self._forget_expired = client.register_script(_FORGET_EXPIRED)
         self._transition = client.register_script(_TRANSITION)
         self._claim_webhook = client.register_script(_CLAIM_WEBHOOK)
         self._save_webhook = client.register_script(_SAVE_WEBHOOK)
@@ -92,11 +126,12 @@ class JobStore:
             fields["webhook"] = record.webhook.model_dump_json()
         pipe = self.redis.pipeline(transaction=True)
         pipe.hset(self.job_key(record.id), mapping=fields)
-        pipe.expire(self.job_key(record.id), self.ttl_s)
-        pipe.set(self.text_key(record.id), request.text, ex=self.ttl_s)
+        pipe.expire(self.job_key(record.id), self.unfinished_ttl_s)
+        pipe.set(self.text_key(record.id), request.text, ex=self.unfinished_ttl_s)
         pipe.zadd(self.owner_key(owner), {record.id: record.created_at.timestamp()})
         # A tenant who stops submitting leaves no index behind once its last job could be gone.
-        pipe.expire(self.owner_key(owner), self.ttl_s + 3600)
+        pipe.expire(self.owner_key(owner), self.horizon_s)
+        self.forget_expired(pipe)
         pipe.execute()
         return record
 
@@ -106,6 +141,7 @@ class JobStore:
         pipe.delete(self.job_key(record.id), self.text_key(record.id), keyspace.job_plan(record.id),
                     keyspace.job_chunks_done(record.id))
         pipe.zrem(self.owner_key(record.owner), record.id)
+        pipe.zrem(keyspace.RETAINED, record.id + record.owner)
         pipe.execute()
 
     # read
@@ -213,7 +249,7 @@ class JobStore:
             job_id, ("running",), "succeeded", finished_at=now(), result=result, cache_hit=int(cache_hit)
         )
         if ok:
-            self._refresh_ttl(job_id)
+            self._end(job_id)
         return ok
 
     def fail(self, job_id: str, code: str, message: str) -> bool:
@@ -222,7 +258,7 @@ class JobStore:
             error=JobError(code=code, message=message),
         )
         if ok:
-            self._refresh_ttl(job_id)
+            self._end(job_id)
         return ok
 
     def cancel(self, job_id: str) -> tuple[bool, str]:
@@ -232,10 +268,7 @@ class JobStore:
         """
         ok, previous = self.transition(job_id, ("queued", "running"), "canceled", finished_at=now())
         if ok:
-            pipe = self.redis.pipeline(transaction=False)
-            pipe.delete(self.text_key(job_id), keyspace.job_plan(job_id), keyspace.job_chunks_done(job_id))
-            pipe.expire(self.job_key(job_id), self.ttl_s)
-            pipe.execute()
+            self._end(job_id, keep_text=False)
         return ok, previous
 
     # webhook state, in the job's hash
@@ -264,20 +297,28 @@ class JobStore:
     def delete(self, record: JobRecord) -> None:
         self.discard(record)
 
-    def _refresh_ttl(self, job_id: str) -> None:
-        # Retention counts from the end of the job, not its submission.
+    def _end(self, job_id: str, keep_text: bool = True) -> None:
+        # Retention counts from the end of the job, not its submission. The plan is the job's
+        # text cut into chunks: it goes now.
         pipe = self.redis.pipeline(transaction=False)
-        pipe.expire(self.job_key(job_id), self.ttl_s)
-        pipe.expire(self.text_key(job_id), self.ttl_s)
-        # The plan is the job's text cut into chunks: it goes when the job ends.
-        pipe.delete(keyspace.job_plan(job_id), keyspace.job_chunks_done(job_id))
+        self._ended(keys=[self.job_key(job_id), self.text_key(job_id), keyspace.job_plan(job_id),
+                          keyspace.job_chunks_done(job_id), keyspace.RETAINED],
+                    args=[self.ttl_s, int(time.time()), job_id, int(keep_text)], client=pipe)
+        self.forget_expired(pipe)
         pipe.execute()
+
+    def forget_expired(self, client=None, most: int = 16) -> None:
+        """Drop owner-index entries of records that have expired: a few with each job's start and
+        end, so the index keeps pace with the records; the retention sweep catches up after a lull."""
+        self._forget_expired(keys=[keyspace.RETAINED], args=[time.time(), most, keyspace.owner_index("")],
+                             client=client or self.redis)
 
     # retention
     def prune_index(self, owner_keys_pattern: str = keyspace.OWNER_INDEX_PATTERN) -> int:
         """Drop index entries whose job is gone (its record expired in Redis or was deleted), and
         any older than the TTL."""
-        cutoff = time.time() - self.ttl_s - 3600
+        self.forget_expired(most=100_000)
+        cutoff = time.time() - self.horizon_s
         removed = 0
         for key in self.redis.scan_iter(owner_keys_pattern, count=100):
             removed += self.redis.zremrangebyscore(key, "-inf", cutoff)

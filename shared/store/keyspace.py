@@ -92,6 +92,9 @@ def webhook_attempt(job_id: str, generation: int, attempt: int) -> str:
     return f"{PREFIX}:webhook-attempt:{job_id}:{generation}:{attempt}"
 
 
+# zset: "<job ID><owner>" -> when the ended job's record expires, so its owner-index entry goes
+# with it (shared/store/jobs.py).
+RETAINED = f"{PREFIX}:retained"
 WORKERS = f"{PREFIX}:workers"  # zset: worker name -> last heartbeat (unix time)
 ENGINES = f"{PREFIX}:engines"  # hash: engine name -> capabilities JSON
 WORKER_QUEUES = f"{PREFIX}:worker-queues"  # hash: worker name -> JSON list of queues it consumes

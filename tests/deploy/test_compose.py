@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from shared.config import Settings
+
 yaml = pytest.importorskip("yaml")
 
 REPO = Path(__file__).resolve().parents[2]
@@ -155,7 +157,7 @@ def test_redis_keeps_jobs_safe_and_needs_a_password(cpu, raw):
 def test_flower_runs_with_basic_auth_on_loopback(cpu, raw):
     flower = cpu["services"]["flower"]
     assert flower["command"] == ["sh", "-c", 'export CELERY_BROKER_URL="$REDIS_URL"; '
-                                             'exec celery flower --port=5555']
+                                             'exec celery flower --port=5555 --max_tasks=2000']
     assert flower["environment"]["FLOWER_BASIC_AUTH"] == env_example_values()["FLOWER_BASIC_AUTH"]
     assert raw["services"]["flower"]["environment"]["FLOWER_BASIC_AUTH"].startswith(
         "${FLOWER_BASIC_AUTH:?")
@@ -198,6 +200,10 @@ def test_workers_ping_their_own_node_and_get_time_to_finish_jobs(gpu):
         assert f'inspect ping -d "{node}@$(hostname)"' in test[1], name
     for name in ("worker-cpu", "worker-gpu"):
         assert services[name]["stop_grace_period"] == "15m"
+    # The webhooks worker's stop waits VOXQ_STOP_GRACE_S for deliveries in hand, then hands the
+    # rest back: compose must not SIGKILL it before that.
+    assert services["webhooks"]["stop_grace_period"] == "1m"
+    assert 60 >= Settings.load().jobs.stop_grace_s + 10
 
 
 def test_audio_lives_in_one_named_volume_every_app_service_mounts(gpu):

@@ -424,6 +424,10 @@ def test_webhook_worker_has_its_own_queue():
         "-Q", "webhooks", "--loglevel", "INFO", "-n", "webhooks@%h",
     ]
     assert_pings_itself(container, "webhooks")
+    # Its stop waits VOXQ_STOP_GRACE_S for deliveries in hand: the kubelet must not kill it sooner.
+    from shared.config import Settings
+
+    assert webhooks["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] >= Settings.load().jobs.stop_grace_s + 10
 
 
 def test_every_container_has_probes_and_resources(value_set):
@@ -653,7 +657,7 @@ def test_flower_runs_only_with_basic_auth_from_a_secret():
     objs = objects(VALUE_SETS["everything"])
     flower = main_container(by_kind(objs, "Deployment")[f"{FULLNAME}-flower"])
     assert flower["command"] == ["sh", "-c", 'export CELERY_BROKER_URL="$REDIS_URL"; '
-                                             'exec celery flower --port=5555']
+                                             'exec celery flower --port=5555 --max_tasks=2000']
     ref = env_of(flower)["FLOWER_BASIC_AUTH"]["valueFrom"]["secretKeyRef"]
     assert ref == {"name": f"{FULLNAME}-flower", "key": "basic-auth"}
     assert secret_data(by_kind(objs, "Secret")[ref["name"]])["basic-auth"] == "admin:flowerPw123"
