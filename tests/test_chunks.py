@@ -196,10 +196,7 @@ def test_a_chunk_whose_dispatcher_died_before_publishing_it_goes_out_again(clien
     store = client.application.extensions["voxq"].store
     segments = synthesizer.plan(LONG, settings)
     chunks = chunking.plan_chunks(segments, SynthesisOptions(), settings)
-    encoded, first = [], 0
-    for chunk in chunks:
-        encoded.append(chunking.encode(chunk, first))
-        first += len(chunk)
+    encoded = chunking.encode_all(chunks)
     assert store.chunks.save_plan(job_id, "anonymous", encoded, len(segments), 24000, "interactive", "")
     claimed = store.chunks.dispatch("anonymous", window=4, now=time.time(), stale_s=5)
     assert len(claimed) == min(4, len(chunks) - 1) >= 2  # ... and never published

@@ -83,5 +83,14 @@ def encode(chunk: list[Segment], first_index: int) -> dict:
     return {"first": first_index, "segments": [asdict(s) for s in chunk]}
 
 
+def encode_all(chunks: list[list[Segment]]) -> list[dict]:
+    """Every chunk of a plan encoded, each knowing where its segments start in the job."""
+    encoded, first = [], 0
+    for chunk in chunks:
+        encoded.append(encode(chunk, first))
+        first += len(chunk)
+    return encoded
+
+
 def decode(data: dict) -> tuple[list[Segment], int]:
     return [Segment(**s) for s in data["segments"]], int(data["first"])

@@ -87,11 +87,7 @@ class Runner:
         if self._reuse(record, key, len(segments)):
             return "succeeded"
         chunks = chunking.plan_chunks(segments, options, self.settings)
-        first = 0
-        encoded = []
-        for chunk in chunks:
-            encoded.append(chunking.encode(chunk, first))
-            first += len(chunk)
+        encoded = chunking.encode_all(chunks)
         queue = tasks.route(record.priority, self.store.workers.alive_queues(self.settings.jobs.heartbeat_ttl_s))
         if self.store.chunks.save_plan(job_id, record.owner, encoded, len(segments),
                                        options.sample_rate or self.engine.sample_rate, queue, key):

@@ -16,19 +16,19 @@ import json
 
 from shared.store import keyspace
 
-# KEYS: plan, job hash. ARGV: chunk count, segments total, output rate, queue, (unused), cache key,
-# then one JSON per chunk. Only the first planner writes: a redelivered planning task reuses the plan,
+# KEYS: plan, job hash. ARGV: chunk count, segments total, output rate, queue, cache key, then
+# one JSON per chunk. Only the first planner writes: a redelivered planning task reuses the plan,
 # which lives as long as the job's record (and goes when the job ends).
 _SAVE_PLAN = """
 if redis.call('HEXISTS', KEYS[2], 'record') == 0 then return -1 end
 if redis.call('HEXISTS', KEYS[2], 'chunks_total') == 1 then return 0 end
 local n = tonumber(ARGV[1])
-for i = 1, n do redis.call('HSET', KEYS[1], i - 1, ARGV[6 + i]) end
+for i = 1, n do redis.call('HSET', KEYS[1], i - 1, ARGV[5 + i]) end
 local ttl = redis.call('TTL', KEYS[2])
 if ttl > 0 then redis.call('EXPIRE', KEYS[1], ttl) end
 redis.call('HSET', KEYS[2], 'chunks_total', n, 'chunks_sent', 1, 'chunks_done', 0,
            'segments_total', ARGV[2], 'segments_done', 0, 'out_rate', ARGV[3], 'chunk_queue', ARGV[4],
-           'cache_key', ARGV[6])
+           'cache_key', ARGV[5])
 return 1
 """
 
@@ -111,7 +111,7 @@ class ChunkStore:
         ring. False when the job already had a plan (a redelivered planning task) or is gone."""
         saved = self._save_plan(
             keys=[keyspace.job_plan(job_id), keyspace.job(job_id)],
-            args=[len(chunks), segments_total, out_rate, queue, "", cache_key,
+            args=[len(chunks), segments_total, out_rate, queue, cache_key,
                   *(json.dumps(c, ensure_ascii=False) for c in chunks)])
         if int(saved) == 1 and len(chunks) > 1:
             self.client.rpush(keyspace.tenant_ring(owner), job_id)
