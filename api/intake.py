@@ -12,10 +12,12 @@ from pydantic import ValidationError
 
 from api import auth, bodies, lexicons, metrics, services
 from api.errors import ApiError, validation_error
-from shared import logs, ssml, tasks
+from shared import logs, plan, tasks
+from shared.chunk_files import ChunkFiles
 from shared.jobs import JobRecord, JobRequest, JobView, job_view
-from shared.options import EMOTIONS, check_format_rate
+from shared.options import EMOTIONS
 from shared.storage import JOB_ID
+from shared.text import ssml
 
 log = logging.getLogger(__name__)
 
@@ -53,27 +55,20 @@ def parse_job_request(body: dict) -> JobRequest:
         job = JobRequest.model_validate(body)
     except ValidationError as exc:
         raise validation_error(exc) from None
-    if not job.text.strip():
-        raise ApiError(422, "empty_text", "text is empty", "text")
-    limit = svc.settings.limits.max_chars
-    if len(job.text) > limit:
-        raise ApiError(413, "text_too_long", f"text has {len(job.text)} characters; the limit is {limit}", "text")
-    caps = engine_caps()  # one Redis read for both checks
-    emotions = known_emotions(caps)
-    if job.emotion not in emotions:
-        raise ApiError(422, "unknown_emotion", f"unknown emotion {job.emotion!r}; valid: {', '.join(emotions)}",
-                       "emotion")
-    voices = known_voices(caps)
-    if job.voice is not None and voices and job.voice not in voices:
-        raise ApiError(422, "unknown_voice", f"unknown voice {job.voice!r}; valid: {', '.join(sorted(voices))}",
-                       "voice")
-    problem = check_format_rate(job.format, job.sample_rate)
+    caps = engine_caps()  # one Redis read for both lists
+    problem = (plan.check_text(job.text, svc.settings.limits.max_chars)
+               or plan.check_options(job, known_emotions(caps), known_voices(caps)))
     if problem:
-        raise ApiError(422, "unsupported_sample_rate", problem, "sample_rate")
+        raise refused(problem)
     if job.text_type == "ssml":
         check_ssml(job.text)
     # The lexicons the job will use, fixed now: the request's, or the tenant's defaults.
     return job.model_copy(update={"lexicons": lexicons.for_request(job.lexicons, auth.owner())})
+
+
+def refused(problem: plan.Problem) -> ApiError:
+    """The HTTP answer to a request that cannot be spoken: 413 for a text over the limit, else 422."""
+    return ApiError(413 if problem.code == "text_too_long" else 422, *problem)
 
 
 def check_ssml(text: str) -> None:
@@ -105,23 +100,12 @@ def owned_job(job_id: str) -> JobRecord:
     return record
 
 
-def queue_for(priority: str) -> str:
-    svc = services.get()
-    return tasks.route(priority, svc.store.workers.alive_queues(svc.settings.jobs.heartbeat_ttl_s))
-
-
 def submit(job: JobRequest, owner: str) -> JobRecord:
     """Store the job, then publish it. The record exists before anyone hears of the job."""
     svc = services.get()
     record = svc.store.jobs.create(job, owner)
     try:
-        svc.celery.send_task(
-            tasks.SYNTHESIZE, args=[record.id], queue=queue_for(job.priority), priority=tasks.FIRST_CHUNK_PRIORITY,
-            # Only the job ID travels through the broker, and Flower shows it; the text, the
-            # user's data, stays in the store and never enters the broker or Flower.
-            argsrepr=repr([record.id]), kwargsrepr="{}",
-            retry=False,
-        )
+        tasks.send_job(svc.celery, record.id, svc.store.workers.queue_for(job.priority, svc.settings.jobs.heartbeat_ttl_s))
     except OperationalError:
         svc.store.jobs.discard(record)
         raise ApiError(503, "unavailable", "the queue is unavailable; retry shortly", headers={"Retry-After": "5"})
@@ -137,7 +121,7 @@ def cancel(job_id: str) -> tuple[bool, str]:
     svc = services.get()
     ok, previous = svc.store.jobs.cancel(job_id)
     if ok:
-        svc.storage.delete_chunks(job_id)
+        ChunkFiles(svc.storage, job_id).delete()
     return ok, previous
 
 

@@ -104,7 +104,7 @@ def _finished_file(record: JobRecord, marks: bool = False):
         raise ApiError(409, "not_ready", f"the job is {record.status}; audio exists only once it succeeded")
     storage = services.get().storage
     if marks:
-        if not (record.result or {}).get("marks"):
+        if not (record.result and record.result.marks):
             raise ApiError(404, "not_found", "this job was not asked for timing marks")
         path = storage.marks_path(record.id)
     else:
@@ -126,12 +126,12 @@ def get_audio(job_id: str):
         data = path.read_bytes()
         return jsonify({
             "id": record.id, "format": fmt, "content_type": CONTENT_TYPES[fmt],
-            "sample_rate": record.result["sample_rate"], "audio_base64": base64.b64encode(data).decode(),
+            "sample_rate": record.result.sample_rate, "audio_base64": base64.b64encode(data).decode(),
         })
     mimetype = CONTENT_TYPES[fmt]
     if fmt == "pcm":
-        mimetype = f"audio/L16; rate={record.result['sample_rate']}; channels=1"
-    response = send_file(path, mimetype=mimetype, conditional=True, etag=record.result["sha256"],
+        mimetype = f"audio/L16; rate={record.result.sample_rate}; channels=1"
+    response = send_file(path, mimetype=mimetype, conditional=True, etag=record.result.sha256,
                          download_name=path.name, max_age=0)
     response.headers["Accept-Ranges"] = "bytes"
     return response

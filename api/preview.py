@@ -10,9 +10,9 @@ from flask import Blueprint, jsonify
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from api import auth, intake, lexicons, services
-from api.errors import ApiError, validation_error
+from api.errors import validation_error
+from shared import plan
 from shared.jobs import LexiconName, TextType
-from shared.ssml import SsmlError
 from shared.text import frontend
 from shared.text.lexicon import resolve
 
@@ -36,19 +36,17 @@ def preview():
     except ValidationError as exc:
         raise validation_error(exc) from None
     limit = min(svc.settings.text.preview_max_chars, svc.settings.limits.max_chars)
-    if not body.text.strip():
-        raise ApiError(422, "empty_text", "text is empty", "text")
-    if len(body.text) > limit:
-        raise ApiError(413, "text_too_long", f"text has {len(body.text)} characters; a preview takes at most {limit}",
-                       "text")
+    problem = plan.check_text(body.text, limit)
+    if problem:
+        raise intake.refused(problem)
     owner = auth.owner()
     names = lexicons.for_request(body.lexicons, owner)
     chosen = resolve(names, svc.store.lexicons.get_many(owner, names))
-    text = svc.settings.text
     try:
-        segments = frontend.plan(body.text, ssml=body.text_type == "ssml", lexicons=chosen,
-                                 max_segment_chars=text.max_segment_chars, sentence_pause_s=text.sentence_pause_s,
-                                 clause_pause_s=text.clause_pause_s)
-    except SsmlError as exc:
-        raise ApiError(422, exc.code, str(exc), "text") from None
+        # The workers' own plan, first-clause cut included: the preview is what will be spoken.
+        segments = plan.segments(body.text, svc.settings, body.text_type, chosen, limit=limit)
+    except plan.PlanError as exc:
+        if exc.problem.code != "nothing_to_say":
+            raise intake.refused(exc.problem) from None
+        segments = []  # a preview of nothing speakable shows nothing, which is the answer
     return jsonify({"text_type": body.text_type, "lexicons": names, **frontend.preview(segments)})

@@ -34,8 +34,9 @@ from flask import Blueprint, Response, send_file, stream_with_context
 from api import services
 from api.errors import ApiError
 from api.intake import owned_job
+from shared.chunk_files import ChunkFiles
 from shared.jobs import JobRecord
-from shared.options import CONTENT_TYPES, STREAM_HEADER_KIND, STREAM_HEADERS, STREAM_PIECES
+from shared.options import CONTENT_TYPES, STREAM_HEADERS, STREAM_PIECES
 
 bp = Blueprint("streams", __name__, url_prefix="/v1/jobs")
 
@@ -48,10 +49,6 @@ IDLE_TIMEOUT_S = 600.0
 
 class StreamAborted(Exception):
     """The job ended without audio to finish the stream: abort it so the client can tell."""
-
-
-def piece_kind(fmt: str) -> str:
-    return STREAM_PIECES[fmt]
 
 
 def wav_stream_header(rate: int) -> bytes:
@@ -81,7 +78,7 @@ def audio_chunks(record: JobRecord, with_header: bool = True) -> Iterator[bytes]
     svc = services.get()
     store, storage = svc.store, svc.storage
     job_id, fmt = record.id, record.options.format
-    kind = piece_kind(fmt)
+    files = ChunkFiles(storage, job_id, fmt)
     index = 0
     sent_pcm = 0  # bytes of PCM sent, for a wav or pcm stream that finishes from the file
     header_sent = False
@@ -98,12 +95,11 @@ def audio_chunks(record: JobRecord, with_header: bool = True) -> Iterator[bytes]
                 raise StreamAborted(f"job {job_id} ended {status or 'deleted'} after its last chunk")
             time.sleep(POLL_S)
             continue
-        path = storage.chunk_path(job_id, index, kind)
-        if total is not None and path.is_file():
+        path = files.piece(index) if total is not None else None
+        if path is not None:
             if with_header and not header_sent and fmt in ("wav", *STREAM_HEADERS):
                 header_sent = True
-                yield (wav_stream_header(rate) if fmt == "wav"
-                       else storage.chunk_path(job_id, 0, STREAM_HEADER_KIND).read_bytes())
+                yield wav_stream_header(rate) if fmt == "wav" else files.header()
             try:
                 for block in _blocks(path):
                     sent_pcm += len(block)
@@ -148,7 +144,7 @@ def _finish_from_file(record: JobRecord, index: int, sent_pcm: int, header_sent:
 
 def has_audio(record: JobRecord) -> bool:
     """Whether the job's first chunk has landed."""
-    return services.get().storage.chunk_path(record.id, 0, piece_kind(record.options.format)).is_file()
+    return ChunkFiles(services.get().storage, record.id, record.options.format).piece(0) is not None
 
 
 def mimetype(fmt: str, rate: int | None) -> str:
@@ -162,11 +158,11 @@ def first_audio(record: JobRecord, timeout_s: float) -> tuple[JobRecord, int | N
     rate once planned). The answer's status line and headers go out only after this, so a job that
     fails before any audio gets a proper error instead of a broken stream."""
     svc = services.get()
-    kind = piece_kind(record.options.format)
+    files = ChunkFiles(svc.storage, record.id, record.options.format)
     deadline = time.monotonic() + timeout_s
     while True:
         total, rate, _ = svc.store.chunks.layout(record.id)
-        if total is not None and svc.storage.chunk_path(record.id, 0, kind).is_file():
+        if total is not None and files.piece(0) is not None:
             return record, rate
         current = svc.store.jobs.get(record.id)
         if current is None or current.status in ("succeeded", "failed", "canceled"):
@@ -188,7 +184,7 @@ def stream(job_id: str):
         path = services.get().storage.audio_path(record.id, fmt)
         if not path.is_file():
             raise ApiError(404, "not_found", "the job's files have expired or were deleted")
-        return send_file(path, mimetype=mimetype(fmt, record.result["sample_rate"]), max_age=0)
+        return send_file(path, mimetype=mimetype(fmt, record.result.sample_rate), max_age=0)
     if record.status in ("failed", "canceled"):
         reason = f": {record.error.message}" if record.error else ""
         raise ApiError(409, "not_ready", f"the job is {record.status}; it has no audio{reason}")

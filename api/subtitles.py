@@ -30,7 +30,7 @@ def get_subtitles(job_id: str):
         raise ApiError(422, "invalid_request", "max_chars must be between 4 and 500", "max_chars")
     if record.status != "succeeded":
         raise ApiError(409, "not_ready", f"the job is {record.status}; subtitles exist only once it succeeded")
-    if not (record.result or {}).get("marks"):
+    if not (record.result and record.result.marks):
         raise ApiError(404, "not_found", "subtitles are made from timing marks: submit the job with marks: true")
     path = svc.storage.marks_path(record.id)
     if not path.is_file():

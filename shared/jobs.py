@@ -54,16 +54,28 @@ class Progress(BaseModel):
     chunks_total: int | None = None
 
 
-class Result(BaseModel):
-    audio_url: str
+class _Audio(BaseModel):
     format: str
     sample_rate: int
     duration_s: float
     bytes: int
     sha256: str
-    marks_url: str | None = None
     loudness_lufs: float | None = Field(None, description="the file's integrated loudness (BS.1770), when loudness is on")
     true_peak_dbtp: float | None = Field(None, description="the file's true peak, when loudness is on")
+
+
+class AudioResult(_Audio):
+    """A finished job's audio: what the worker that assembles it (or `voxq synth`) makes and the
+    job's record keeps; every face shows it with its URLs (Result)."""
+
+    marks: bool = False  # whether the job has a marks file
+
+
+class Result(_Audio):
+    """A finished job's audio as the API shows it."""
+
+    audio_url: str
+    marks_url: str | None = None
 
 
 class JobError(BaseModel):
@@ -96,7 +108,7 @@ class JobRecord(BaseModel):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     progress: Progress = Progress()
-    result: dict[str, Any] | None = None  # Result minus the URLs, which the API builds
+    result: AudioResult | None = None
     error: JobError | None = None
     cache_hit: bool = False
     attempts: int = 0
@@ -149,13 +161,8 @@ def job_view(record: JobRecord, base: str = "/v1/jobs") -> JobView:
     """The job as GET {base}/{id} shows it; the API passes its own mount point, a webhook the default."""
     result = None
     if record.status == "succeeded" and record.result:
-        data = dict(record.result)
-        has_marks = data.pop("marks", False)
-        result = Result(
-            audio_url=f"{base}/{record.id}/audio",
-            marks_url=f"{base}/{record.id}/marks" if has_marks else None,
-            **data,
-        )
+        result = Result(**record.result.model_dump(exclude={"marks"}), audio_url=f"{base}/{record.id}/audio",
+                        marks_url=f"{base}/{record.id}/marks" if record.result.marks else None)
     return JobView(
         id=record.id, status=record.status, priority=record.priority, created_at=record.created_at,
         started_at=record.started_at, finished_at=record.finished_at, progress=record.progress,

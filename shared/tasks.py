@@ -1,4 +1,5 @@
-"""Task and queue names: the only contract between the API and the workers over the broker."""
+"""Task and queue names, routing and publishing: the only contract between the API and the workers
+over the broker."""
 
 # A job's first task: plan it into chunks, dispatch the next ones, and speak chunk 0 itself.
 SYNTHESIZE = "voxq.synthesize"
@@ -27,3 +28,21 @@ def route(priority: str, alive_queues: set[str]) -> str:
     """The queue for work of this priority: a live GPU pool's (it finishes work soonest), else the CPU one."""
     gpu = GPU_QUEUE_FOR_PRIORITY[priority]
     return gpu if gpu in alive_queues else QUEUE_FOR_PRIORITY[priority]
+
+
+# Publishing: one function per task kind. Only IDs travel through the broker, and Flower shows
+# them as the tasks' arguments; the text, the user's data, stays in the store and never enters
+# the broker or Flower (argsrepr). retry=False: a broker that is away is the caller's to answer.
+def send_job(celery, job_id: str, queue: str) -> None:
+    celery.send_task(SYNTHESIZE, args=[job_id], queue=queue, priority=FIRST_CHUNK_PRIORITY,
+                     argsrepr=repr([job_id]), kwargsrepr="{}", retry=False)
+
+
+def send_chunk(celery, job_id: str, index: int, owner: str, queue: str) -> None:
+    celery.send_task(SYNTHESIZE_CHUNK, args=[job_id, index, owner], queue=queue or INTERACTIVE,
+                     priority=CONTINUATION_PRIORITY, argsrepr=repr([job_id, index]), kwargsrepr="{}", retry=False)
+
+
+def send_webhook(celery, job_id: str, webhook_id: str, generation: int, countdown: float | None) -> None:
+    celery.send_task(DELIVER_WEBHOOK, args=[job_id, webhook_id, generation], queue=WEBHOOKS,
+                     countdown=countdown or None, argsrepr=repr([job_id]), kwargsrepr="{}", retry=False)

@@ -43,11 +43,8 @@ class WebhookPublisher:
                                                     last_status_code=previous.last_status_code,
                                                     next_attempt_at=now()))
         try:
-            self.celery.send_task(
-                tasks.DELIVER_WEBHOOK, args=[job_id, webhook_id, generation], queue=tasks.WEBHOOKS,
-                countdown=(0 if redeliver else self.first_delay_s) or None,
-                argsrepr=repr([job_id]), kwargsrepr="{}", retry=False,
-            )
+            tasks.send_webhook(self.celery, job_id, webhook_id, generation,
+                               countdown=0 if redeliver else self.first_delay_s)
         except Exception:
             if first:
                 self.jobs.release_webhook(job_id)

@@ -12,7 +12,9 @@ from shared.config import Settings  # noqa: E402
 from tests.conftest import Worker, wait_for  # noqa: E402
 from worker.batcher import Batcher  # noqa: E402
 from shared.options import SynthesisOptions  # noqa: E402
+from shared import plan  # noqa: E402
 from worker import synthesizer  # noqa: E402
+from worker.pipeline import Pipeline  # noqa: E402
 from worker.engines.base import SynthesisConfig, UnknownVoice  # noqa: E402
 
 SENTENCES = ["今天天气很好。", "请在十分钟后回电话。", "北京是中国的首都。", "欢迎使用语音合成。",
@@ -73,10 +75,9 @@ def test_the_voice_travels_through_the_batch_path(torch_engine):
 def test_a_job_with_a_voice_the_engine_lacks_fails_with_that_reason_through_the_batcher(torch_engine, settings,
                                                                                        tmp_path):
     batcher = Batcher(torch_engine, max_batch=4, max_wait_s=0.05)
-    segments = synthesizer.plan("你好。再见。", settings)
+    segments = plan.segments("你好。再见。", settings)
     with pytest.raises(synthesizer.SynthesisError) as err:
-        synthesizer.render(torch_engine, segments, SynthesisOptions(voice="nobody"), tmp_path / "x.wav", settings,
-                           batcher=batcher)
+        Pipeline(torch_engine, settings, batcher).render(segments, SynthesisOptions(voice="nobody"), tmp_path / "x.wav")
     assert err.value.code == "unknown_voice"
     assert not (tmp_path / "x.wav").exists()
 

@@ -10,29 +10,32 @@ import pytest
 import redis
 import soundfile as sf
 
+from shared import plan
+from shared.chunk_files import ChunkFiles
 from shared.config import Settings
 from shared.jobs import JobRequest
-from shared.options import SynthesisOptions, loudness_target
+from shared.options import SynthesisOptions
 from shared.storage import Storage
 from shared.store import Store
 from tests.conftest import Worker, wait_for
-from worker import assembly, chunking, synthesizer
+from worker.pipeline import Pipeline
 
 LONG = "随着人工智能技术的快速发展，越来越多的企业开始使用智能语音助手。今天的天气非常好，我们一起去公园散步吧。" * 6
 
 
 def test_chunks_are_whole_segments_in_order_and_the_first_is_small(settings):
-    segments = synthesizer.plan(LONG, settings)
-    chunks = chunking.plan_chunks(segments, SynthesisOptions(), settings)
-    assert [s for chunk in chunks for s in chunk] == segments  # every segment once, in order
+    segments = plan.segments(LONG, settings)
+    chunks = plan.chunks(segments, SynthesisOptions(), settings)
+    assert [s for chunk in chunks for s in chunk.segments] == segments  # every segment once, in order
+    assert [chunk.first for chunk in chunks] == [sum(len(c.segments) for c in chunks[:i]) for i in range(len(chunks))]
     assert len(chunks) >= 4
-    seconds = [sum(chunking.expected_seconds(s, 1.0, settings) for s in chunk) for chunk in chunks]
-    longest = max(chunking.expected_seconds(s, 1.0, settings) for s in segments)
+    seconds = [sum(plan.expected_seconds(s, 1.0, settings) for s in chunk.segments) for chunk in chunks]
+    longest = max(plan.expected_seconds(s, 1.0, settings) for s in segments)
     assert seconds[0] < settings.text.first_chunk_s + longest
     assert all(s < settings.text.chunk_s + longest for s in seconds)
     assert all(s >= settings.text.chunk_s for s in seconds[1:-1])
     # Faster speech: more text per chunk, since chunks are sized by audio, not characters.
-    fast = chunking.plan_chunks(segments, SynthesisOptions(speed=2.0), settings)
+    fast = plan.chunks(segments, SynthesisOptions(speed=2.0), settings)
     assert len(fast) < len(chunks)
 
 
@@ -40,22 +43,15 @@ def test_chunks_are_whole_segments_in_order_and_the_first_is_small(settings):
 def test_chunks_laid_end_to_end_are_the_one_piece_audio(engine, settings, tmp_path, fmt, rate):
     options = SynthesisOptions(format=fmt, sample_rate=rate, marks=True)
     text = LONG[:160]
-    whole = synthesizer.speak(engine, text, options, tmp_path / f"whole.{fmt}", settings, tmp_path / "whole.json")
-    segments = synthesizer.plan(text, settings)
-    chunks = chunking.plan_chunks(segments, options, settings)
+    segments = plan.segments(text, settings)
+    pipeline = Pipeline(engine, settings)
+    whole = pipeline.render(segments, options, tmp_path / f"whole.{fmt}", tmp_path / "whole.json")
+    chunks = pipeline.chunks(segments, options)
     assert len(chunks) >= 2
-    storage = Storage(tmp_path / "data")
-    job_id = "ab" * 16
-    first = 0
+    files = ChunkFiles(Storage(tmp_path / "data"), "ab" * 16, fmt)
     for index, chunk in enumerate(chunks):
-        storage.chunk_path(job_id, index, "pcm").parent.mkdir(parents=True, exist_ok=True)
-        synthesizer.render_chunk(engine, chunk, options, settings, storage.chunk_path(job_id, index, "pcm"),
-                                 storage.chunk_path(job_id, index, "json"), None,
-                                 ends_job=index == len(chunks) - 1, first_index=first)
-        first += len(chunk)
-    out_rate = rate or engine.sample_rate
-    built = assembly.assemble(storage, job_id, len(chunks), fmt, out_rate, tmp_path / f"chunked.{fmt}",
-                              tmp_path / "chunked.json", loudness_target(options))
+        pipeline.speak(files, chunk, index, len(chunks), options)
+    built = pipeline.assemble(files, len(chunks), options, tmp_path / f"chunked.{fmt}", tmp_path / "chunked.json")
     if fmt == "pcm":
         one, two = (np.frombuffer((tmp_path / f"{n}.pcm").read_bytes(), "<i2") for n in ("whole", "chunked"))
     else:
@@ -194,9 +190,9 @@ def test_a_chunk_whose_dispatcher_died_before_publishing_it_goes_out_again(clien
     # microseconds cannot be done on purpose, so the test writes that state, then runs for real.)
     job_id = client.post("/v1/jobs", json={"text": LONG}).get_json()["id"]
     store = client.application.extensions["voxq"].store
-    segments = synthesizer.plan(LONG, settings)
-    chunks = chunking.plan_chunks(segments, SynthesisOptions(), settings)
-    encoded = chunking.encode_all(chunks)
+    segments = plan.segments(LONG, settings)
+    chunks = plan.chunks(segments, SynthesisOptions(), settings)
+    encoded = [chunk.encode() for chunk in chunks]
     assert store.chunks.save_plan(job_id, "anonymous", encoded, len(segments), 24000, "interactive", "")
     claimed = store.chunks.dispatch("anonymous", window=4, now=time.time(), stale_s=5)
     assert len(claimed) == min(4, len(chunks) - 1) >= 2  # ... and never published
@@ -219,13 +215,13 @@ def test_a_long_first_sentence_is_cut_after_its_first_clause_with_its_readings()
     first = Segment("随着人工智能技术的快速发展，越来越多的企业开始使用。", "sentence", rate=1.2,
                     pinyin=[None] * 26, spans=[[i, i + 1] for i in range(26)],
                     marks=[{"name": "a", "at": 3}, {"name": "b", "at": 14}])
-    head, tail, after = chunking.quick_start([first, Segment("好。", "sentence")])
+    head, tail, after = plan.quick_start([first, Segment("好。", "sentence")])
     assert head.text == "随着人工智能技术的快速发展，" and head.pause == "clause" and head.rate == 1.2
     assert tail.text == "越来越多的企业开始使用。" and tail.pause == "sentence" and after.text == "好。"
     assert head.spans == [[i, i + 1] for i in range(14)] and tail.spans[0] == [14, 15]
     assert len(head.pinyin) == 14 and len(tail.pinyin) == 12
     assert head.marks == [{"name": "a", "at": 3}] and tail.marks == [{"name": "b", "at": 0}]
     # Short first segments, and long ones without a clause, stay whole.
-    assert chunking.quick_start([Segment("你好。", "sentence")]) == [Segment("你好。", "sentence")]
+    assert plan.quick_start([Segment("你好。", "sentence")]) == [Segment("你好。", "sentence")]
     whole = Segment("随着人工智能技术的快速发展越来越多的企业开始使用。", "sentence")
-    assert chunking.quick_start([whole]) == [whole]
+    assert plan.quick_start([whole]) == [whole]

@@ -7,12 +7,14 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from shared import plan
 from shared.config import Settings
 from shared.options import SynthesisOptions
-from tests.audio_checks import rms, voiced_fraction
-from worker import assets, synthesizer
-from worker.engines.base import SynthesisConfig
 from shared.text.segmenter import Segment
+from tests.audio_checks import rms, voiced_fraction
+from worker import assets, pipeline, synthesizer
+from worker.engines.base import SynthesisConfig
+from worker.pipeline import Pipeline
 
 
 def test_assets_are_verified_by_hash(tmp_path):
@@ -66,9 +68,9 @@ def test_speed_changes_duration(engine):
 def test_render_joins_segments_with_pauses_and_offsets_marks(engine, tmp_path):
     settings = Settings.load()
     out, marks = tmp_path / "out.wav", tmp_path / "marks.json"
-    result = synthesizer.speak(engine, "你好。再见！", SynthesisOptions(marks=True), out, settings, marks)
+    result = pipeline.speak(engine, "你好。再见！", SynthesisOptions(marks=True), out, settings, marks)
     audio, rate = sf.read(out, dtype="float32")
-    assert rate == 24000 and result.segments == 2
+    assert rate == engine.sample_rate and len(plan.segments("你好。再见！", settings)) == 2
     assert abs(len(audio) / rate - result.duration_s) < 0.01
     import json
 
@@ -85,11 +87,11 @@ def test_render_joins_segments_with_pauses_and_offsets_marks(engine, tmp_path):
 
 
 def test_limits(settings):
-    with pytest.raises(synthesizer.SynthesisError, match="100000"):
-        synthesizer.plan("好" * (settings.limits.max_chars + 1), settings)
-    assert synthesizer.plan("好", settings)
+    with pytest.raises(plan.PlanError, match="100000"):
+        plan.segments("好" * (settings.limits.max_chars + 1), settings)
+    assert plan.segments("好", settings)
     # The maximum length is accepted and split into bounded segments.
-    segments = synthesizer.plan("好" * settings.limits.max_chars, settings)
+    segments = plan.segments("好" * settings.limits.max_chars, settings)
     assert max(len(s.text) for s in segments) <= settings.text.max_segment_chars + 1
 
 
@@ -102,12 +104,12 @@ def test_long_text_streams_to_disk_in_bounded_memory(engine, tmp_path):
     out = tmp_path / "long.wav"
     # The front end's dictionaries (jieba, pypinyin) load once per process, on first use: load
     # them before measuring, so the figure is the same whichever test ran first.
-    synthesizer.speak(engine, text[:30], SynthesisOptions(), tmp_path / "warm.wav", settings)
+    pipeline.speak(engine, text[:30], SynthesisOptions(), tmp_path / "warm.wav", settings)
     tracemalloc.start()
-    result = synthesizer.speak(engine, text, SynthesisOptions(), out, settings)
+    result = pipeline.speak(engine, text, SynthesisOptions(), out, settings)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    audio_bytes = result.duration_s * 24000 * 4  # what holding it whole as float32 would take
+    audio_bytes = result.duration_s * engine.sample_rate * 4  # what holding it whole as float32 would take
     assert result.duration_s > 300
     assert out.stat().st_size > 10_000_000
     # Peak Python-side memory is a few chunks, not the whole recording.
@@ -128,17 +130,17 @@ def test_an_engine_error_fails_the_job_with_its_own_reason_not_nothing_to_say(en
     # segment raises its own fault, which must not be mistaken for "nothing to say".
     options = SynthesisOptions(voice="nobody")
     with pytest.raises(synthesizer.SynthesisError) as err:
-        synthesizer.check_options(options, engine)
+        Pipeline(engine, settings).check(options)
     assert err.value.code == "unknown_voice"
-    segments = synthesizer.plan("你好。", settings)
+    segments = plan.segments("你好。", settings)
     with pytest.raises(synthesizer.SynthesisError) as err:
-        synthesizer.render(engine, segments, options, tmp_path / "x.wav", settings)
+        Pipeline(engine, settings).render(segments, options, tmp_path / "x.wav")
     assert err.value.code == "unknown_voice" and "nobody" in str(err.value)
     assert not (tmp_path / "x.wav").exists()
     # A segment with nothing speakable is skipped; only a job with nothing at all is nothing_to_say.
     speakable, unspeakable = Segment("你好。", "sentence"), Segment("兙。", "sentence")
-    result = synthesizer.render(engine, [speakable, unspeakable], SynthesisOptions(), tmp_path / "y.wav", settings)
+    result = Pipeline(engine, settings).render([speakable, unspeakable], SynthesisOptions(), tmp_path / "y.wav")
     assert result.duration_s > 0.3
     with pytest.raises(synthesizer.SynthesisError) as err:
-        synthesizer.render(engine, [unspeakable], SynthesisOptions(), tmp_path / "z.wav", settings)
+        Pipeline(engine, settings).render([unspeakable], SynthesisOptions(), tmp_path / "z.wav")
     assert err.value.code == "nothing_to_say"

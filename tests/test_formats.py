@@ -11,7 +11,7 @@ import soundfile as sf
 from shared.options import (FORMATS, TELEPHONE_FORMATS, TRUE_PEAK_CEILING_DBTP, SynthesisOptions,
                             rates_for)
 from tests.audio_checks import rms
-from worker import synthesizer
+from worker import pipeline, synthesizer
 
 TEXT = "你好，欢迎使用语音合成。"
 AAC = ("aac", "m4a")
@@ -39,7 +39,7 @@ def read_back(path, fmt, rate):
 @pytest.mark.parametrize("fmt,rate", CASES)
 def test_round_trip(engine, settings, tmp_path, fmt, rate):
     path = tmp_path / f"out.{fmt}"
-    result = synthesizer.speak(engine, TEXT, SynthesisOptions(format=fmt, sample_rate=rate), path, settings)
+    result = pipeline.speak(engine, TEXT, SynthesisOptions(format=fmt, sample_rate=rate), path, settings)
     audio, read_rate = read_back(path, fmt, rate)
     assert read_rate == rate == result.sample_rate
     frames = round(result.duration_s * rate)
@@ -64,7 +64,7 @@ def test_round_trip(engine, settings, tmp_path, fmt, rate):
 def test_g711_wav_says_its_format_code_and_is_band_limited(engine, settings, tmp_path, fmt, code):
     path = tmp_path / "line.wav"
     # No rate asked for: G.711's only rate, not the engine's 24 kHz.
-    result = synthesizer.speak(engine, TEXT, SynthesisOptions(format=fmt), path, settings)
+    result = pipeline.speak(engine, TEXT, SynthesisOptions(format=fmt), path, settings)
     header = path.read_bytes()[:36]
     assert header[:4] == b"RIFF" and header[8:16] == b"WAVEfmt "
     assert int.from_bytes(header[20:22], "little") == code  # WAVE_FORMAT_MULAW / WAVE_FORMAT_ALAW
@@ -80,13 +80,13 @@ def test_g711_wav_says_its_format_code_and_is_band_limited(engine, settings, tmp
 @pytest.mark.parametrize("fmt", TELEPHONE_FORMATS)
 def test_g711_takes_only_8000(engine, settings, tmp_path, fmt):
     with pytest.raises(synthesizer.SynthesisError, match=f"{fmt} .G.711, telephone. supports only 8000 Hz; got 16000"):
-        synthesizer.speak(engine, TEXT, SynthesisOptions(format=fmt, sample_rate=16000), tmp_path / "x", settings)
+        pipeline.speak(engine, TEXT, SynthesisOptions(format=fmt, sample_rate=16000), tmp_path / "x", settings)
     assert not (tmp_path / "x").exists()
 
 
 def test_opus_rejects_rates_it_cannot_encode(engine, settings, tmp_path):
     with pytest.raises(synthesizer.SynthesisError, match="opus supports"):
-        synthesizer.speak(engine, TEXT, SynthesisOptions(format="opus", sample_rate=44100),
+        pipeline.speak(engine, TEXT, SynthesisOptions(format="opus", sample_rate=44100),
                            tmp_path / "x.opus", settings)
     assert not (tmp_path / "x.opus").exists()
 
@@ -94,7 +94,7 @@ def test_opus_rejects_rates_it_cannot_encode(engine, settings, tmp_path):
 @pytest.mark.parametrize("loudness", [-16.0, -30.0])
 def test_the_one_piece_path_meets_a_loudness_target(engine, settings, tmp_path, loudness):
     path = tmp_path / "out.wav"
-    result = synthesizer.speak(engine, TEXT * 3, SynthesisOptions(loudness=loudness, volume=0.6), path, settings)
+    result = pipeline.speak(engine, TEXT * 3, SynthesisOptions(loudness=loudness, volume=0.6), path, settings)
     audio, rate = sf.read(path)
     measured = pyloudnorm.Meter(rate).integrated_loudness(audio)
     # -16 LUFS is past what this voice's peaks allow under the ceiling: it stops at the ceiling.

@@ -9,7 +9,7 @@ from shared.config import Settings
 from shared.text import frontend
 from shared.text.segmenter import words
 from voxq.bench import FRONTEND_CLASSES, frontend_input, frontend_rate
-from worker import synthesizer
+from shared import plan
 
 CHARS = 100_000
 
@@ -18,7 +18,7 @@ CHARS = 100_000
 def big_settings():
     settings = Settings.load(limits={"max_chars": CHARS})
     words("你好世界")  # jieba's dictionary loads once per process, not inside a timing
-    synthesizer.plan("你好，世界。123 abc", settings)
+    plan.segments("你好，世界。123 abc", settings)
     return settings
 
 
@@ -46,8 +46,8 @@ def test_a_cancel_stops_planning_a_long_text(big_settings):
         return True
 
     started = time.monotonic()
-    with pytest.raises(synthesizer.Canceled):
-        synthesizer.plan(text, big_settings, should_stop=canceled)
+    with pytest.raises(plan.Canceled):
+        plan.segments(text, big_settings, should_stop=canceled)
     # It asks a quarter-second into planning (not before: a short text never pays a Redis read)
     # and stops at once; planning the whole text takes seconds.
     assert len(asked) == 1

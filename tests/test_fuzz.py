@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shared.config import Settings
-from shared.ssml import SsmlError
+from shared.text.ssml import SsmlError
 from shared.text import frontend
 from tests.live import LiveCluster
 

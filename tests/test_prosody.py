@@ -6,7 +6,7 @@ import soundfile as sf
 
 from shared.options import SynthesisOptions
 from tests.audio_checks import mean_f0, median_f0, rms
-from worker import synthesizer
+from worker import pipeline
 
 TEXT = "春天来了，公园里的花都开了，到处都是欢声笑语。"
 
@@ -22,7 +22,7 @@ def rendered(engine, settings, tmp_path_factory):
         key = tuple(sorted(options.items()))
         if key not in cache:
             path = folder / f"{len(cache)}.wav"
-            synthesizer.speak(engine, TEXT, SynthesisOptions(**options), path, settings)
+            pipeline.speak(engine, TEXT, SynthesisOptions(**options), path, settings)
             cache[key] = sf.read(path, dtype="float32")
         return cache[key]
 

@@ -5,10 +5,15 @@ import time
 
 import redis
 
-from shared.jobs import JobRequest
+from shared.chunk_files import ChunkFiles
+from shared.jobs import AudioResult, JobRequest
 from shared.store import Store, keyspace
 from shared.storage import Storage
 from worker.retention import sweep
+
+
+def _result(fmt: str) -> AudioResult:
+    return AudioResult(format=fmt, sample_rate=24000, duration_s=1.0, bytes=44, sha256="0" * 64)
 
 
 def test_expired_jobs_lose_record_text_and_files(redis_url, data_dir):
@@ -19,7 +24,7 @@ def test_expired_jobs_lose_record_text_and_files(redis_url, data_dir):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"x")
     store.jobs.mark_running(old.id)
-    store.jobs.succeed(old.id, {"format": "wav"})  # retention counts from here
+    store.jobs.succeed(old.id, _result("wav"))  # retention counts from here
     deadline = time.time() + 5
     while store.jobs.exists(old.id):
         assert time.time() < deadline
@@ -44,7 +49,7 @@ def test_a_job_waiting_longer_than_the_result_ttl_keeps_its_record_until_it_ends
     assert client.ttl(store.jobs.job_key(waiting.id)) > 3600
     assert client.ttl(store.jobs.text_key(waiting.id)) > 3600
     store.jobs.mark_running(waiting.id)
-    store.jobs.succeed(waiting.id, {"format": "wav"})
+    store.jobs.succeed(waiting.id, _result("wav"))
     assert 55 <= client.ttl(store.jobs.job_key(waiting.id)) <= 60  # kept 60 s from its end
 
 
@@ -55,7 +60,7 @@ def test_an_owner_index_entry_goes_when_its_record_does(redis_url):
     waiting = store.jobs.create(JobRequest(text="还在排队。"), "acme")
     canceled = store.jobs.create(JobRequest(text="取消了。"), "acme")
     store.jobs.mark_running(ended.id)
-    store.jobs.succeed(ended.id, {"format": "wav"})
+    store.jobs.succeed(ended.id, _result("wav"))
     store.jobs.cancel(canceled.id)
     deadline = time.time() + 5
     while store.jobs.exists(ended.id) or store.jobs.exists(canceled.id):
@@ -80,19 +85,19 @@ def test_chunk_files_go_with_their_job_and_after_a_grace_once_it_ended(redis_url
     running, ended, recent = (store.jobs.create(JobRequest(text="好。"), "acme") for _ in range(3))
     for record in (running, ended, recent):
         store.jobs.mark_running(record.id)
-    store.jobs.succeed(ended.id, {"format": "mp3"})
-    store.jobs.succeed(recent.id, {"format": "mp3"})
+    store.jobs.succeed(ended.id, _result("mp3"))
+    store.jobs.succeed(recent.id, _result("mp3"))
     # The job ended longer ago than the grace: as a sweep an hour later would find it.
     long_ago = (retention.now() - timedelta(seconds=retention.CHUNK_GRACE_S + 60)).isoformat()
     client.hset(store.jobs.job_key(ended.id), "finished_at", long_ago)
     files = {}
     for record in (running, ended, recent):
-        files[record.id] = [storage.chunk_path(record.id, i, kind) for i in range(2) for kind in ("mp3", "json")]
+        files[record.id] = [ChunkFiles(storage, record.id).path(i, kind) for i in range(2) for kind in ("mp3", "json")]
         files[record.id].append(storage.audio_path(record.id, "mp3"))
         for path in files[record.id]:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(b"x")
-    gone = storage.chunk_path("cd" * 16, 0, "pcm")  # a job whose record expired
+    gone = ChunkFiles(storage, "cd" * 16).path(0, "pcm")  # a job whose record expired
     gone.parent.mkdir(parents=True, exist_ok=True)
     gone.write_bytes(b"x")
     assert sweep(store, storage) == 5

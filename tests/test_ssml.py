@@ -8,17 +8,17 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from shared import ssml
+from shared.text import ssml
 from shared.options import SynthesisOptions
 from shared.text import frontend
-from worker import synthesizer
+from worker import pipeline
 
 
 def speak(engine, settings, tmp_path, document: str, name: str = "out", marks: bool = False):
     out = tmp_path / f"{name}.wav"
     marks_path = tmp_path / f"{name}.json" if marks else None
     # Loudness off: these compare levels between documents, which normalising would even out.
-    synthesizer.speak(engine, document, SynthesisOptions(marks=marks, loudness="off"), out, settings, marks_path,
+    pipeline.speak(engine, document, SynthesisOptions(marks=marks, loudness="off"), out, settings, marks_path,
                       text_type="ssml")
     audio, rate = sf.read(out, dtype="float32")
     return audio, rate, json.loads(marks_path.read_text()) if marks else None

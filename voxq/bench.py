@@ -18,8 +18,8 @@ def _engine_run(engine_name: str, threads: int) -> dict:
     """One engine in this (fresh) process: load time, per-sentence RTF, peak RSS."""
     import resource
 
+    from shared import plan
     from shared.config import Settings
-    from worker import synthesizer
     from worker.engines import load_engine
     from worker.engines.base import SynthesisConfig
 
@@ -34,7 +34,7 @@ def _engine_run(engine_name: str, threads: int) -> dict:
     for sentence in sentences:
         started = time.perf_counter()
         seconds = 0.0
-        for segment in synthesizer.plan(sentence, settings):
+        for segment in plan.segments(sentence, settings):
             seconds += engine.synthesize(segment.text, SynthesisConfig()).duration_s
         elapsed = time.perf_counter() - started
         rtfs.append(elapsed / seconds)
@@ -59,28 +59,34 @@ def _format_costs(engine_name: str) -> list[dict]:
     import tempfile
     from pathlib import Path
 
+    import uuid
+
+    from shared import plan
+    from shared.chunk_files import PCM, ChunkFiles
     from shared.config import Settings
     from shared.options import FORMATS, SynthesisOptions, rates_for
-    from worker import loudness, synthesizer
+    from shared.storage import Storage
+    from worker import loudness
     from worker.audio import transcode
     from worker.engines import load_engine
+    from worker.pipeline import Pipeline
 
     settings = Settings.load(engine={"name": engine_name})
     engine = load_engine(settings)
-    segments = synthesizer.plan("".join(corpus()[:6]), settings)
+    pipeline = Pipeline(engine, settings)
+    chunk = plan.Chunk(plan.segments("".join(corpus()[:6]), settings), 0)
     rows = []
     with tempfile.TemporaryDirectory(prefix="voxq-bench-") as folder:
         pcm: dict[int, tuple[Path, float]] = {}
         for fmt in FORMATS:
             rate = engine.sample_rate if engine.sample_rate in rates_for(fmt) else rates_for(fmt)[0]
             if rate not in pcm:
-                path = Path(folder) / f"{rate}.pcm"
                 # The telephone band-pass runs when a G.711 chunk is spoken; it is in the 8 kHz PCM.
                 options = SynthesisOptions(format="mulaw" if rate == 8000 else "pcm", sample_rate=rate,
                                            loudness="off")
-                chunk = synthesizer.render_chunk(engine, segments, options, settings, path,
-                                                 Path(folder) / f"{rate}.json", None, ends_job=True)
-                pcm[rate] = (path, chunk.audio_s)
+                files = ChunkFiles(Storage(folder), uuid.uuid4().hex, options.format)
+                spoken = pipeline.speak(files, chunk, 0, 1, options)
+                pcm[rate] = (files.path(0, PCM), spoken.audio_s)
             path, seconds = pcm[rate]
             started = time.perf_counter()
             transcode([path], Path(folder) / f"out.{fmt}", fmt, rate)
@@ -173,22 +179,22 @@ def frontend_input(kind: str, chars: int, seed: int = 16) -> str:
 
 def frontend_rate(kind: str, chars: int, settings=None) -> float:
     """Characters per second the front end plans (normalise, segment) of one input class."""
+    from shared import plan
     from shared.config import Settings
-    from worker import synthesizer
 
     settings = settings or Settings.load()
     text = frontend_input(kind, chars)
     started = time.perf_counter()
     try:
-        synthesizer.plan(text, settings)
-    except synthesizer.SynthesisError:
+        plan.segments(text, settings)
+    except plan.PlanError:
         pass  # symbols alone say nothing: timed all the same
     return chars / (time.perf_counter() - started)
 
 
 def cmd_frontend(args) -> int:
+    from shared import plan
     from shared.config import Settings
-    from worker import synthesizer
 
     sizes = [int(s) for s in args.sizes.split(",")]
     settings = Settings.load(limits={"max_chars": max(sizes)})
@@ -196,7 +202,7 @@ def cmd_frontend(args) -> int:
 
     # Load jieba's dictionary and cn2an outside the timing: a worker has both loaded already.
     words("你好世界")
-    synthesizer.plan("你好，世界。123 abc", settings)
+    plan.segments("你好，世界。123 abc", settings)
     print(f"front end (normalise + segment), characters per second; target >= {FRONTEND_TARGET:,} "
           f"in the worst class at 100k")
     print(f"{'class':>8} " + " ".join(f"{f'{n // 1000}k' if n >= 1000 else n:>10}" for n in sizes))

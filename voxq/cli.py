@@ -170,8 +170,10 @@ def cmd_synth(args) -> int:
         raise CliError(f"invalid settings: {exc}") from None
 
     # Heavy imports only now: `voxq up` and `voxq --help` never load the model stack.
-    from worker import synthesizer
+    from shared import plan
     from worker.engines import EngineError, load_engine, preflight
+    from worker.pipeline import Pipeline
+    from worker.synthesizer import SynthesisError
     from worker.assets import AssetError
 
     from voxq.lexicons import read_lexicon_file
@@ -187,13 +189,13 @@ def cmd_synth(args) -> int:
             folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="voxq-"))
             out_path = os.path.join(folder, f"out.{fmt}")
         try:
-            segments = synthesizer.plan(text, settings, text_type, lexicons)
+            segments = plan.segments(text, settings, text_type, lexicons)
             # The engine's own checks first: a missing package or model is one line, not a traceback.
             preflight(settings)
-            engine = load_engine(settings)
-            synthesizer.check_options(options, engine)
-            result = synthesizer.render(engine, segments, options, out_path, settings, marks_path=marks_path)
-        except synthesizer.SynthesisError as exc:
+            pipeline = Pipeline(load_engine(settings), settings)
+            pipeline.check(options)
+            result = pipeline.render(segments, options, out_path, marks_path=marks_path)
+        except (plan.PlanError, SynthesisError) as exc:
             raise CliError(str(exc)) from exc
         except (EngineError, AssetError) as exc:
             raise CliError(str(exc)) from exc
@@ -222,7 +224,7 @@ def cmd_synth(args) -> int:
     print(
         f"{shown}: {result.duration_s:.2f} s, {result.format}, {result.sample_rate} Hz, "
         + (f"{result.loudness_lufs:g} LUFS, " if result.loudness_lufs is not None else "") +
-        f"{result.bytes} bytes, {result.segments} segment(s)",
+        f"{result.bytes} bytes, {len(segments)} segment(s)",
         file=sys.stderr,
     )
     return 0

@@ -80,7 +80,7 @@ def cmd_delete(args) -> int:
 
 def cmd_text(args) -> int:
     from shared.config import Settings
-    from shared.ssml import SsmlError
+    from shared.text.ssml import SsmlError
     from shared.text import frontend
 
     from voxq.cli import _read_text

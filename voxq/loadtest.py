@@ -29,8 +29,8 @@ def _texts(count: int) -> list[str]:
 
 def _single_process_throughput(texts: list[str]) -> tuple[float, dict[str, float]]:
     """Audio seconds per wall second of one engine with one thread, in this process."""
+    from shared import plan
     from shared.config import Settings
-    from worker import synthesizer
     from worker.engines import load_engine
     from worker.engines.base import SynthesisConfig
 
@@ -41,7 +41,7 @@ def _single_process_throughput(texts: list[str]) -> tuple[float, dict[str, float
     per_text: dict[str, float] = {}
     for text in texts:
         started = time.perf_counter()
-        seconds = sum(engine.synthesize(s.text, SynthesisConfig()).duration_s for s in synthesizer.plan(text, settings))
+        seconds = sum(engine.synthesize(s.text, SynthesisConfig()).duration_s for s in plan.segments(text, settings))
         elapsed = time.perf_counter() - started
         per_text[text] = elapsed
         audio += seconds

@@ -4,49 +4,37 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from shared.chunk_files import META, PCM, ChunkFiles
+from shared.jobs import AudioResult
 from shared.options import TRUE_PEAK_CEILING_DBTP
-from shared.storage import Storage
+from shared.plan import NOTHING_TO_SAY
 from worker import loudness
 from worker.assets import sha256_of
 from worker.audio import transcode
 from worker.marks import MarksWriter
+from worker.synthesizer import SynthesisError
 
 
-@dataclass
-class Assembled:
-    frames: int
-    speech_samples: int
-    bytes: int
-    sha256: str
-    loudness_lufs: float | None = None  # what the file measures, when loudness is on
-    true_peak_dbtp: float | None = None
+def assemble(files: ChunkFiles, total: int, rate: int, audio_path: Path, marks_path: Path | None,
+             target: float | None = None) -> AudioResult:
+    """Write the job's audio (and marks, shifted by each chunk's start) from chunks 0..total-1,
+    into `audio_path` and `marks_path` as they are given (the caller publishes them). Raises
+    SynthesisError when the chunks hold no speech at all.
 
-
-def assemble(storage: Storage, job_id: str, chunks: int, fmt: str, rate: int, audio_path: Path,
-             marks_path: Path | None, target: float | None = None) -> Assembled:
-    """Write the job's audio (and marks, shifted by each chunk's start) from chunks 0..chunks-1."""
-    return assemble_files([storage.chunk_path(job_id, i, "pcm") for i in range(chunks)],
-                          [storage.chunk_path(job_id, i, "json") for i in range(chunks)],
-                          fmt, rate, audio_path, marks_path, target)
-
-
-def assemble_files(pcm_paths: list[Path], meta_paths: list[Path], fmt: str, rate: int, audio_path: Path,
-                   marks_path: Path | None, target: float | None = None) -> Assembled:
-    """The first pass reads the chunks' records (marks, lengths, loudness blocks); the second
-    encodes their PCM, each chunk scaled from the gain it was written at to the job's."""
+    The first pass reads the chunks' records (marks, lengths, loudness blocks); the second encodes
+    their PCM, each chunk scaled from the gain it was written at to the job's."""
     marks = MarksWriter(marks_path)
     frames = speech = 0
     blocks: list[np.ndarray] = []
     chunk_gains: list[float] = []
     peak = -math.inf
     try:
-        for path in meta_paths:
-            meta = json.loads(path.read_text(encoding="utf-8"))
+        for index in range(total):
+            meta = json.loads(files.path(index, META).read_text(encoding="utf-8"))
             marks.write_entries(meta["marks"], frames * 1000.0 / rate)
             frames += meta["frames"]
             speech += meta["speech_samples"]
@@ -68,7 +56,11 @@ def assemble_files(pcm_paths: list[Path], meta_paths: list[Path], fmt: str, rate
             lufs = round(measured + job_gain, 2)
         if math.isfinite(peak):
             true_peak = round(peak + job_gain, 2)
-    written = transcode(pcm_paths, audio_path, fmt, rate, gains)
+    if speech == 0:
+        raise SynthesisError.of(NOTHING_TO_SAY)
+    written = transcode([files.path(index, PCM) for index in range(total)], audio_path, files.format, rate, gains)
     if written != frames:
         raise RuntimeError(f"{audio_path.name}: the chunks hold {written} frames, their records say {frames}")
-    return Assembled(frames, speech, audio_path.stat().st_size, sha256_of(audio_path), lufs, true_peak)
+    return AudioResult(format=files.format, sample_rate=rate, duration_s=round(frames / rate, 3),
+                       bytes=audio_path.stat().st_size, sha256=sha256_of(audio_path), marks=marks_path is not None,
+                       loudness_lufs=lufs, true_peak_dbtp=true_peak)

@@ -9,7 +9,7 @@ import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
-from worker.engines.base import AudioChunk, SynthesisConfig
+from worker.engines.base import SegmentAudio, SynthesisConfig
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ class Batcher:
         self._thread = threading.Thread(target=self._loop, name="voxq-batcher", daemon=True)
         self._thread.start()
 
-    def submit(self, text: str, config: SynthesisConfig) -> "Future[AudioChunk]":
+    def submit(self, text: str, config: SynthesisConfig) -> "Future[SegmentAudio]":
         item = _Item(text, config)
         self._queue.put(item)
         return item.future

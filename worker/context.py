@@ -2,6 +2,7 @@
 runner and the webhook delivery. Built by worker/app.py's init signals, never at import."""
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 
@@ -62,15 +63,8 @@ def start(settings: Settings, celery, load_engine: bool, queues: list[str]) -> C
             batcher = Batcher(engine, settings.engine.batch_max, settings.engine.batch_wait_ms / 1000)
         publisher = WebhookPublisher(celery, store.jobs, settings.webhooks.retry_schedule[0])
 
-        def publish_chunk(job_id: str, index: int, owner: str, queue: str) -> None:
-            celery.send_task(
-                tasks.SYNTHESIZE_CHUNK, args=[job_id, index, owner], queue=queue or tasks.INTERACTIVE,
-                priority=tasks.CONTINUATION_PRIORITY, argsrepr=repr([job_id, index]), kwargsrepr="{}",
-                retry=False,
-            )
-
-        ctx.runner = Runner(settings, store, storage, engine, notify=publisher.notify, publish=publish_chunk,
-                            batcher=batcher)
+        ctx.runner = Runner(settings, store, storage, engine, notify=publisher.notify,
+                            publish=functools.partial(tasks.send_chunk, celery), batcher=batcher)
         caps = capabilities(engine, settings)
     ctx.heartbeat = Heartbeat(settings, store, storage, caps, queues,
                               redispatch=ctx.runner.redispatch if ctx.runner else None)

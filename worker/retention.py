@@ -3,8 +3,8 @@ so do the chunk files of jobs that ended a while ago (streams read them until th
 from __future__ import annotations
 
 import logging
-import re
 
+from shared.chunk_files import is_chunk_file
 from shared.jobs import now
 from shared.storage import Storage
 from shared.store import Store
@@ -14,7 +14,6 @@ log = logging.getLogger(__name__)
 LOCK = "sweep"
 # How long a finished job's chunk pieces stay for a stream still reading them.
 CHUNK_GRACE_S = 600
-_CHUNK_FILE = re.compile(r"^[0-9a-f]{32}\.c\d{5}\.")
 
 
 def sweep(store: Store, storage: Storage) -> int:
@@ -24,7 +23,7 @@ def sweep(store: Store, storage: Storage) -> int:
         if not store.jobs.exists(job_id):
             path.unlink(missing_ok=True)
             removed += 1
-        elif _CHUNK_FILE.match(path.name):
+        elif is_chunk_file(path.name):
             if job_id not in ended:
                 record = store.jobs.get(job_id)
                 ended[job_id] = bool(record and record.finished_at

@@ -3,26 +3,23 @@ every chunk task speaks one chunk; whoever lands the last chunk assembles the fi
 the result. Any worker runs any chunk, and a chunk can run twice without harm."""
 from __future__ import annotations
 
-import contextlib
 import logging
-import threading
 import time
 from typing import Callable
 
-from shared import tasks
+from shared.chunk_files import META, PCM, ChunkFiles
 from shared.config import Settings
 from shared.jobs import TERMINAL, JobRecord
-from shared.options import STREAM_HEADER_KIND, STREAM_HEADERS, STREAM_PIECES, loudness_target
+from shared.plan import Canceled, Chunk
 from shared.storage import Storage
 from shared.store import Store, Transient
 from shared.text.lexicon import LexiconError, resolve
-from worker import assembly, chunking, metrics, synthesizer
+from worker import metrics
 from worker.cache import ResultCache, cache_key
+from worker.pipeline import Pipeline
+from worker.synthesizer import SynthesisError
 
 log = logging.getLogger(__name__)
-
-# Formats whose stream sends each chunk encoded on its own; wav and pcm streams send the PCM.
-PIECE_FORMATS = tuple(fmt for fmt, kind in STREAM_PIECES.items() if kind != "pcm")
 
 
 class Runner:
@@ -33,15 +30,12 @@ class Runner:
         self.jobs = store.jobs
         self.storage = storage
         self.engine = engine
+        self.pipeline = Pipeline(engine, settings, batcher)
         # Called with the job ID when a job ends here; it queues the webhook (and never raises).
         self.notify = notify
         # Called with (job ID, chunk index, owner, queue) for each chunk the dispatch hands out.
         self.publish = publish
-        self.batcher = batcher
         self.cache = ResultCache(store, storage, settings.jobs.result_ttl_s)
-        # Without a batcher the engine is called directly, and a runtime such as LiteRT's
-        # interpreter is not thread-safe: under a threads pool, chunks take turns.
-        self._engine_lock = threading.Lock() if batcher is None else contextlib.nullcontext()
 
     # the job's first task
     def run(self, job_id: str) -> str:
@@ -67,29 +61,25 @@ class Runner:
                  job_id, len(text), record.text_sha256[:12], attempts)
         options = record.options
         try:
-            # The one check of the options inside the worker (the API checked them against the
-            # registered engines; this worker's engine is the one that will speak).
-            synthesizer.check_options(options, self.engine)
+            self.pipeline.check(options)
             # The lexicons as they are now: the cache key has their hashes, so an edit since
             # submission is what is spoken, and never answered with older audio.
             lexicons = resolve(record.lexicons, self.store.lexicons.get_many(record.owner, record.lexicons))
             # A cancel stops planning too: a long text takes a while to plan.
-            segments = synthesizer.plan(text, self.settings, record.text_type, lexicons,
-                                        should_stop=lambda: jobs.status(job_id) != "running")
-        except synthesizer.Canceled:
+            segments = self.pipeline.plan(text, record.text_type, lexicons, should_stop=self._stopped(job_id))
+        except Canceled:
             log.info("job %s canceled while it was planned", job_id)
             return jobs.status(job_id) or "canceled"
-        except synthesizer.SynthesisError as exc:
+        except SynthesisError as exc:
             return self._fail(record, exc.code, str(exc))
         except LexiconError as exc:
             return self._fail(record, "unknown_lexicon", str(exc))
         key = cache_key(segments, options, self.engine.name, self.engine.model_version, lexicons.hashes)
         if self._reuse(record, key, len(segments)):
             return "succeeded"
-        chunks = chunking.plan_chunks(segments, options, self.settings)
-        encoded = chunking.encode_all(chunks)
-        queue = tasks.route(record.priority, self.store.workers.alive_queues(self.settings.jobs.heartbeat_ttl_s))
-        if self.store.chunks.save_plan(job_id, record.owner, encoded, len(segments),
+        chunks = self.pipeline.chunks(segments, options)
+        queue = self.store.workers.queue_for(record.priority, self.settings.jobs.heartbeat_ttl_s)
+        if self.store.chunks.save_plan(job_id, record.owner, [chunk.encode() for chunk in chunks], len(segments),
                                        options.sample_rate or self.engine.sample_rate, queue, key):
             log.info("job %s planned: %d segments in %d chunk(s)", job_id, len(segments), len(chunks))
         self._dispatch(record.owner)
@@ -115,6 +105,7 @@ class Runner:
             # The job ended (and its plan went) since it was read.
             self._let_go(job_id, owner, index)
             return "skipped"
+        files = ChunkFiles(self.storage, job_id, options.format)
         if not chunks.has_landed(job_id, index):
             attempts = chunks.start(job_id, index)
             if attempts > self.settings.jobs.max_attempts:
@@ -122,104 +113,59 @@ class Runner:
                                   f"chunk {index + 1} of {total} was interrupted {attempts - 1} times (a worker "
                                   "died while speaking it each time)", index)
             if attempts > 1:
-                self.storage.clear_temp(job_id, index)
-            segments, first = chunking.decode(spec)
+                files.clear_temp(index)
+            chunk = Chunk.decode(spec)
             started = time.perf_counter()
             try:
-                result = self._render(record, index, total, segments, first)
-            except synthesizer.Canceled:
+                spoken = self.pipeline.speak(files, chunk, index, total, options, should_stop=self._stopped(job_id))
+            except Canceled:
                 log.info("job %s canceled during chunk %d", job_id, index)
                 self._let_go(job_id, owner, index)
                 return self.jobs.status(job_id) or "canceled"
-            except synthesizer.SynthesisError as exc:
+            except SynthesisError as exc:
                 return self._fail(record, exc.code, str(exc), index)
             except Transient:
                 raise  # Redis blinked: the task retries, and the chunk is spoken again
             except Exception as exc:  # noqa: BLE001 - a bug in an engine must end the job, not strand it running
                 log.exception("job %s: chunk %d failed", job_id, index)
                 return self._fail(record, "engine_error", f"synthesis failed ({exc.__class__.__name__})", index)
-            metrics.observe_synthesis(self.engine.name, time.perf_counter() - started, result.audio_s)
+            metrics.observe_synthesis(self.engine.name, time.perf_counter() - started, spoken.audio_s)
             if self.jobs.status(job_id) == "canceled":
                 # Canceled while this chunk was finishing. The API removes what landed before
                 # its cancel; this removes what landed after (it checks after publishing).
                 self._let_go(job_id, owner, index)
                 return "canceled"
-            _, done, total = chunks.land(job_id, owner, index, len(segments))
+            _, done, total = chunks.land(job_id, owner, index, len(chunk.segments))
         else:
             _, done, total = chunks.land(job_id, owner, index, 0)  # a redelivery: only the bookkeeping
         self._dispatch(owner)
         if done == total and self.jobs.status(job_id) == "running":
-            return self._assemble(record, total, out_rate, key)
+            return self._assemble(record, files, total, key)
         return "running"
 
-    def _render(self, record: JobRecord, index: int, total: int, segments, first: int):
-        job_id, options = record.id, record.options
-        storage = self.storage
-        finals = {kind: storage.chunk_path(job_id, index, kind) for kind in ("pcm", "json")}
-        piece_kind = STREAM_PIECES[options.format] if options.format in PIECE_FORMATS else None
-        if piece_kind:
-            finals[piece_kind] = storage.chunk_path(job_id, index, piece_kind)
-        if index == 0 and options.format in STREAM_HEADERS:
-            finals[STREAM_HEADER_KIND] = storage.chunk_path(job_id, 0, STREAM_HEADER_KIND)
-        temps = {kind: storage.temp_path(path) for kind, path in finals.items()}
-        piece = temps[piece_kind] if piece_kind else None
-        with self._engine_lock:
-            result = synthesizer.render_chunk(
-                self.engine, segments, options, self.settings, temps["pcm"], temps["json"], piece,
-                ends_job=index == total - 1, first_index=first,
-                should_stop=lambda: self.jobs.status(job_id) != "running", batcher=self.batcher,
-                header_path=temps.get(STREAM_HEADER_KIND),
-            )
-        # The header first, the PCM last: the PCM's arrival is what says the chunk has landed, to
-        # streams and assembly, and a stream that sees the piece finds the header there already.
-        for kind in sorted(finals, key=lambda k: (k != STREAM_HEADER_KIND, k == "pcm")):
-            storage.publish(temps[kind], finals[kind])
-        return result
+    def _stopped(self, job_id: str) -> Callable[[], bool]:
+        """Asked between segments: whether the job stopped running (canceled, failed elsewhere)."""
+        return lambda: self.jobs.status(job_id) != "running"
 
-    def _assemble(self, record: JobRecord, total: int, out_rate: int, key: str | None) -> str:
+    def _assemble(self, record: JobRecord, files: ChunkFiles, total: int, key: str | None) -> str:
         job_id, options = record.id, record.options
         storage = self.storage
-        storage.clear_temp(job_id)
-        audio = storage.audio_path(job_id, options.format)
-        marks = storage.marks_path(job_id) if options.marks else None
-        temp_audio = storage.temp_path(audio)
-        temp_marks = storage.temp_path(marks) if marks else None
+        files.clear_temp()
         try:
-            built = assembly.assemble(storage, job_id, total, options.format, out_rate, temp_audio, temp_marks,
-                                      loudness_target(options))
-        except BaseException:
-            temp_audio.unlink(missing_ok=True)
-            if temp_marks:
-                temp_marks.unlink(missing_ok=True)
-            raise
-        if built.speech_samples == 0:
-            temp_audio.unlink(missing_ok=True)
-            if temp_marks:
-                temp_marks.unlink(missing_ok=True)
-            return self._fail(record, "nothing_to_say", "nothing to say: the text has no speakable characters")
-        if marks:
-            storage.publish(temp_marks, marks)
-        storage.publish(temp_audio, audio)
-        payload = {
-            "format": options.format,
-            "sample_rate": out_rate,
-            "duration_s": round(built.frames / out_rate, 3),
-            "bytes": built.bytes,
-            "sha256": built.sha256,
-            "marks": bool(marks),
-        }
-        if built.loudness_lufs is not None:
-            payload.update(loudness_lufs=built.loudness_lufs, true_peak_dbtp=built.true_peak_dbtp)
-        if not self.jobs.succeed(job_id, payload):
+            result = self.pipeline.assemble(files, total, options, storage.audio_path(job_id, options.format),
+                                            storage.marks_path(job_id) if options.marks else None)
+        except SynthesisError as exc:
+            return self._fail(record, exc.code, str(exc))
+        if not self.jobs.succeed(job_id, result):
             # Canceled between the last chunk and here: the cancel wins, the files go.
             storage.delete(job_id)
             return self.jobs.status(job_id) or "canceled"
         # The PCM pieces are the file now; compressed pieces stay for streams still reading them,
         # until the retention sweep (worker/retention.py).
-        storage.delete_chunks(job_id, ("pcm", "json"))
+        files.delete((PCM, META))
         if key:
             self.cache.remember(key, job_id)
-        log.info("job %s succeeded: %.2f s audio in %d chunk(s)", job_id, payload["duration_s"], total)
+        log.info("job %s succeeded: %.2f s audio in %d chunk(s)", job_id, result.duration_s, total)
         metrics.job_finished("succeeded", self.jobs.get(job_id))
         self.notify(job_id)
         return "succeeded"
@@ -246,7 +192,7 @@ class Runner:
         deleted) job's chunk files go: what landed before the end is no use now."""
         self.store.chunks.release(job_id, owner, index)
         if self.jobs.status(job_id) in (None, "canceled"):
-            self.storage.delete_chunks(job_id)
+            ChunkFiles(self.storage, job_id).delete()
         self._dispatch(owner)
 
     def _fail(self, record: JobRecord, code: str, message: str, chunk: int | None = None) -> str:
@@ -266,9 +212,9 @@ class Runner:
         source = self.cache.source(key, job_id)
         if source is None or not self.cache.copy(source, job_id, record.options.marks):
             return False
-        payload = dict(source.result, marks=record.options.marks)
+        result = source.result.model_copy(update={"marks": record.options.marks})
         self.jobs.set_progress(job_id, segments, segments)
-        if not self.jobs.succeed(job_id, payload, cache_hit=True):
+        if not self.jobs.succeed(job_id, result, cache_hit=True):
             self.storage.delete(job_id)
             return True
         metrics.CACHE_HITS.inc()

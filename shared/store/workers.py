@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import time
 
+from shared import tasks
 from shared.store import keyspace
 
 
@@ -51,6 +52,11 @@ class WorkerRegistry:
         for consumed in self.queues_of(self.alive(ttl_s)).values():
             found.update(consumed)
         return found
+
+    def queue_for(self, priority: str, ttl_s: int) -> str:
+        """Where work of this priority goes now: the one routing rule (shared/tasks.py) applied to
+        the queues live workers consume."""
+        return tasks.route(priority, self.alive_queues(ttl_s))
 
     def engines(self) -> list[dict]:
         return [json.loads(v) for _, v in sorted(self.client.hgetall(keyspace.ENGINES).items())]

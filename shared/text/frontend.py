@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-from shared import ssml as ssml_doc
+from shared.text import ssml as ssml_doc
 from shared.text import pinyin
 from shared.text.lexicon import Lexicons
 from shared.text.normalizer import Aligned, Interrupted, normalize_aligned

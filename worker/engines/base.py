@@ -1,4 +1,4 @@
-"""The engine contract: load once, then turn text segments into audio chunks with timing marks.
+"""The engine contract: load once, then turn text segments into audio with timing marks.
 
 An engine subclasses `Engine`, sets its identity (name, model_version, sample_rate, voices), and
 implements `load` and `synthesize`. Everything else has a declared default here.
@@ -10,10 +10,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from shared.options import EMOTIONS
-from worker.text.g2p import NothingToSay
 
-__all__ = ["AudioChunk", "Engine", "EngineFault", "Mark", "NothingToSay", "SynthesisConfig", "UnknownVoice",
+__all__ = ["SegmentAudio", "Engine", "EngineFault", "Mark", "NothingToSay", "SynthesisConfig", "UnknownVoice",
            "VoiceInfo"]
+
+
+class NothingToSay(ValueError):
+    """The segment has no character the voice can speak: it is skipped (silence, no marks)."""
 
 
 @dataclass(frozen=True)
@@ -36,7 +39,7 @@ class SynthesisConfig:
 
 @dataclass(frozen=True)
 class Mark:
-    """One spoken character and where it sits in the chunk, in milliseconds."""
+    """One spoken character and where it sits in the segment's audio, in milliseconds."""
 
     char: str
     start_ms: float
@@ -45,7 +48,7 @@ class Mark:
 
 
 @dataclass
-class AudioChunk:
+class SegmentAudio:
     samples: np.ndarray  # mono float32 in [-1, 1]
     sample_rate: int
     marks: list[Mark] = field(default_factory=list)
@@ -98,12 +101,12 @@ class Engine:
         """Do all the I/O: find, verify and load the model. Called once per worker process."""
         raise NotImplementedError
 
-    def synthesize(self, text: str, config: SynthesisConfig = SynthesisConfig()) -> AudioChunk:
+    def synthesize(self, text: str, config: SynthesisConfig = SynthesisConfig()) -> SegmentAudio:
         """One segment (already normalised and split by the caller). Raises NothingToSay when it
         has nothing speakable, EngineFault when it cannot be spoken."""
         raise NotImplementedError
 
-    def synthesize_batch(self, items: list[tuple[str, SynthesisConfig]]) -> list[AudioChunk]:
+    def synthesize_batch(self, items: list[tuple[str, SynthesisConfig]]) -> list[SegmentAudio]:
         """Many segments; each chunk is what synthesize() gives for that segment alone."""
         return [self.synthesize(text, config) for text, config in items]
 

@@ -9,7 +9,7 @@ from shared.config import Settings
 from worker import assets, pitch
 
 from . import baker
-from .base import AudioChunk, Engine, SynthesisConfig
+from .base import SegmentAudio, Engine, SynthesisConfig
 from .tflite_graph import patched_acoustic_model
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ class LiteRTEngine(Engine):
         log.info("loaded %s (%s) with %d thread(s)", cls.name, found.acoustic.parent, threads)
         return cls(baker.load_g2p(found), acoustic, vocoder)
 
-    def synthesize(self, text: str, config: SynthesisConfig = SynthesisConfig()) -> AudioChunk:
+    def synthesize(self, text: str, config: SynthesisConfig = SynthesisConfig()) -> SegmentAudio:
         self.voice(config.voice)  # one voice; an unknown name is an error, not a silent default
         phonemes = self.g2p.convert(text, config.pinyin)
         controls = baker.model_inputs(config)
@@ -57,7 +57,7 @@ class LiteRTEngine(Engine):
         audio = self.mel_to_audio(mel)
         audio = pitch.shift(audio, self.sample_rate, controls.residual_pitch)
         marks = baker.marks_from_durations(phonemes, durations, mel.shape[1])
-        return AudioChunk(audio, self.sample_rate, marks)
+        return SegmentAudio(audio, self.sample_rate, marks)
 
     def text_to_mel(self, ids: list[int], controls: baker.ModelInputs):
         model = self._acoustic

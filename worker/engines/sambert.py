@@ -18,7 +18,7 @@ import numpy as np
 from shared.config import Settings
 from worker import pitch
 
-from .base import AudioChunk, Engine, SynthesisConfig, VoiceInfo
+from .base import SegmentAudio, Engine, SynthesisConfig, VoiceInfo
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ class SambertEngine(Engine):
         log.info("loaded sambert from %s", folder)
         return cls(tts, f"sambert:{folder.name}")
 
-    def synthesize(self, text: str, config: SynthesisConfig = SynthesisConfig()) -> AudioChunk:
+    def synthesize(self, text: str, config: SynthesisConfig = SynthesisConfig()) -> SegmentAudio:
         import soundfile as sf
         from modelscope.outputs import OutputKeys
 
@@ -114,4 +114,4 @@ class SambertEngine(Engine):
         samples = pitch.shift(np.asarray(samples), rate, config.pitch)
         # Sambert's pipeline exposes no speed control and no durations: speed is not applied
         # (the README says so) and the engine returns no timing marks.
-        return AudioChunk(samples, rate, [])
+        return SegmentAudio(samples, rate, [])

@@ -10,7 +10,7 @@ from shared.config import Settings
 from worker import assets, pitch
 
 from . import EngineError, baker
-from .base import AudioChunk, Engine, SynthesisConfig
+from .base import SegmentAudio, Engine, SynthesisConfig
 
 try:
     import torch
@@ -101,10 +101,10 @@ class TorchEngine(Engine):
         log.info("loaded %s (%s) on %s", cls.name, found.acoustic.parent, device)
         return cls(baker.load_g2p(found), acoustic, vocoder, device)
 
-    def synthesize(self, text: str, config: SynthesisConfig = SynthesisConfig()) -> AudioChunk:
+    def synthesize(self, text: str, config: SynthesisConfig = SynthesisConfig()) -> SegmentAudio:
         return self.synthesize_batch([(text, config)])[0]
 
-    def synthesize_batch(self, items: list[tuple[str, SynthesisConfig]]) -> list[AudioChunk]:
+    def synthesize_batch(self, items: list[tuple[str, SynthesisConfig]]) -> list[SegmentAudio]:
         """Synthesize segments together, as one padded batch; each chunk is what synthesize()
         gives for that segment alone."""
         if not items:
@@ -120,7 +120,7 @@ class TorchEngine(Engine):
             marks = baker.marks_from_durations(
                 phonemes[i], spectrograms.durations[i], spectrograms.frames[i]
             )
-            chunks.append(AudioChunk(audio, self.sample_rate, marks))
+            chunks.append(SegmentAudio(audio, self.sample_rate, marks))
         return chunks
 
     def text_to_mel(self, ids: list[list[int]], controls: list[baker.ModelInputs]) -> Spectrograms:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from shared.text import pinyin
+from worker.engines.base import NothingToSay
 
 logger = logging.getLogger(__name__)
 
@@ -15,10 +16,6 @@ ALIASES = {"n": "en", "m": "mu", "hm": "hen", "hng": "heng", "ê": "ei"}
 NOT_ERHUA = frozenset(
     "女儿 男儿 婴儿 幼儿 孤儿 少儿 胎儿 患儿 健儿 宠儿 孙儿 侄儿 妻儿 弃儿 育儿 乳儿 新生儿 混血儿 幸运儿".split()
 )
-
-
-class NothingToSay(ValueError):
-    """The text has no character the voice can speak."""
 
 
 @dataclass

@@ -1,0 +1,106 @@
+"""A job's steps, whoever orders them: check its options, plan it, speak a chunk into its chunk
+files, assemble the file. The cluster orders them through Redis (worker/runner.py: any worker
+speaks any chunk); one machine (`voxq synth`, the benchmarks) in this process, chunk after chunk
+(`Pipeline.render`). Both run exactly these steps, so they make the same audio."""
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import threading
+import uuid
+from pathlib import Path
+from typing import Callable
+
+from shared import plan
+from shared.chunk_files import ChunkFiles
+from shared.config import Settings
+from shared.jobs import AudioResult
+from shared.options import SynthesisOptions, loudness_target
+from shared.plan import Chunk
+from shared.storage import Storage
+from shared.text.segmenter import Segment
+from worker import assembly
+from worker.engines.base import Engine
+from worker.synthesizer import ChunkResult, SynthesisError, speak_chunk
+
+
+class Pipeline:
+    def __init__(self, engine: Engine, settings: Settings, batcher=None):
+        self.engine = engine
+        self.settings = settings
+        self.batcher = batcher
+        # Without a batcher the engine is called directly, and a runtime such as LiteRT's
+        # interpreter is not thread-safe: under a threads pool, chunks take turns.
+        self._engine_lock = threading.Lock() if batcher is None else contextlib.nullcontext()
+
+    def check(self, options: SynthesisOptions) -> None:
+        """Whether this engine can speak with these options (the API checked them against every
+        live engine; this one is the engine that will speak). SynthesisError if not."""
+        problem = plan.check_options(options, self.engine.emotions, [v.name for v in self.engine.voices])
+        if problem:
+            raise SynthesisError.of(problem)
+
+    def plan(self, text: str, text_type: str = "text", lexicons=(),
+             should_stop: Callable[[], bool] | None = None) -> list[Segment]:
+        try:
+            return plan.segments(text, self.settings, text_type, lexicons, should_stop)
+        except plan.PlanError as exc:
+            raise SynthesisError.of(exc.problem) from None
+
+    def chunks(self, segments: list[Segment], options: SynthesisOptions) -> list[Chunk]:
+        return plan.chunks(segments, options, self.settings)
+
+    def speak(self, files: ChunkFiles, chunk: Chunk, index: int, total: int, options: SynthesisOptions,
+              should_stop: Callable[[], bool] | None = None) -> ChunkResult:
+        """Speak chunk `index` of `total` and publish its files (or leave none behind)."""
+        attempt = files.attempt(index)
+        try:
+            with self._engine_lock:
+                spoken = speak_chunk(self.engine, chunk, options, self.settings, attempt, ends_job=index == total - 1,
+                                     should_stop=should_stop, batcher=self.batcher)
+        except BaseException:
+            attempt.discard()
+            raise
+        attempt.publish()
+        return spoken
+
+    def assemble(self, files: ChunkFiles, total: int, options: SynthesisOptions, audio_path: Path,
+                 marks_path: Path | None) -> AudioResult:
+        """The job's file (and marks) from its landed chunks, published by atomic rename."""
+        out_rate = options.sample_rate or self.engine.sample_rate
+        temp_audio = files.storage.temp_path(audio_path)
+        temp_marks = files.storage.temp_path(marks_path) if marks_path else None
+        try:
+            result = assembly.assemble(files, total, out_rate, temp_audio, temp_marks, loudness_target(options))
+        except BaseException:
+            for temp in (temp_audio, temp_marks):
+                if temp is not None:
+                    temp.unlink(missing_ok=True)
+            raise
+        if temp_marks:
+            Storage.publish(temp_marks, marks_path)
+        Storage.publish(temp_audio, audio_path)
+        return result
+
+    def render(self, segments: list[Segment], options: SynthesisOptions, out_path: str | os.PathLike,
+               marks_path: str | os.PathLike | None = None,
+               should_stop: Callable[[], bool] | None = None) -> AudioResult:
+        """A planned job on this machine: its chunks spoken one after the other into a scratch
+        folder beside the output, then assembled, as the cluster does (loudness measured over the
+        whole job, memory bounded however long the text)."""
+        out_path = Path(out_path)
+        chunks = self.chunks(segments, options)
+        with tempfile.TemporaryDirectory(prefix=".voxq-", dir=out_path.parent) as folder:
+            files = ChunkFiles(Storage(folder), uuid.uuid4().hex, options.format)
+            for index, chunk in enumerate(chunks):
+                self.speak(files, chunk, index, len(chunks), options, should_stop)
+            return self.assemble(files, len(chunks), options, out_path, Path(marks_path) if marks_path else None)
+
+
+def speak(engine: Engine, text: str, options: SynthesisOptions, out_path: str | os.PathLike, settings: Settings,
+          marks_path: str | os.PathLike | None = None, text_type: str = "text", lexicons=()) -> AudioResult:
+    """Check, plan and render `text` on this machine in one call (the CLI's and the benchmarks' path)."""
+    pipeline = Pipeline(engine, settings)
+    pipeline.check(options)
+    return pipeline.render(pipeline.plan(text, text_type, lexicons), options, out_path, marks_path)
