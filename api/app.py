@@ -22,7 +22,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.json.ensure_ascii = False
     app.json.sort_keys = False
 
-    from api import auth, bodies, docs, errors, health, jobs, services, streams, voices, webhooks
+    from api import auth, bodies, docs, errors, faces, health, jobs, services, streams, voices, webhooks
     from api import lexicons, metrics, openai_speech, openapi, preview, seed, subtitles, web
     from shared import logs
 
@@ -30,7 +30,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         logs.configure(settings.log_level)
 
     services.init_app(app)
-    errors.init_app(app, faces={"/tts": seed.seed_error, "/v1/audio/speech": openai_speech.openai_error})
+    errors.init_app(app, faces.error_body)
     bodies.init_app(app)
     auth.init_app(app)
     app.register_blueprint(health.bp)

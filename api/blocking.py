@@ -10,7 +10,7 @@ import time
 
 from api import auth, services
 from api.errors import ApiError
-from api.intake import cancel, submit
+from api.submission import cancel, submit
 from shared.jobs import TERMINAL, JobRecord, JobRequest
 
 # Job error codes that mean "the request cannot be spoken": the caller's fault (4xx), not ours.

@@ -11,6 +11,7 @@ trusts them: a malformed or truncated body is a 400 in the face's shape, never a
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 
@@ -135,3 +136,18 @@ def init_app(app: Flask) -> None:
         problem = request.environ.get(_PROBLEM)
         if problem:
             raise ApiError(*problem)
+
+
+def json_body() -> dict:
+    if not request.is_json:
+        raise ApiError(415, "unsupported_media_type", "the body must be JSON (Content-Type: application/json)")
+    body = parse_json()
+    if body is None:
+        raise ApiError(400, "invalid_json", "the body is not valid JSON")
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_json", "the body must be a JSON object")
+    return body
+
+
+def body_digest(body: dict) -> str:
+    return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False).encode()).hexdigest()

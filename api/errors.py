@@ -29,18 +29,20 @@ class ApiError(Exception):
         self.headers = headers or {}
 
 
-# (status, code, message, field) -> a response; the caller adds the headers.
-Renderer = Callable[[int, str, str, "str | None"], Response]
+# (path, status, code, message, field) -> (status, body): the error in the shape of the path's face
+# (api/faces.py); the status may change with the face.
+Shaper = Callable[[str, int, str, str, "str | None"], "tuple[int, dict]"]
 
 
-def render_voxq(status: int, code: str, message: str, field: str | None = None) -> Response:
-    response = jsonify({"error": {"code": code, "message": message, "field": field}})
-    response.status_code = status
-    return response
+def error_body(status: int, code: str, message: str, field: str | None = None) -> tuple[int, dict]:
+    """An error in voxq's own shape."""
+    return status, {"error": {"code": code, "message": message, "field": field}}
 
 
 def error_response(status: int, code: str, message: str, field: str | None = None, headers=None) -> Response:
-    response = render_voxq(status, code, message, field)
+    status, body = error_body(status, code, message, field)
+    response = jsonify(body)
+    response.status_code = status
     response.headers.update(headers or {})
     return response
 
@@ -61,15 +63,13 @@ _CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: 
           415: "unsupported_media_type", 429: "rate_limited"}
 
 
-def init_app(app: Flask, faces: dict[str, Renderer]) -> None:
-    """Register the handlers once. `faces` maps a path (exact, or a prefix ending in '/') to the
-    renderer of that face's errors; any other path gets voxq's shape."""
+def init_app(app: Flask, shape: Shaper) -> None:
+    """Register the handlers once; `shape` gives each error the shape of its path's face."""
 
     def render(exc_status: int, code: str, message: str, field=None, headers=None) -> Response:
-        path = request.path
-        renderer = next((r for prefix, r in faces.items()
-                         if path == prefix or (prefix.endswith("/") and path.startswith(prefix))), render_voxq)
-        response = renderer(exc_status, code, message, field)
+        status, body = shape(request.path, exc_status, code, message, field)
+        response = jsonify(body)
+        response.status_code = status
         response.headers.update(headers or {})
         return response
 

@@ -14,24 +14,21 @@ import json
 from gunicorn import util
 from gunicorn.workers.ggevent import GeventWorker
 
+from api import faces
+
 # The request gunicorn was parsing when it failed, for the face's shape (a per-greenlet value:
 # gevent gives each connection's greenlet its own context).
 _failed_request: contextvars.ContextVar = contextvars.ContextVar("voxq_failed_request", default=None)
 
+# gunicorn's own refusals, by status, as the codes voxq's errors use.
 _CODES = {400: "bad_request", 403: "forbidden", 414: "uri_too_long", 417: "expectation_failed",
           431: "headers_too_large", 501: "not_implemented"}
 
 
 def error_body(status: int, reason: str, message: str, path: str | None) -> dict:
-    """The JSON a face answers an error with (api/errors.py's renderers, without Flask)."""
+    """The JSON the path's face answers this error with (api/faces.py, as Flask's handlers do)."""
     code = _CODES.get(status, "http_error" if status < 500 else "internal_error")
-    message = message or reason
-    if path == "/tts":
-        return {"status": "error", "message": message}
-    if path == "/v1/audio/speech":
-        kind = "invalid_request_error" if status < 500 else "server_error"
-        return {"error": {"message": message, "type": kind, "param": None, "code": code}}
-    return {"error": {"code": code, "message": message, "field": None}}
+    return faces.error_body(path, status, code, message or reason)[1]
 
 
 def write_json_error(sock, status_int: int, reason: str, mesg: str) -> None:

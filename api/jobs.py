@@ -6,9 +6,9 @@ import logging
 
 from flask import Blueprint, jsonify, request, send_file, url_for
 
-from api import auth, intake, services, webhooks
+from api import auth, bodies, services, submission, validation, webhooks
 from api.errors import ApiError
-from api.intake import owned_job, view
+from api.ownership import links, owned_job, view
 from shared.jobs import TERMINAL, JobAccepted, JobList, JobRecord
 from shared.options import CONTENT_TYPES
 
@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 
 def _accepted(record: JobRecord, status_code: int = 202):
-    body = JobAccepted(id=record.id, status=record.status, created_at=record.created_at, links=intake.links(record.id))
+    body = JobAccepted(id=record.id, status=record.status, created_at=record.created_at, links=links(record.id))
     response = jsonify(body.model_dump(mode="json"))
     response.status_code = status_code
     response.headers["Location"] = url_for("jobs.get_job", job_id=record.id)
@@ -42,28 +42,28 @@ def _idempotent(owner: str, key: str, digest: str) -> JobRecord | None:
 @bp.post("")
 def create_job():
     svc = services.get()
-    body = intake.json_body()
-    job = intake.parse_job_request(body)
+    body = bodies.json_body()
+    job = validation.parse_job_request(body)
     owner = auth.owner()
     if job.callback_url:
         webhooks.check_callback(owner, job.callback_url)
     key = request.headers.get("Idempotency-Key")
     if key:
-        digest = intake.body_digest(body)
+        digest = bodies.body_digest(body)
         existing = _idempotent(owner, key, digest)
         if existing is not None:
             return _accepted(existing, 200)
         auth.charge(owner, len(job.text))
-        record = intake.submit(job, owner)
+        record = submission.submit(job, owner)
         if not svc.store.idempotency.remember(owner, key, digest, record.id, svc.settings.limits.idempotency_ttl_s):
             # Lost a race with an identical request: answer with the winner's job.
             existing = _idempotent(owner, key, digest)
             if existing is not None:
-                intake.cancel(record.id)
+                submission.cancel(record.id)
                 return _accepted(existing, 200)
         return _accepted(record)
     auth.charge(owner, len(job.text))
-    return _accepted(intake.submit(job, owner))
+    return _accepted(submission.submit(job, owner))
 
 
 @bp.get("/<job_id>")
@@ -152,7 +152,7 @@ def delete_job(job_id: str):
         svc.storage.delete(record.id)
         svc.store.jobs.delete(record)
         return "", 204
-    ok, previous = intake.cancel(record.id)
+    ok, previous = submission.cancel(record.id)
     if ok and record.callback_url:
         svc.webhooks.notify(record.id)
     if not ok and previous in TERMINAL:

@@ -34,10 +34,10 @@ from typing import Iterator, Literal
 from flask import Blueprint, Response, jsonify, send_file, stream_with_context
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from api import blocking, services, streams
+from api import blocking, services, streams, submission
 from api.errors import ApiError, validation_error
-from api import intake
-from api.intake import json_body, known_emotions, known_voices, parse_job_request
+from api.bodies import json_body
+from api.validation import known_emotions, known_voices, parse_job_request
 
 bp = Blueprint("openai_speech", __name__)
 log = logging.getLogger(__name__)
@@ -82,8 +82,6 @@ SPEECH_TYPES = {
     "aac": "audio/aac",
 }
 
-_INPUT_CODES = {400, 404, 409, 413, 415, 422}
-
 
 class SpeechRequest(BaseModel):
     """POST /v1/audio/speech body (OpenAI's shape)."""
@@ -126,19 +124,18 @@ class OpenAIError(BaseModel):
 _PARAMS = {"text": "input", "format": "response_format"}
 
 
-def openai_error(status: int, code: str | None, message: str, param: str | None = None):
-    """An error in OpenAI's shape (api/errors.py calls this for every error on this face)."""
-    if status in _INPUT_CODES or status == 401 or status == 403:
-        kind = "invalid_request_error"
-    elif status == 429:
+def error_body(status: int, code: str | None, message: str, param: str | None = None) -> tuple[int, dict]:
+    """An error in OpenAI's shape (api/faces.py picks it for every error on this face)."""
+    # OpenAI's kinds: every refusal of the request is an invalid request, bar the rate limit.
+    if status == 429:
         kind = "rate_limit_error"
+    elif status < 500:
+        kind = "invalid_request_error"
     else:
         kind = "server_error"
     body = OpenAIError(error=OpenAIErrorBody(message=message, type=kind, param=_PARAMS.get(param, param), code=code))
-    response = jsonify(body.model_dump(mode="json"))
     # OpenAI answers a malformed request with 400 where voxq's own API says 422.
-    response.status_code = 400 if status == 422 else status
-    return response
+    return (400 if status == 422 else status), body.model_dump(mode="json")
 
 
 def emotion_from_instructions(instructions: str | None) -> str | None:
@@ -215,7 +212,7 @@ def create_speech():
     if fmt in streams.STREAMABLE or speech.stream_format == "sse":
         record, _ = streams.first_audio(record, timeout_s)
         if record.status in ("queued", "running") and not streams.has_audio(record):
-            intake.cancel(record.id)
+            submission.cancel(record.id)
             raise _timed_out(timeout_s)
     else:
         try:

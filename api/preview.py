@@ -9,7 +9,7 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from api import auth, intake, lexicons, services
+from api import auth, bodies, lexicons, services, validation
 from api.errors import validation_error
 from shared import plan
 from shared.jobs import LexiconName, TextType
@@ -32,13 +32,13 @@ class PreviewRequest(BaseModel):
 def preview():
     svc = services.get()
     try:
-        body = PreviewRequest.model_validate(intake.json_body())
+        body = PreviewRequest.model_validate(bodies.json_body())
     except ValidationError as exc:
         raise validation_error(exc) from None
     limit = min(svc.settings.text.preview_max_chars, svc.settings.limits.max_chars)
     problem = plan.check_text(body.text, limit)
     if problem:
-        raise intake.refused(problem)
+        raise validation.refused(problem)
     owner = auth.owner()
     names = lexicons.for_request(body.lexicons, owner)
     chosen = resolve(names, svc.store.lexicons.get_many(owner, names))
@@ -47,6 +47,6 @@ def preview():
         segments = plan.segments(body.text, svc.settings, body.text_type, chosen, limit=limit)
     except plan.PlanError as exc:
         if exc.problem.code != "nothing_to_say":
-            raise intake.refused(exc.problem) from None
+            raise validation.refused(exc.problem) from None
         segments = []  # a preview of nothing speakable shows nothing, which is the answer
     return jsonify({"text_type": body.text_type, "lexicons": names, **frontend.preview(segments)})

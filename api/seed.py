@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api import blocking
 from api.errors import ApiError
-from api.intake import parse_job_request
+from api.validation import parse_job_request
 
 bp = Blueprint("seed", __name__)
 log = logging.getLogger(__name__)
@@ -42,11 +42,9 @@ class SeedError(BaseModel):
     message: str
 
 
-def seed_error(status: int, code: str, message: str, field: str | None = None):
-    """An error in the seed's shape (api/errors.py calls this for every error on /tts)."""
-    response = jsonify(SeedError(message=message).model_dump())
-    response.status_code = status
-    return response
+def error_body(status: int, code: str, message: str, field: str | None = None) -> tuple[int, dict]:
+    """An error in the seed's shape (api/faces.py picks it for every error on /tts)."""
+    return status, SeedError(message=message).model_dump()
 
 
 # A % not followed by two hex digits: werkzeug would keep it as text and speak it.

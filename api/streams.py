@@ -33,7 +33,7 @@ from flask import Blueprint, Response, send_file, stream_with_context
 
 from api import services
 from api.errors import ApiError
-from api.intake import owned_job
+from api.ownership import owned_job
 from shared.chunk_files import ChunkFiles
 from shared.jobs import JobRecord
 from shared.options import CONTENT_TYPES, STREAM_HEADERS, STREAM_PIECES

@@ -7,7 +7,7 @@ from flask import Blueprint, Response, request
 
 from api import services
 from api.errors import ApiError
-from api.intake import owned_job
+from api.ownership import owned_job
 from shared import subtitles
 
 bp = Blueprint("subtitles", __name__, url_prefix="/v1/jobs")

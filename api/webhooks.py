@@ -8,7 +8,7 @@ from kombu.exceptions import OperationalError
 
 from api import auth, services
 from api.errors import ApiError
-from api.intake import owned_job, view
+from api.ownership import owned_job, view
 from shared import callback_policy
 from shared.jobs import TERMINAL
 

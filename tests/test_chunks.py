@@ -225,3 +225,25 @@ def test_a_long_first_sentence_is_cut_after_its_first_clause_with_its_readings()
     assert plan.quick_start([Segment("你好。", "sentence")]) == [Segment("你好。", "sentence")]
     whole = Segment("随着人工智能技术的快速发展越来越多的企业开始使用。", "sentence")
     assert plan.quick_start([whole]) == [whole]
+
+
+def test_the_preview_shows_the_segments_a_worker_speaks_for_a_long_first_sentence(client, worker):
+    # A first sentence long enough to be cut after its first clause: the preview must show the
+    # cut, since the worker speaks it that way. The rest is long enough that the plan (which goes
+    # when the job ends) can be read while the job runs.
+    text = "随着人工智能技术的快速发展，越来越多的企业开始在客户服务中使用智能语音助手。" + "今天天气很好，我们去公园散步。" * 30
+    preview = client.post("/v1/text/preview", json={"text": text}).get_json()
+    shown = [segment["text"] for segment in preview["segments"]]
+    assert shown[0] == "随着人工智能技术的快速发展，"
+    job_id = client.post("/v1/jobs", json={"text": text}).get_json()["id"]
+    store = client.application.extensions["voxq"].store
+    deadline = time.time() + 60
+    while (total := store.chunks.layout(job_id)[0]) is None:
+        assert time.time() < deadline
+        time.sleep(0.02)
+    plan_now = [store.chunks.chunk(job_id, i) for i in range(total)]
+    spoken = [s.text for chunk in plan_now for s in plan.Chunk.decode(chunk).segments]
+    assert spoken == shown
+    body = wait_for(client, job_id)
+    assert body["status"] == "succeeded", body
+    assert body["progress"]["segments_total"] == len(shown)

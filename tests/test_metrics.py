@@ -118,7 +118,7 @@ def test_logs_are_json_with_job_fields_and_never_the_text(cluster):
     time.sleep(0.2)  # the worker logs the end just after recording it
 
     api_lines = [e for e in cluster.api.log_entries() if e.get("job_id") == job["id"]]
-    queued = next(e for e in api_lines if e["logger"] == "api.intake")
+    queued = next(e for e in api_lines if e["logger"] == "api.submission")
     assert queued["text_chars"] == len(secret) and len(queued["text_sha256"]) == 64
     assert queued["status"] == "queued"
     access = [e for e in api_lines if e["logger"] == "api.access"]

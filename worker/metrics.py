@@ -4,11 +4,11 @@ from __future__ import annotations
 from prometheus_client import Counter, Histogram
 
 SYNTHESIS_SECONDS = Histogram(
-    "voxq_synthesis_seconds", "Wall time to synthesize one job", ["engine"],
+    "voxq_synthesis_seconds", "Wall time to synthesize one chunk of a job", ["engine"],
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800),
 )
 RTF = Histogram(
-    "voxq_synthesis_rtf", "Real-time factor (wall time / audio time) per job", ["engine"],
+    "voxq_synthesis_rtf", "Real-time factor (wall time / audio time) per chunk", ["engine"],
     buckets=(0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2),
 )
 AUDIO_SECONDS = Counter("voxq_audio_seconds_total", "Seconds of audio produced", ["engine"])
