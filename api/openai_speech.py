@@ -210,8 +210,8 @@ def create_speech():
     timeout_s = services.get().settings.limits.speech_timeout_s
     record = blocking.start(job)
     if fmt in streams.STREAMABLE or speech.stream_format == "sse":
-        record, _ = streams.first_audio(record, timeout_s)
-        if record.status in ("queued", "running") and not streams.has_audio(record):
+        record, _, ready = streams.first_audio(record, timeout_s)
+        if record.status in ("queued", "running") and not ready:
             submission.cancel(record.id)
             raise _timed_out(timeout_s)
     else:

@@ -36,12 +36,14 @@ from api.errors import ApiError
 from api.ownership import owned_job
 from shared.chunk_files import ChunkFiles
 from shared.jobs import JobRecord
-from shared.options import CONTENT_TYPES, STREAM_HEADERS, STREAM_PIECES
+from shared.options import CONTENT_TYPES, LIVE_KINDS, STREAM_HEADERS, STREAM_PIECES
 
 bp = Blueprint("streams", __name__, url_prefix="/v1/jobs")
 
 BLOCK = 64 * 1024
 POLL_S = 0.05
+# How long a read of the piece stream waits for the next piece before it looks at the files.
+PIECE_WAIT_MS = 100
 STREAMABLE = tuple(STREAM_PIECES)
 # A stream that has seen no progress for this long gives up (a stuck cluster must not pin it).
 IDLE_TIMEOUT_S = 600.0
@@ -72,16 +74,40 @@ def _blocks(path, offset: int = 0) -> Iterator[bytes]:
             yield block
 
 
+class _Sent:
+    """What a stream has sent so far: the header, and the bytes of PCM (wav and pcm streams)."""
+
+    def __init__(self, with_header: bool):
+        self.header = not with_header  # a stream without a header has "sent" it
+        self.pcm = 0
+
+
+def _header(fmt: str, rate: int | None, files: ChunkFiles, head: bytes = b"") -> bytes:
+    return wav_stream_header(rate) if fmt == "wav" else (head or files.header())
+
+
 def audio_chunks(record: JobRecord, with_header: bool = True) -> Iterator[bytes]:
-    """The job's audio in its format, as it lands. Raises StreamAborted when the job ends
+    """The job's audio in its format, as it is made. Raises StreamAborted when the job ends
     without it."""
+    sent = _Sent(with_header and record.options.format in ("wav", *STREAM_HEADERS))
+    timed = False
+    for block in _audio(record, sent):
+        if not timed and sent.pcm:
+            timed = True
+            services.get().store.jobs.mark(record.id, "first_byte")
+        yield block
+
+
+def _audio(record: JobRecord, sent: _Sent) -> Iterator[bytes]:
     svc = services.get()
     store, storage = svc.store, svc.storage
     job_id, fmt = record.id, record.options.format
     files = ChunkFiles(storage, job_id, fmt)
     index = 0
-    sent_pcm = 0  # bytes of PCM sent, for a wav or pcm stream that finishes from the file
-    header_sent = False
+    if files.stream_kind in LIVE_KINDS:
+        if (yield from _live_first_chunk(record, files, sent)):
+            return  # the job had ended: all of it came from its file
+        index = 1
     idle_since = time.monotonic()
     while True:
         total, rate, _ = store.chunks.layout(job_id)
@@ -97,12 +123,12 @@ def audio_chunks(record: JobRecord, with_header: bool = True) -> Iterator[bytes]
             continue
         path = files.piece(index) if total is not None else None
         if path is not None:
-            if with_header and not header_sent and fmt in ("wav", *STREAM_HEADERS):
-                header_sent = True
-                yield wav_stream_header(rate) if fmt == "wav" else files.header()
+            if not sent.header:
+                sent.header = True
+                yield _header(fmt, rate, files)
             try:
                 for block in _blocks(path):
-                    sent_pcm += len(block)
+                    sent.pcm += len(block)
                     yield block
             except FileNotFoundError:
                 pass  # assembled and removed between the check and the open: handled below
@@ -112,13 +138,66 @@ def audio_chunks(record: JobRecord, with_header: bool = True) -> Iterator[bytes]
                 continue
         status = store.jobs.status(job_id)
         if status == "succeeded":
-            yield from _finish_from_file(record, index, sent_pcm, header_sent or not with_header)
+            yield from _finish_from_file(record, index, sent.pcm, sent.header)
             return
         if status in (None, "failed", "canceled"):
             raise StreamAborted(f"job {job_id} ended {status or 'deleted'} before its audio was complete")
         if time.monotonic() - idle_since > IDLE_TIMEOUT_S:
             raise StreamAborted(f"job {job_id} made no progress for {IDLE_TIMEOUT_S:g} s")
         time.sleep(POLL_S)
+
+
+def _live_first_chunk(record: JobRecord, files: ChunkFiles, sent: _Sent):
+    """The job's first chunk, from its piece stream while it is spoken (Redis wakes this the moment
+    a piece is added), and from its file once it has landed, at the same offset: the pieces are the
+    file's bytes. A second attempt at the chunk (its worker died) makes the same bytes again: what
+    was sent already is skipped, so nothing is sent twice. Returns True when the job had ended and
+    the rest of it came from its finished file."""
+    svc = services.get()
+    store = svc.store
+    job_id, fmt = record.id, record.options.format
+    after, at = "0", 0  # the last piece read; the bytes of the chunk sent
+    idle_since = time.monotonic()
+    while True:
+        pieces = store.pieces.read(job_id, after, block_ms=PIECE_WAIT_MS)
+        for piece in pieces:
+            after = piece.id
+            if piece.kind == "start" and not sent.header:
+                sent.header = True
+                yield _header(fmt, piece.rate, files, piece.head)
+            elif piece.kind == "data" and piece.at <= at < piece.at + len(piece.data) and sent.header:
+                data = piece.data[at - piece.at:]
+                at += len(data)
+                sent.pcm += len(data)
+                yield data
+            elif piece.kind == "end" and piece.at == at and sent.header:
+                return False
+        if pieces:
+            idle_since = time.monotonic()
+            if store.jobs.status(job_id) not in ("failed", "canceled", None):
+                continue
+            # Canceled (or failed) while its pieces still come: the stream ends now, below.
+        # No piece for a while: the chunk landed (its stream goes then), or the job ended.
+        path = files.piece(0)
+        if path is not None and store.chunks.layout(job_id)[0] is not None:
+            if not sent.header:
+                sent.header = True
+                yield _header(fmt, store.chunks.layout(job_id)[1], files)
+            try:
+                for block in _blocks(path, at):
+                    sent.pcm += len(block)
+                    yield block
+                return False
+            except FileNotFoundError:
+                pass  # assembled and removed meanwhile: the job's file has the rest
+        status = store.jobs.status(job_id)
+        if status == "succeeded":
+            yield from _finish_from_file(record, 0, sent.pcm, sent.header)
+            return True
+        if status in (None, "failed", "canceled"):
+            raise StreamAborted(f"job {job_id} ended {status or 'deleted'} before its audio was complete")
+        if time.monotonic() - idle_since > IDLE_TIMEOUT_S:
+            raise StreamAborted(f"job {job_id} made no progress for {IDLE_TIMEOUT_S:g} s")
 
 
 def _finish_from_file(record: JobRecord, index: int, sent_pcm: int, header_sent: bool) -> Iterator[bytes]:
@@ -142,34 +221,41 @@ def _finish_from_file(record: JobRecord, index: int, sent_pcm: int, header_sent:
         raise StreamAborted(f"job {record.id}'s chunk {index} is gone")
 
 
-def has_audio(record: JobRecord) -> bool:
-    """Whether the job's first chunk has landed."""
-    return ChunkFiles(services.get().storage, record.id, record.options.format).piece(0) is not None
-
-
 def mimetype(fmt: str, rate: int | None) -> str:
     if fmt == "pcm":
         return f"audio/L16; rate={rate}; channels=1" if rate else "audio/L16"
     return CONTENT_TYPES[fmt]
 
 
-def first_audio(record: JobRecord, timeout_s: float) -> tuple[JobRecord, int | None]:
-    """Wait until the job's first chunk has landed or the job ended: (the record then, the output
-    rate once planned). The answer's status line and headers go out only after this, so a job that
-    fails before any audio gets a proper error instead of a broken stream."""
+def first_audio(record: JobRecord, timeout_s: float) -> tuple[JobRecord, int | None, bool]:
+    """Wait until the job's first audio is there (its first piece, or its first chunk landed) or
+    the job ended: (the record then, the output rate once known, whether audio is there). The answer's status line and
+    headers go out only after this, so a job that fails before any audio gets a proper error
+    instead of a broken stream."""
     svc = services.get()
     files = ChunkFiles(svc.storage, record.id, record.options.format)
+    live = files.stream_kind in LIVE_KINDS
     deadline = time.monotonic() + timeout_s
+    after, rate = "0", None
     while True:
-        total, rate, _ = svc.store.chunks.layout(record.id)
+        total, planned_rate, _ = svc.store.chunks.layout(record.id)
+        rate = planned_rate or rate
         if total is not None and files.piece(0) is not None:
-            return record, rate
+            return record, rate, True
+        if live:
+            # Woken by the worker's first piece, not by a poll.
+            for piece in svc.store.pieces.read(record.id, after, block_ms=PIECE_WAIT_MS):
+                after = piece.id
+                rate = piece.rate or rate
+                if piece.kind == "data":
+                    return record, rate, True
         current = svc.store.jobs.get(record.id)
         if current is None or current.status in ("succeeded", "failed", "canceled"):
-            return current or record.model_copy(update={"status": "canceled"}), rate
+            return current or record.model_copy(update={"status": "canceled"}), rate, current is not None
         if time.monotonic() >= deadline:
-            return current, rate
-        time.sleep(POLL_S)
+            return current, rate, False
+        if not live:
+            time.sleep(POLL_S)
 
 
 @bp.get("/<job_id>/stream")
@@ -179,7 +265,7 @@ def stream(job_id: str):
     if fmt not in STREAMABLE:
         raise ApiError(409, "not_streamable", f"{fmt} cannot be streamed (its header needs the whole length); "
                        "GET the audio when the job has succeeded", "format")
-    record, rate = first_audio(record, services.get().settings.limits.speech_timeout_s)
+    record, rate, _ = first_audio(record, services.get().settings.limits.speech_timeout_s)
     if record.status == "succeeded":
         path = services.get().storage.audio_path(record.id, fmt)
         if not path.is_file():

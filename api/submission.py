@@ -24,6 +24,7 @@ def submit(job: JobRequest, owner: str) -> JobRecord:
     except OperationalError:
         svc.store.jobs.discard(record)
         raise ApiError(503, "unavailable", "the queue is unavailable; retry shortly", headers={"Retry-After": "5"})
+    svc.store.jobs.mark(record.id, "published")
     log.info("job %s queued: %d chars, priority %s", record.id, record.text_chars, record.priority,
              extra=logs.job_fields(record, status="queued"))
     metrics.job_submitted(record.priority)

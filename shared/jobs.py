@@ -90,6 +90,14 @@ class WebhookState(BaseModel):
     next_attempt_at: datetime | None = None
 
 
+# The hops of a job's first audio, in order, each timed once (epoch seconds) in its record:
+# accepted (stored by the API), published (queued), picked_up (a worker's first task began),
+# planned (its first chunk planned), first_samples (the engine's first audio out), first_audio
+# (that audio visible to the API: in the job's piece stream, or its first chunk landed),
+# first_byte (the API sent the first audio byte to a client).
+HOPS = ("accepted", "published", "picked_up", "planned", "first_samples", "first_audio", "first_byte")
+
+
 class JobRecord(BaseModel):
     """What Redis holds for a job (the text itself is stored apart, never in this record)."""
 
@@ -113,6 +121,7 @@ class JobRecord(BaseModel):
     cache_hit: bool = False
     attempts: int = 0
     webhook: WebhookState | None = None
+    timings: dict[str, float] = {}  # hop -> epoch seconds (HOPS)
 
 
 class JobView(BaseModel):
@@ -133,6 +142,8 @@ class JobView(BaseModel):
     cache_hit: bool = False
     webhook: WebhookState | None = None
     links: dict[str, str]
+    timings: dict[str, float] | None = Field(
+        None, description="with ?timings=1: when each hop of the first audio happened (epoch seconds)")
 
 
 class JobAccepted(BaseModel):

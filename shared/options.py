@@ -45,6 +45,11 @@ STREAM_PIECES = {"wav": "pcm", "pcm": "pcm", "mp3": "mp3", "ogg": "ogg", "opus":
 # Formats whose stream starts with a header the worker of chunk 0 writes once per job (a WAV
 # header for G.711 of unknown length); the API has no audio stack to make one.
 STREAM_HEADERS = ("mulaw", "alaw")
+# Stream kinds that can be cut anywhere, since each sample is coded on its own (PCM, G.711): the
+# first chunk of these goes out piece by piece while it is spoken (shared/store/pieces.py), and a
+# piece sent as soon as it is made is the chunk file's bytes, wherever it is cut. The others
+# (mp3, ogg, opus, aac) go out a chunk at a time.
+LIVE_KINDS = ("pcm", "mulaw-raw", "alaw-raw")
 STREAM_HEADER_KIND = "head"
 
 # Loudness targets (integrated, EBU R128 / ITU-R BS.1770) when a request gives none: files at

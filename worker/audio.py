@@ -106,7 +106,8 @@ class Resampled:
         self._band = TelephoneBand(out_rate) if telephone else None
         self._parts: list[np.ndarray] = []
 
-    def write(self, samples: np.ndarray, last: bool = False) -> None:
+    def write(self, samples: np.ndarray, last: bool = False) -> np.ndarray:
+        """Take a block; return what it adds at the output rate (kept too, for finish())."""
         samples = samples.astype(np.float32, copy=False)
         if self._resampler is not None:
             samples = self._resampler.resample_chunk(samples, last=last)
@@ -114,19 +115,43 @@ class Resampled:
             samples = self._band(samples)
         if len(samples):
             self._parts.append(samples)
+        return samples
+
+    def flush(self) -> np.ndarray:
+        """The resampler's last samples, once the input has ended."""
+        if self._resampler is None:
+            return np.zeros(0, dtype=np.float32)
+        tail = self.write(np.zeros(0, dtype=np.float32), last=True)
+        self._resampler = None
+        return tail
 
     def finish(self) -> np.ndarray:
-        if self._resampler is not None:
-            self.write(np.zeros(0, dtype=np.float32), last=True)
-            self._resampler = None
+        self.flush()
         parts, self._parts = self._parts, []
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
 
 
+def pcm16(samples: np.ndarray) -> bytes:
+    """Float samples as raw 16-bit little-endian PCM, clipped to full scale: sample by sample, so
+    blocks converted one at a time are the whole converted at once."""
+    buffer = io.BytesIO()
+    samples = np.clip(samples.astype(np.float32, copy=False), -1.0, 1.0)
+    sf.write(buffer, samples, 8000, format="RAW", subtype="PCM_16", endian="LITTLE")
+    return buffer.getvalue()
+
+
+def g711(pcm: bytes, kind: str) -> bytes:
+    """16-bit PCM as the raw G.711 bytes of `kind` (mulaw-raw, alaw-raw), sample by sample."""
+    buffer = io.BytesIO()
+    container, subtype = _CODECS[kind]
+    sf.write(buffer, np.frombuffer(pcm, dtype="<i2"), 8000, format=container, subtype=subtype, endian="LITTLE")
+    return buffer.getvalue()
+
+
 def write_pcm(path, samples: np.ndarray, rate: int) -> int:
     """Float samples as raw 16-bit little-endian PCM (clipped to full scale); returns frames."""
-    samples = np.clip(samples.astype(np.float32, copy=False), -1.0, 1.0)
-    sf.write(str(path), samples, rate, format="RAW", subtype="PCM_16", endian="LITTLE")
+    with open(path, "wb") as out:
+        out.write(pcm16(samples))
     return len(samples)
 
 

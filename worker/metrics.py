@@ -13,6 +13,10 @@ RTF = Histogram(
 )
 AUDIO_SECONDS = Counter("voxq_audio_seconds_total", "Seconds of audio produced", ["engine"])
 CACHE_HITS = Counter("voxq_cache_hits_total", "Jobs served from the result cache")
+FIRST_AUDIO_SECONDS = Histogram(
+    "voxq_first_audio_seconds", "From a job's acceptance to its first audio visible to the API (worker side)",
+    buckets=(0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0, 10.0),
+)
 JOBS_FINISHED = Counter("voxq_jobs_finished_total", "Jobs that reached an end state", ["status"])
 JOBS_FAILED = Counter("voxq_jobs_failed_total", "Failed jobs by error code", ["code"])
 JOB_SECONDS = Histogram(

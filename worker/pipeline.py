@@ -22,7 +22,7 @@ from shared.storage import Storage
 from shared.text.segmenter import Segment
 from worker import assembly
 from worker.engines.base import Engine
-from worker.synthesizer import ChunkResult, SynthesisError, speak_chunk
+from worker.synthesizer import ChunkResult, PieceSink, SynthesisError, speak_chunk
 
 
 class Pipeline:
@@ -52,13 +52,14 @@ class Pipeline:
         return plan.chunks(segments, options, self.settings)
 
     def speak(self, files: ChunkFiles, chunk: Chunk, index: int, total: int, options: SynthesisOptions,
-              should_stop: Callable[[], bool] | None = None) -> ChunkResult:
-        """Speak chunk `index` of `total` and publish its files (or leave none behind)."""
+              should_stop: Callable[[], bool] | None = None, live: PieceSink | None = None) -> ChunkResult:
+        """Speak chunk `index` of `total` and publish its files (or leave none behind); with
+        `live`, its stream's bytes go there too as they are made."""
         attempt = files.attempt(index)
         try:
             with self._engine_lock:
                 spoken = speak_chunk(self.engine, chunk, options, self.settings, attempt, ends_job=index == total - 1,
-                                     should_stop=should_stop, batcher=self.batcher)
+                                     should_stop=should_stop, batcher=self.batcher, live=live)
         except BaseException:
             attempt.discard()
             raise

@@ -48,6 +48,7 @@ class Runner:
         if record.status in TERMINAL:
             # A redelivery of a job that already ended (or was canceled): nothing to do twice.
             return "skipped"
+        jobs.mark(job_id, "picked_up")
         attempts = jobs.start_attempt(job_id)
         if attempts > self.settings.jobs.max_attempts:
             return self._fail(record, "worker_lost",
@@ -74,6 +75,7 @@ class Runner:
             return self._fail(record, exc.code, str(exc))
         except LexiconError as exc:
             return self._fail(record, "unknown_lexicon", str(exc))
+        jobs.mark(job_id, "planned")
         key = cache_key(segments, options, self.engine.name, self.engine.model_version, lexicons.hashes)
         if self._reuse(record, key, len(segments)):
             return "succeeded"
@@ -116,8 +118,11 @@ class Runner:
                 files.clear_temp(index)
             chunk = Chunk.decode(spec)
             started = time.perf_counter()
+            # The first chunk goes out piece by piece as it is spoken: that is the job's first audio.
+            live = LivePieces(self.store, record, attempts) if index == 0 else None
             try:
-                spoken = self.pipeline.speak(files, chunk, index, total, options, should_stop=self._stopped(job_id))
+                spoken = self.pipeline.speak(files, chunk, index, total, options, should_stop=self._stopped(job_id),
+                                             live=live)
             except Canceled:
                 log.info("job %s canceled during chunk %d", job_id, index)
                 self._let_go(job_id, owner, index)
@@ -136,6 +141,11 @@ class Runner:
                 self._let_go(job_id, owner, index)
                 return "canceled"
             _, done, total = chunks.land(job_id, owner, index, len(chunk.segments))
+            if index == 0:
+                if live.at == 0:  # a format that does not stream in pieces: its first audio is this
+                    live.first_audio()
+                # Its files are there now: a stream reading the pieces goes on from them.
+                self.store.pieces.delete(job_id)
         else:
             _, done, total = chunks.land(job_id, owner, index, 0)  # a redelivery: only the bookkeeping
         self._dispatch(owner)
@@ -222,3 +232,39 @@ class Runner:
         log.info("job %s served from the cache (job %s)", job_id, source.id)
         self.notify(job_id)
         return True
+
+
+class LivePieces:
+    """A job's first chunk, piece by piece, into its piece stream (shared/store/pieces.py), timing
+    the job's first samples and first audio as the first piece goes out."""
+
+    def __init__(self, store: Store, record: JobRecord, attempt: int):
+        self.store = store
+        self.record = record
+        self.attempt = attempt
+        self.at = 0  # bytes sent so far
+
+    def start(self, rate: int, head: bytes) -> None:
+        self.store.pieces.start(self.record.id, self.attempt, rate, head)
+
+    def add(self, data: bytes) -> None:
+        first = self.at == 0
+        if first:
+            self.store.jobs.mark(self.record.id, "first_samples")
+        self.store.pieces.add(self.record.id, self.attempt, self.at, data)
+        self.at += len(data)
+        if first:
+            self.first_audio()
+
+    def end(self) -> None:
+        self.store.pieces.end(self.record.id, self.attempt, self.at)
+
+    def first_audio(self) -> None:
+        now = time.time()
+        jobs = self.store.jobs
+        if self.at == 0:
+            jobs.mark(self.record.id, "first_samples", now)
+        jobs.mark(self.record.id, "first_audio", now)
+        accepted = self.record.timings.get("accepted")
+        if accepted is not None and self.attempt == 1:
+            metrics.FIRST_AUDIO_SECONDS.observe(max(0.0, now - accepted))

@@ -5,6 +5,7 @@ this by reading the code). Callers hold a `Store` and use its parts:
 
 - `jobs`: job records, text, the owner index, status transitions, progress, webhook state;
 - `chunks`: a job's plan, which chunks landed, and the per-tenant dispatch of the next ones;
+- `pieces`: a job's first chunk as it is spoken, for streams;
 - `limits`: requests per minute and characters per day per tenant;
 - `idempotency`: Idempotency-Key records;
 - `cache`: which earlier job answers an identical request;
@@ -25,6 +26,7 @@ from shared.store.jobs import JobStore
 from shared.store.lexicons import LexiconStore
 from shared.store.limits import LimitStore
 from shared.store.locks import LockStore
+from shared.store.pieces import PieceStore
 from shared.store.queues import QueueStats
 from shared.store.webhooks import WebhookStore
 from shared.store.workers import WorkerRegistry
@@ -57,6 +59,7 @@ class Store:
         self.client = client
         self.jobs = JobStore(client, result_ttl_s)
         self.chunks = ChunkStore(client)
+        self.pieces = PieceStore(client)
         self.limits = LimitStore(client)
         self.idempotency = IdempotencyStore(client)
         self.cache = CacheStore(client)

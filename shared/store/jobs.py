@@ -9,7 +9,7 @@ import uuid
 from datetime import datetime
 from typing import Iterable
 
-from shared.jobs import JobError, JobRecord, JobRequest, Progress, WebhookState, now
+from shared.jobs import HOPS, JobError, JobRecord, JobRequest, Progress, WebhookState, now
 from shared.store import keyspace
 
 # Move a job to a new status only if it is in one of the allowed ones, and set fields with it,
@@ -81,6 +81,14 @@ def text_sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+# KEYS: job hash. ARGV: field, value. Only on a record that exists: a hop timed after its job
+# expired must not leave a hash behind.
+_MARK = """
+if redis.call('HEXISTS', KEYS[1], 'record') == 0 then return 0 end
+return redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])
+"""
+
+
 class JobStore:
     def __init__(self, client, ttl_s: int):
         self.redis = client
@@ -93,6 +101,7 @@ class JobStore:
         self._transition = client.register_script(_TRANSITION)
         self._claim_webhook = client.register_script(_CLAIM_WEBHOOK)
         self._save_webhook = client.register_script(_SAVE_WEBHOOK)
+        self._mark = client.register_script(_MARK)
 
     job_key = staticmethod(keyspace.job)
     text_key = staticmethod(keyspace.job_text)
@@ -121,6 +130,7 @@ class JobStore:
             ),
             "status": "queued",
             "attempts": 0,
+            "t:accepted": time.time(),
         }
         if record.webhook:
             fields["webhook"] = record.webhook.model_dump_json()
@@ -186,6 +196,7 @@ class JobStore:
             data["error"] = json.loads(fields["error"])
         if fields.get("webhook"):
             data["webhook"] = json.loads(fields["webhook"])
+        data["timings"] = {hop: float(fields[f"t:{hop}"]) for hop in HOPS if f"t:{hop}" in fields}
         return JobRecord.model_validate(data)
 
     def list(self, owner: str, status: str | None, limit: int, cursor: str | None):
@@ -232,6 +243,11 @@ class JobStore:
             args.extend([name, _encode(value)])
         ok, previous = self._transition(keys=[self.job_key(job_id)], args=args)
         return bool(ok), previous
+
+    def mark(self, job_id: str, hop: str, at: float | None = None) -> None:
+        """Time a hop of the job's first audio (shared/jobs.py, HOPS); the first time stands, so a
+        redelivered task does not move it."""
+        self._mark(keys=[self.job_key(job_id)], args=[f"t:{hop}", time.time() if at is None else at])
 
     def start_attempt(self, job_id: str) -> int:
         """Count a delivery of the job to a worker; the count survives worker crashes."""

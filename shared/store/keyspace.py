@@ -19,6 +19,11 @@ def job_plan(job_id: str) -> str:
     return f"{PREFIX}:job:{job_id}:plan"
 
 
+def job_pieces(job_id: str) -> str:
+    """Stream: the job's first chunk as it is spoken, piece by piece (shared/store/pieces.py)."""
+    return f"{PREFIX}:job:{job_id}:pieces"
+
+
 def job_chunks_done(job_id: str) -> str:
     """Set: indexes of the job's chunks whose audio has landed."""
     return f"{PREFIX}:job:{job_id}:done"

@@ -6,6 +6,7 @@ implements `load` and `synthesize`. Everything else has a declared default here.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Iterator
 
 import numpy as np
 
@@ -105,6 +106,12 @@ class Engine:
         """One segment (already normalised and split by the caller). Raises NothingToSay when it
         has nothing speakable, EngineFault when it cannot be spoken."""
         raise NotImplementedError
+
+    def synthesize_pieces(self, text: str, config: SynthesisConfig = SynthesisConfig()) -> Iterator[SegmentAudio]:
+        """One segment as pieces of audio, in order, each as soon as it is made, so that a listener
+        hears the start while the rest is vocoded. Laid end to end they are what synthesize()
+        gives; the first carries the segment's marks. An engine that cannot do better yields one."""
+        yield self.synthesize(text, config)
 
     def synthesize_batch(self, items: list[tuple[str, SynthesisConfig]]) -> list[SegmentAudio]:
         """Many segments; each chunk is what synthesize() gives for that segment alone."""

@@ -16,6 +16,9 @@ log = logging.getLogger(__name__)
 
 VOCODER_WINDOW = 96  # mel frames kept per vocoder call (1.2 s of audio); its arena grows ~0.6 MB a frame
 VOCODER_CONTEXT = 24  # frames of context each side; the output is identical to one whole call
+# The first window of a segment spoken in pieces: 16 frames (0.2 s of audio) vocode in a few ms,
+# so the first audio of a job goes out long before its first segment is vocoded.
+FIRST_PIECE_WINDOW = 16
 
 
 class LiteRTEngine(Engine):
@@ -50,14 +53,25 @@ class LiteRTEngine(Engine):
         return cls(baker.load_g2p(found), acoustic, vocoder)
 
     def synthesize(self, text: str, config: SynthesisConfig = SynthesisConfig()) -> SegmentAudio:
+        mel, marks, controls = self._mel(text, config)
+        audio = pitch.shift(self.mel_to_audio(mel), self.sample_rate, controls.residual_pitch)
+        return SegmentAudio(audio, self.sample_rate, marks)
+
+    def synthesize_pieces(self, text: str, config: SynthesisConfig = SynthesisConfig()):
+        mel, marks, controls = self._mel(text, config)
+        if controls.residual_pitch != 1.0:
+            # WORLD's pitch shift analyses the whole segment: it cannot go out in pieces.
+            yield self.synthesize(text, config)
+            return
+        for index, audio in enumerate(self._windows(mel, FIRST_PIECE_WINDOW)):
+            yield SegmentAudio(audio, self.sample_rate, marks if index == 0 else [])
+
+    def _mel(self, text: str, config: SynthesisConfig):
         self.voice(config.voice)  # one voice; an unknown name is an error, not a silent default
         phonemes = self.g2p.convert(text, config.pinyin)
         controls = baker.model_inputs(config)
         mel, durations = self.text_to_mel(phonemes.ids, controls)
-        audio = self.mel_to_audio(mel)
-        audio = pitch.shift(audio, self.sample_rate, controls.residual_pitch)
-        marks = baker.marks_from_durations(phonemes, durations, mel.shape[1])
-        return SegmentAudio(audio, self.sample_rate, marks)
+        return mel, baker.marks_from_durations(phonemes, durations, mel.shape[1]), controls
 
     def text_to_mel(self, ids: list[int], controls: baker.ModelInputs):
         model = self._acoustic
@@ -86,17 +100,23 @@ class LiteRTEngine(Engine):
         its receptive field is under 24 frames, so windows with 24 frames of context each side
         give bit-identical audio in bounded memory, and faster, since they stay in cache.
         """
-        frames = mel.shape[1]
-        if frames <= VOCODER_WINDOW + 2 * VOCODER_CONTEXT:
+        if mel.shape[1] <= VOCODER_WINDOW + 2 * VOCODER_CONTEXT:
             return self._vocode(mel)
-        pieces = []
-        for start in range(0, frames, VOCODER_WINDOW):
+        return np.concatenate(list(self._windows(mel)))
+
+    def _windows(self, mel: np.ndarray, first: int = VOCODER_WINDOW):
+        """The audio of `mel`, a window at a time (the first `first` frames long, then
+        VOCODER_WINDOW), each vocoded with VOCODER_CONTEXT frames of context on both sides."""
+        frames = mel.shape[1]
+        start = 0
+        while start < frames:
+            window = first if start == 0 else VOCODER_WINDOW
             lo = max(0, start - VOCODER_CONTEXT)
-            hi = min(frames, start + VOCODER_WINDOW + VOCODER_CONTEXT)
+            hi = min(frames, start + window + VOCODER_CONTEXT)
             audio = self._vocode(np.ascontiguousarray(mel[:, lo:hi]))
-            keep = min(VOCODER_WINDOW, frames - start)
-            pieces.append(audio[(start - lo) * baker.HOP:(start - lo + keep) * baker.HOP])
-        return np.concatenate(pieces)
+            keep = min(window, frames - start)
+            yield audio[(start - lo) * baker.HOP:(start - lo + keep) * baker.HOP]
+            start += keep
 
     def _vocode(self, mel: np.ndarray) -> np.ndarray:
         vocoder = self._vocoder
