@@ -29,9 +29,20 @@ LATENCY = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
 JOBS_SUBMITTED = Counter("voxq_api_jobs_submitted_total", "Jobs stored and queued", ["priority", "via"])
+FIRST_BYTE = Histogram(
+    "voxq_api_first_byte_seconds", "From a job's acceptance to its first audio byte sent to a client",
+    buckets=(0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0, 10.0),
+)
 
 
 _QUIET_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+def first_byte(record, at: float) -> None:
+    """Time a job's first audio byte to a client (the stream that sends it first)."""
+    accepted = record.timings.get("accepted")
+    if services.get().store.jobs.mark(record.id, "first_byte", at) and accepted is not None:
+        FIRST_BYTE.observe(max(0.0, at - accepted))
 
 
 def job_submitted(priority: str) -> None:

@@ -31,7 +31,7 @@ from typing import Iterator
 
 from flask import Blueprint, Response, send_file, stream_with_context
 
-from api import services
+from api import metrics, services
 from api.errors import ApiError
 from api.ownership import owned_job
 from shared.chunk_files import ChunkFiles
@@ -94,7 +94,7 @@ def audio_chunks(record: JobRecord, with_header: bool = True) -> Iterator[bytes]
     for block in _audio(record, sent):
         if not timed and sent.pcm:
             timed = True
-            services.get().store.jobs.mark(record.id, "first_byte")
+            metrics.first_byte(record, time.time())
         yield block
 
 

@@ -65,13 +65,36 @@ def check_options(options: SynthesisOptions, emotions: Sequence[str], voices: Se
     return None
 
 
-def segments(text: str, settings: Settings, text_type: str = "text", lexicons=(),
-             should_stop: Callable[[], bool] | None = None, limit: int | None = None) -> list[Segment]:
-    """The segments to speak, with the lexicons applied (SSML when text_type is "ssml"). Raises
-    PlanError for text that cannot be spoken, Canceled when `should_stop` says so."""
-    problem = check_text(text, settings.limits.max_chars if limit is None else limit)
-    if problem:
-        raise PlanError(problem)
+@dataclass
+class Head:
+    """The start of a plan: the segments of the text's first sentence (a long one cut after its
+    first clause), and where the rest of the text begins (its length when nothing is left)."""
+
+    segments: list[Segment]
+    end: int
+
+
+# A plain text is planned a sentence at a time from the start: its first sentence first, so the
+# first chunk can be spoken while the rest is still planned. Segments never cross a sentence end,
+# so the two parts are what planning the whole text at once gives.
+_SENTENCE_END = "。！？!?\n"
+_CLOSERS = "”’」』）)】》\"'"
+HEAD_MAX_CHARS = 400
+
+
+def _head_end(text: str, text_type: str) -> int | None:
+    if text_type != "text":
+        return None  # an SSML document is one tree: planned whole
+    for index, ch in enumerate(text[:HEAD_MAX_CHARS]):
+        if ch in _SENTENCE_END:
+            end = index + 1
+            while end < len(text) and (text[end] in _SENTENCE_END or text[end] in _CLOSERS):
+                end += 1
+            return end if end < len(text) else None
+    return None
+
+
+def _front(text: str, settings: Settings, text_type: str, lexicons, should_stop, offset: int = 0) -> list[Segment]:
     try:
         found = frontend.plan(
             text, ssml=text_type == "ssml", lexicons=lexicons,
@@ -82,9 +105,36 @@ def segments(text: str, settings: Settings, text_type: str = "text", lexicons=()
         raise Canceled() from None
     except SsmlError as exc:
         raise PlanError(Problem(exc.code, str(exc), "text")) from None
-    if not any(segment.text for segment in found):
+    if offset:
+        found = [replace(s, spans=[[a + offset, b + offset] for a, b in s.spans]) if s.spans else s for s in found]
+    return found
+
+
+def head(text: str, settings: Settings, text_type: str = "text", lexicons=(),
+         should_stop: Callable[[], bool] | None = None, limit: int | None = None) -> Head:
+    """The first sentence's segments; PlanError for a text that cannot be spoken at all."""
+    problem = check_text(text, settings.limits.max_chars if limit is None else limit)
+    if problem:
+        raise PlanError(problem)
+    end = _head_end(text, text_type)
+    return Head(quick_start(_front(text[:end], settings, text_type, lexicons, should_stop)), end or len(text))
+
+
+def rest(text: str, first: Head, settings: Settings, text_type: str = "text", lexicons=(),
+         should_stop: Callable[[], bool] | None = None) -> list[Segment]:
+    """The segments after the head's; PlanError when the whole text has nothing speakable."""
+    found = _front(text[first.end:], settings, text_type, lexicons, should_stop, first.end) if first.end < len(text) else []
+    if not any(segment.text for segment in (*first.segments, *found)):
         raise PlanError(NOTHING_TO_SAY)
-    return quick_start(found)
+    return found
+
+
+def segments(text: str, settings: Settings, text_type: str = "text", lexicons=(),
+             should_stop: Callable[[], bool] | None = None, limit: int | None = None) -> list[Segment]:
+    """The segments to speak, with the lexicons applied (SSML when text_type is "ssml"). Raises
+    PlanError for text that cannot be spoken, Canceled when `should_stop` says so."""
+    first = head(text, settings, text_type, lexicons, should_stop, limit)
+    return first.segments + rest(text, first, settings, text_type, lexicons, should_stop)
 
 
 # The Baker voice speaks about five characters a second at speed 1.0 (0.2 s each); the estimate
@@ -154,9 +204,11 @@ class Chunk:
         return cls([Segment(**s) for s in data["segments"]], int(data["first"]))
 
 
-def chunks(found: list[Segment], options: SynthesisOptions, settings: Settings) -> list[Chunk]:
+def chunks(found: list[Segment], options: SynthesisOptions, settings: Settings, first_at_most: int | None = None
+           ) -> list[Chunk]:
     """The segments in chunks of about `chunk_s` seconds of audio each, the first of about
-    `first_chunk_s`, each ending at a segment boundary."""
+    `first_chunk_s` (and of at most `first_at_most` segments: the head's, when it was spoken
+    before the rest was planned), each ending at a segment boundary."""
     made: list[Chunk] = []
     current: list[Segment] = []
     seconds = 0.0
@@ -165,7 +217,7 @@ def chunks(found: list[Segment], options: SynthesisOptions, settings: Settings) 
         current.append(segment)
         seconds += expected_seconds(segment, options.speed, settings)
         target = settings.text.first_chunk_s if not made else settings.text.chunk_s
-        if seconds >= target:
+        if seconds >= target or (not made and len(current) == first_at_most):
             made.append(Chunk(current, first))
             first += len(current)
             current, seconds = [], 0.0

@@ -247,3 +247,24 @@ def test_the_preview_shows_the_segments_a_worker_speaks_for_a_long_first_sentenc
     body = wait_for(client, job_id)
     assert body["status"] == "succeeded", body
     assert body["progress"]["segments_total"] == len(shown)
+
+
+@pytest.mark.parametrize("text", [
+    LONG,
+    "价格是3.5元!下一句?好的",
+    "“今天的天气非常好。”我们一起去公园散步吧！\n第二段：2024年3月5日，气温-3℃。",
+    "只有一句没有句号，但是很长很长很长很长很长很长很长",
+    "你好。😀😀",
+])
+def test_the_first_sentence_planned_first_and_the_rest_after_are_the_whole_text_planned(settings, text):
+    from shared.text import frontend
+
+    whole = plan.quick_start(frontend.plan(text, max_segment_chars=settings.text.max_segment_chars,
+                                           sentence_pause_s=settings.text.sentence_pause_s,
+                                           clause_pause_s=settings.text.clause_pause_s))
+    first = plan.head(text, settings)
+    assert first.end <= len(text)
+    assert first.segments + plan.rest(text, first, settings) == whole == plan.segments(text, settings)
+    # The first chunk spoken early is the first chunk of the whole plan.
+    early = plan.chunks(first.segments, SynthesisOptions(), settings)[0]
+    assert plan.chunks(whole, SynthesisOptions(), settings, len(early.segments))[0] == early

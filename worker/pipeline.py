@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 from shared import plan
-from shared.chunk_files import ChunkFiles
+from shared.chunk_files import ChunkAttempt, ChunkFiles
 from shared.config import Settings
 from shared.jobs import AudioResult
 from shared.options import SynthesisOptions, loudness_target
@@ -48,23 +48,45 @@ class Pipeline:
         except plan.PlanError as exc:
             raise SynthesisError.of(exc.problem) from None
 
-    def chunks(self, segments: list[Segment], options: SynthesisOptions) -> list[Chunk]:
-        return plan.chunks(segments, options, self.settings)
+    def head(self, text: str, text_type: str = "text", lexicons=(),
+             should_stop: Callable[[], bool] | None = None) -> plan.Head:
+        """The plan of the text's first sentence, to speak while the rest is planned."""
+        try:
+            return plan.head(text, self.settings, text_type, lexicons, should_stop)
+        except plan.PlanError as exc:
+            raise SynthesisError.of(exc.problem) from None
+
+    def rest(self, text: str, first: plan.Head, text_type: str = "text", lexicons=(),
+             should_stop: Callable[[], bool] | None = None) -> list[Segment]:
+        try:
+            return plan.rest(text, first, self.settings, text_type, lexicons, should_stop)
+        except plan.PlanError as exc:
+            raise SynthesisError.of(exc.problem) from None
+
+    def chunks(self, segments: list[Segment], options: SynthesisOptions, first_at_most: int | None = None
+               ) -> list[Chunk]:
+        return plan.chunks(segments, options, self.settings, first_at_most)
 
     def speak(self, files: ChunkFiles, chunk: Chunk, index: int, total: int, options: SynthesisOptions,
               should_stop: Callable[[], bool] | None = None, live: PieceSink | None = None) -> ChunkResult:
         """Speak chunk `index` of `total` and publish its files (or leave none behind); with
         `live`, its stream's bytes go there too as they are made."""
         attempt = files.attempt(index)
+        spoken = self.speak_into(attempt, chunk, options, index == total - 1, should_stop, live)
+        attempt.publish()
+        return spoken
+
+    def speak_into(self, attempt: ChunkAttempt, chunk: Chunk, options: SynthesisOptions, ends_job: bool,
+                   should_stop: Callable[[], bool] | None = None, live: PieceSink | None = None) -> ChunkResult:
+        """Speak a chunk into an attempt's temporary files, for the caller to publish (or none,
+        if it fails)."""
         try:
             with self._engine_lock:
-                spoken = speak_chunk(self.engine, chunk, options, self.settings, attempt, ends_job=index == total - 1,
-                                     should_stop=should_stop, batcher=self.batcher, live=live)
+                return speak_chunk(self.engine, chunk, options, self.settings, attempt, ends_job=ends_job,
+                                   should_stop=should_stop, batcher=self.batcher, live=live)
         except BaseException:
             attempt.discard()
             raise
-        attempt.publish()
-        return spoken
 
     def assemble(self, files: ChunkFiles, total: int, options: SynthesisOptions, audio_path: Path,
                  marks_path: Path | None) -> AudioResult:

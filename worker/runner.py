@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from typing import Callable
 
-from shared.chunk_files import META, PCM, ChunkFiles
+from shared.chunk_files import META, PCM, ChunkAttempt, ChunkFiles
 from shared.config import Settings
 from shared.jobs import TERMINAL, JobRecord
 from shared.plan import Canceled, Chunk
@@ -61,31 +62,44 @@ class Runner:
         log.info("job %s started: %d chars, sha256 %s, attempt %d",
                  job_id, len(text), record.text_sha256[:12], attempts)
         options = record.options
+        stopped = self._stopped(job_id)
+        early = None
         try:
             self.pipeline.check(options)
             # The lexicons as they are now: the cache key has their hashes, so an edit since
             # submission is what is spoken, and never answered with older audio.
             lexicons = resolve(record.lexicons, self.store.lexicons.get_many(record.owner, record.lexicons))
-            # A cancel stops planning too: a long text takes a while to plan.
-            segments = self.pipeline.plan(text, record.text_type, lexicons, should_stop=self._stopped(job_id))
+            first = self.pipeline.head(text, record.text_type, lexicons, should_stop=stopped)
+            jobs.mark(job_id, "planned")
+            if first.end < len(text) and self.store.chunks.layout(job_id)[0] is None:
+                # A long text: its first chunk is spoken before the rest is planned (a cancel
+                # stops either), so planning the whole text never delays the first audio.
+                early = self._speak_early(record, self.pipeline.chunks(first.segments, options)[0])
+                if isinstance(early, str):
+                    return early
+            segments = first.segments + self.pipeline.rest(text, first, record.text_type, lexicons, should_stop=stopped)
         except Canceled:
             log.info("job %s canceled while it was planned", job_id)
+            self._discard(early)
             return jobs.status(job_id) or "canceled"
         except SynthesisError as exc:
+            self._discard(early)
             return self._fail(record, exc.code, str(exc))
         except LexiconError as exc:
             return self._fail(record, "unknown_lexicon", str(exc))
-        jobs.mark(job_id, "planned")
         key = cache_key(segments, options, self.engine.name, self.engine.model_version, lexicons.hashes)
         if self._reuse(record, key, len(segments)):
+            if early is not None:
+                early.attempt.discard()
+                self.store.pieces.delete(job_id)  # its listeners finish from the cached file
             return "succeeded"
-        chunks = self.pipeline.chunks(segments, options)
+        chunks = self.pipeline.chunks(segments, options, len(early.chunk.segments) if early else None)
         queue = self.store.workers.queue_for(record.priority, self.settings.jobs.heartbeat_ttl_s)
         if self.store.chunks.save_plan(job_id, record.owner, [chunk.encode() for chunk in chunks], len(segments),
                                        options.sample_rate or self.engine.sample_rate, queue, key):
             log.info("job %s planned: %d segments in %d chunk(s)", job_id, len(segments), len(chunks))
         self._dispatch(record.owner)
-        return self._speak(record, 0)
+        return self._speak(record, 0, early)
 
     # every later chunk
     def run_chunk(self, job_id: str, index: int, owner: str) -> str:
@@ -98,60 +112,86 @@ class Runner:
             self.jobs.mark_running(job_id)
         return self._speak(record, index)
 
-    def _speak(self, record: JobRecord, index: int) -> str:
+    def _speak(self, record: JobRecord, index: int, early: "Early | None" = None) -> str:
         job_id, owner, options = record.id, record.owner, record.options
         chunks = self.store.chunks
         total, out_rate, key = chunks.layout(job_id)
         spec = chunks.chunk(job_id, index)
         if total is None or spec is None:
             # The job ended (and its plan went) since it was read.
+            self._discard(early)
             self._let_go(job_id, owner, index)
             return "skipped"
         files = ChunkFiles(self.storage, job_id, options.format)
         if not chunks.has_landed(job_id, index):
-            attempts = chunks.start(job_id, index)
-            if attempts > self.settings.jobs.max_attempts:
-                return self._fail(record, "worker_lost",
-                                  f"chunk {index + 1} of {total} was interrupted {attempts - 1} times (a worker "
-                                  "died while speaking it each time)", index)
-            if attempts > 1:
-                files.clear_temp(index)
-            chunk = Chunk.decode(spec)
-            started = time.perf_counter()
-            # The first chunk goes out piece by piece as it is spoken: that is the job's first audio.
-            live = LivePieces(self.store, record, attempts) if index == 0 else None
-            try:
-                spoken = self.pipeline.speak(files, chunk, index, total, options, should_stop=self._stopped(job_id),
-                                             live=live)
-            except Canceled:
-                log.info("job %s canceled during chunk %d", job_id, index)
-                self._let_go(job_id, owner, index)
-                return self.jobs.status(job_id) or "canceled"
-            except SynthesisError as exc:
-                return self._fail(record, exc.code, str(exc), index)
-            except Transient:
-                raise  # Redis blinked: the task retries, and the chunk is spoken again
-            except Exception as exc:  # noqa: BLE001 - a bug in an engine must end the job, not strand it running
-                log.exception("job %s: chunk %d failed", job_id, index)
-                return self._fail(record, "engine_error", f"synthesis failed ({exc.__class__.__name__})", index)
-            metrics.observe_synthesis(self.engine.name, time.perf_counter() - started, spoken.audio_s)
+            if early is None:
+                early = self._speak_now(record, files, Chunk.decode(spec), index, total)
+                if isinstance(early, str):
+                    return early
+            early.attempt.publish()
+            live = early.live
             if self.jobs.status(job_id) == "canceled":
                 # Canceled while this chunk was finishing. The API removes what landed before
                 # its cancel; this removes what landed after (it checks after publishing).
                 self._let_go(job_id, owner, index)
                 return "canceled"
-            _, done, total = chunks.land(job_id, owner, index, len(chunk.segments))
+            _, done, total = chunks.land(job_id, owner, index, len(early.chunk.segments))
             if index == 0:
                 if live.at == 0:  # a format that does not stream in pieces: its first audio is this
                     live.first_audio()
                 # Its files are there now: a stream reading the pieces goes on from them.
                 self.store.pieces.delete(job_id)
         else:
+            self._discard(early)
             _, done, total = chunks.land(job_id, owner, index, 0)  # a redelivery: only the bookkeeping
         self._dispatch(owner)
         if done == total and self.jobs.status(job_id) == "running":
             return self._assemble(record, files, total, key)
         return "running"
+
+    def _speak_early(self, record: JobRecord, chunk: Chunk) -> "Early | str":
+        """The first chunk spoken before the job is fully planned (so not published yet)."""
+        return self._speak_now(record, ChunkFiles(self.storage, record.id, record.options.format), chunk, 0, None)
+
+    def _speak_now(self, record: JobRecord, files: ChunkFiles, chunk: Chunk, index: int,
+                   total: int | None) -> "Early | str":
+        """Speak chunk `index` (of `total`; None while the job is being planned, when the chunk
+        is the first and not the last) into an attempt's files, for the caller to publish; or the
+        job's status when it ended meanwhile."""
+        job_id, owner = record.id, record.owner
+        attempts = self.store.chunks.start(job_id, index)
+        shown_total = total if total is not None else "?"
+        if attempts > self.settings.jobs.max_attempts:
+            return self._fail(record, "worker_lost",
+                              f"chunk {index + 1} of {shown_total} was interrupted {attempts - 1} times (a worker "
+                              "died while speaking it each time)", index)
+        if attempts > 1:
+            files.clear_temp(index)
+        started = time.perf_counter()
+        # The first chunk goes out piece by piece as it is spoken: that is the job's first audio.
+        live = LivePieces(self.store, record, attempts) if index == 0 else None
+        attempt = files.attempt(index)
+        try:
+            spoken = self.pipeline.speak_into(attempt, chunk, record.options, total is not None and index == total - 1,
+                                              should_stop=self._stopped(job_id), live=live)
+        except Canceled:
+            log.info("job %s canceled during chunk %d", job_id, index)
+            self._let_go(job_id, owner, index)
+            return self.jobs.status(job_id) or "canceled"
+        except SynthesisError as exc:
+            return self._fail(record, exc.code, str(exc), index)
+        except Transient:
+            raise  # Redis blinked: the task retries, and the chunk is spoken again
+        except Exception as exc:  # noqa: BLE001 - a bug in an engine must end the job, not strand it running
+            log.exception("job %s: chunk %d failed", job_id, index)
+            return self._fail(record, "engine_error", f"synthesis failed ({exc.__class__.__name__})", index)
+        metrics.observe_synthesis(self.engine.name, time.perf_counter() - started, spoken.audio_s)
+        return Early(chunk, attempt, live)
+
+    @staticmethod
+    def _discard(early: "Early | None") -> None:
+        if early is not None and not isinstance(early, str):
+            early.attempt.discard()
 
     def _stopped(self, job_id: str) -> Callable[[], bool]:
         """Asked between segments: whether the job stopped running (canceled, failed elsewhere)."""
@@ -234,6 +274,15 @@ class Runner:
         return True
 
 
+@dataclass
+class Early:
+    """A chunk spoken into an attempt's files, not yet published."""
+
+    chunk: Chunk
+    attempt: ChunkAttempt
+    live: "LivePieces | None"
+
+
 class LivePieces:
     """A job's first chunk, piece by piece, into its piece stream (shared/store/pieces.py), timing
     the job's first samples and first audio as the first piece goes out."""
@@ -264,7 +313,6 @@ class LivePieces:
         jobs = self.store.jobs
         if self.at == 0:
             jobs.mark(self.record.id, "first_samples", now)
-        jobs.mark(self.record.id, "first_audio", now)
         accepted = self.record.timings.get("accepted")
-        if accepted is not None and self.attempt == 1:
+        if jobs.mark(self.record.id, "first_audio", now) and accepted is not None:
             metrics.FIRST_AUDIO_SECONDS.observe(max(0.0, now - accepted))

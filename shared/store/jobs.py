@@ -244,10 +244,10 @@ class JobStore:
         ok, previous = self._transition(keys=[self.job_key(job_id)], args=args)
         return bool(ok), previous
 
-    def mark(self, job_id: str, hop: str, at: float | None = None) -> None:
+    def mark(self, job_id: str, hop: str, at: float | None = None) -> bool:
         """Time a hop of the job's first audio (shared/jobs.py, HOPS); the first time stands, so a
-        redelivered task does not move it."""
-        self._mark(keys=[self.job_key(job_id)], args=[f"t:{hop}", time.time() if at is None else at])
+        redelivered task (or a second listener) does not move it. Whether this call set it."""
+        return bool(self._mark(keys=[self.job_key(job_id)], args=[f"t:{hop}", time.time() if at is None else at]))
 
     def start_attempt(self, job_id: str) -> int:
         """Count a delivery of the job to a worker; the count survives worker crashes."""
