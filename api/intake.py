@@ -16,6 +16,8 @@ from shared import logs, ssml, tasks
 from shared.jobs import JobRecord, JobRequest, JobView, job_view
 from shared.options import EMOTIONS, check_format_rate
 from shared.storage import JOB_ID
+from shared.text import frontend
+from shared.text.lexicon import UnknownLexicon, resolve
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +75,9 @@ def parse_job_request(body: dict) -> JobRequest:
     if job.text_type == "ssml":
         check_ssml(job.text)
     # The lexicons the job will use, fixed now: the request's, or the tenant's defaults.
-    return job.model_copy(update={"lexicons": lexicons.for_request(job.lexicons, auth.owner())})
+    names = lexicons.for_request(job.lexicons, auth.owner())
+    check_speakable(job.text, job.text_type, names)
+    return job.model_copy(update={"lexicons": names})
 
 
 def check_ssml(text: str) -> None:
@@ -82,6 +86,24 @@ def check_ssml(text: str) -> None:
         ssml.parse(text)
     except ssml.SsmlError as exc:
         raise ApiError(422, exc.code, str(exc), "text") from None
+
+
+def check_speakable(text: str, text_type: str, names: list[str]) -> None:
+    """422 nothing_to_say for text with nothing to say (only emoji, punctuation), before a job
+    exists: the rule the worker applies too (shared/text/frontend.py). The lexicons are read only
+    when the text alone has nothing, since an alias may give it words."""
+    ssml = text_type == "ssml"
+    if frontend.speakable(text, ssml=ssml):
+        return
+    if names:
+        owner = auth.owner()
+        try:
+            chosen = resolve(names, services.get().store.lexicons.get_many(owner, names))
+        except UnknownLexicon:
+            return  # deleted since for_request looked: the worker fails the job, naming it
+        if frontend.speakable(text, ssml=ssml, lexicons=chosen):
+            return
+    raise ApiError(422, "nothing_to_say", frontend.NOTHING_TO_SAY, "text")
 
 
 def links(job_id: str) -> dict[str, str]:

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from api import auth, intake, lexicons, services
 from api.errors import ApiError, validation_error
-from shared.jobs import LexiconName, TextType
+from shared.jobs import LexiconName, SpokenText, TextType
 from shared.ssml import SsmlError
 from shared.text import frontend
 from shared.text.lexicon import resolve
@@ -22,7 +22,7 @@ bp = Blueprint("preview", __name__)
 class PreviewRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    text: str = Field(..., description="plain text, or SSML when text_type is ssml")
+    text: SpokenText = Field(..., description="plain text, or SSML when text_type is ssml")
     text_type: TextType = "text"
     lexicons: list[LexiconName] | None = Field(None, max_length=32,
                                                description="the caller's lexicons; absent: the tenant's defaults")
@@ -44,6 +44,12 @@ def preview():
     owner = auth.owner()
     names = lexicons.for_request(body.lexicons, owner)
     chosen = resolve(names, svc.store.lexicons.get_many(owner, names))
+    try:
+        # The rule a job is held to: a preview of nothing would show an empty page, not why.
+        if not frontend.speakable(body.text, ssml=body.text_type == "ssml", lexicons=chosen):
+            raise ApiError(422, "nothing_to_say", frontend.NOTHING_TO_SAY, "text")
+    except SsmlError as exc:
+        raise ApiError(422, exc.code, str(exc), "text") from None
     text = svc.settings.text
     try:
         segments = frontend.plan(body.text, ssml=body.text_type == "ssml", lexicons=chosen,

@@ -58,12 +58,16 @@ def plan(text: str, settings: Settings, text_type: str = "text", lexicons=(),
          should_stop: Callable[[], bool] | None = None) -> list[Segment]:
     """Check and split the text (SSML when text_type is "ssml"), with the lexicons applied;
     raise SynthesisError for text that cannot be spoken, Canceled when `should_stop` says so."""
-    if not text or not text.strip():
+    text = frontend.trim(text or "")
+    if not text.strip():
         raise SynthesisError("empty_text", "text is empty", "text")
     limit = settings.limits.max_chars
     if len(text) > limit:
         raise SynthesisError("text_too_long", f"text has {len(text)} characters; the limit is {limit}", "text")
     try:
+        # The API's rule, before planning: a text of emoji fails at once, not after normalising.
+        if not frontend.speakable(text, ssml=text_type == "ssml", lexicons=lexicons):
+            raise SynthesisError("nothing_to_say", frontend.NOTHING_TO_SAY, "text")
         segments = frontend.plan(
             text, ssml=text_type == "ssml", lexicons=lexicons,
             max_segment_chars=settings.text.max_segment_chars,
