@@ -201,15 +201,15 @@ def plan(text: str, *, ssml: bool = False, lexicons: Sequence = (), max_segment_
 
 
 def preview(segments: Sequence[Segment]) -> dict:
-    """What the voice will say: the normalised text, and per segment each character's pinyin and
-    where it came from (dictionary, word, sandhi, lexicon or ssml) and its offsets in the input."""
+    """What the voice will say: the normalised text, and per segment each character's pinyin (tone
+    numbers, and tone marks for people) and where it came from (dictionary, word, sandhi, lexicon or ssml) and its offsets in the input."""
     shown = []
     for segment in segments:
         chars = []
         for syl in pinyin.read(segment.text, segment.pinyin, segment.pinyin_from):
             span = segment.spans[syl.index] if segment.spans else [None, None]
-            chars.append({"char": syl.char, "pinyin": syl.pinyin, "source": syl.source,
-                          "start": span[0], "end": span[1]})
+            chars.append({"char": syl.char, "pinyin": syl.pinyin, "pinyin_marked": pinyin.tone_marked(syl.pinyin),
+                          "source": syl.source, "start": span[0], "end": span[1]})
         shown.append({
             "text": segment.text, "pause": segment.pause, "pause_s": segment.pause_s,
             "rate": segment.rate, "pitch": segment.pitch, "volume": segment.volume,
