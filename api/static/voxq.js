@@ -472,6 +472,7 @@
     const player = $("player");
     const download = $("download");
     download.href = url;
+    download.hidden = false;
     download.download = `voxq-${job.id.slice(0, 8)}.${EXTENSIONS[result.format] || result.format}`;
     const playable = !(result.format in RAW);
     $("pcm-note").hidden = playable;
@@ -570,6 +571,7 @@
     player.classList.add("streaming");
     player.src = `/v1/jobs/${job.id}/stream`;
     player.hidden = false;
+    $("download").hidden = true; // until the file exists
     $("player-box").hidden = false;
     renderPlayerTime();
     player.play().catch(() => { /* the browser wants a click first */ });
