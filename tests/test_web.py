@@ -568,8 +568,9 @@ def test_a_failed_submit_leaves_nothing_of_the_job_before(page):
     page.click("#preview-button")
     page.locator("#preview").wait_for(state="visible")
     page.click("#submit")
-    page.wait_for_function(AUDIO_READY, timeout=60_000)
-    assert page.locator("#status-line").inner_text() == "合成完成"
+    page.wait_for_function("() => document.getElementById('status-line').textContent === '合成完成'",
+                           timeout=60_000)
+    page.wait_for_function(AUDIO_READY, timeout=30_000)
     page.fill("#text", "😀🎉")
     page.click("#preview-button")
     page.wait_for_function("() => document.getElementById('error').textContent.includes('没有可以朗读')")
