@@ -38,6 +38,8 @@ from api import blocking, services, streams, submission
 from api.errors import ApiError, validation_error
 from api.bodies import json_body
 from api.validation import known_emotions, known_voices, parse_job_request
+from shared.jobs import SpokenText
+from shared.options import Loudness
 
 bp = Blueprint("openai_speech", __name__)
 log = logging.getLogger(__name__)
@@ -90,7 +92,7 @@ class SpeechRequest(BaseModel):
 
     model: str = Field(..., max_length=128, description=f"{', '.join(OPENAI_MODELS)}, or a voxq engine name",
                        examples=["tts-1"])
-    input: str = Field(..., max_length=MAX_INPUT_CHARS, description="the text to speak", examples=["你好，世界。"])
+    input: SpokenText = Field(..., max_length=MAX_INPUT_CHARS, description="the text to speak", examples=["你好，世界。"])
     voice: str = Field(..., max_length=64,
                        description=f"an OpenAI voice ({', '.join(VOICES)}) or a voxq voice name",
                        examples=["alloy"])
@@ -105,7 +107,7 @@ class SpeechRequest(BaseModel):
     # voxq's own, beyond OpenAI's shape (the SDKs send them with extra_body).
     text_type: Literal["text", "ssml"] = Field("text", description="ssml: input is an SSML document")
     lexicons: list[str] | None = Field(None, max_length=32, description="the caller's lexicons to apply")
-    loudness: float | Literal["off"] | None = Field(
+    loudness: Loudness = Field(
         None, description="integrated loudness target in LUFS, or off; absent: the format's default")
 
 

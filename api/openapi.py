@@ -121,6 +121,8 @@ class LexiconDefaults(BaseModel):
 class PreviewChar(BaseModel):
     char: str
     pinyin: str = Field(..., description="tone-numbered, 5 for the neutral tone")
+    pinyin_marked: str = Field(..., description="the same syllable with tone marks, as people read it (jīn, lǜ; "
+                               "the neutral tone unmarked)", examples=["háng"])
     source: Literal["dictionary", "word", "sandhi", "lexicon", "ssml"]
     start: int | None = None
     end: int | None = None

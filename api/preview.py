@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from api import auth, bodies, lexicons, services, validation
 from api.errors import validation_error
 from shared import plan
-from shared.jobs import LexiconName, TextType
+from shared.jobs import LexiconName, SpokenText, TextType
 from shared.text import frontend
 from shared.text.lexicon import resolve
 
@@ -22,7 +22,7 @@ bp = Blueprint("preview", __name__)
 class PreviewRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    text: str = Field(..., description="plain text, or SSML when text_type is ssml")
+    text: SpokenText = Field(..., description="plain text, or SSML when text_type is ssml")
     text_type: TextType = "text"
     lexicons: list[LexiconName] | None = Field(None, max_length=32,
                                                description="the caller's lexicons; absent: the tenant's defaults")
@@ -46,7 +46,6 @@ def preview():
         # The workers' own plan, first-clause cut included: the preview is what will be spoken.
         segments = plan.segments(body.text, svc.settings, body.text_type, chosen, limit=limit)
     except plan.PlanError as exc:
-        if exc.problem.code != "nothing_to_say":
-            raise validation.refused(exc.problem) from None
-        segments = []  # a preview of nothing speakable shows nothing, which is the answer
+        # Nothing to say included: a preview of it would show an empty page, not why.
+        raise validation.refused(exc.problem) from None
     return jsonify({"text_type": body.text_type, "lexicons": names, **frontend.preview(segments)})

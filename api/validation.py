@@ -10,7 +10,8 @@ from api.errors import ApiError, validation_error
 from shared import plan
 from shared.jobs import JobRequest
 from shared.options import EMOTIONS
-from shared.text import ssml
+from shared.text import frontend, ssml
+from shared.text.lexicon import UnknownLexicon, resolve
 
 
 def engine_caps() -> list[dict]:
@@ -43,7 +44,9 @@ def parse_job_request(body: dict) -> JobRequest:
     if job.text_type == "ssml":
         check_ssml(job.text)
     # The lexicons the job will use, fixed now: the request's, or the tenant's defaults.
-    return job.model_copy(update={"lexicons": lexicons.for_request(job.lexicons, auth.owner())})
+    names = lexicons.for_request(job.lexicons, auth.owner())
+    check_speakable(job.text, job.text_type, names)
+    return job.model_copy(update={"lexicons": names})
 
 
 def refused(problem: plan.Problem) -> ApiError:
@@ -57,3 +60,21 @@ def check_ssml(text: str) -> None:
         ssml.parse(text)
     except ssml.SsmlError as exc:
         raise ApiError(422, exc.code, str(exc), "text") from None
+
+
+def check_speakable(text: str, text_type: str, names: list[str]) -> None:
+    """422 nothing_to_say for text with nothing to say (only emoji, punctuation), before a job
+    exists: the rule the worker applies too (shared/text/frontend.py). The lexicons are read only
+    when the text alone has nothing, since an alias may give it words."""
+    ssml_doc = text_type == "ssml"
+    if frontend.speakable(text, ssml=ssml_doc):
+        return
+    if names:
+        owner = auth.owner()
+        try:
+            chosen = resolve(names, services.get().store.lexicons.get_many(owner, names))
+        except UnknownLexicon:
+            return  # deleted since for_request looked: the worker fails the job, naming it
+        if frontend.speakable(text, ssml=ssml_doc, lexicons=chosen):
+            return
+    raise refused(plan.NOTHING_TO_SAY)

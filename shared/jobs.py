@@ -5,15 +5,18 @@ import json
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, field_validator
 
 from shared.options import SynthesisOptions
+from shared.text.frontend import trim
 
 Status = Literal["queued", "running", "succeeded", "failed", "canceled"]
 TextType = Literal["text", "ssml"]
 LexiconName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 TERMINAL = ("succeeded", "failed", "canceled")
 Priority = Literal["interactive", "batch"]
+# Text as every face counts, stores and speaks it: trailing whitespace off, before any length check.
+SpokenText = Annotated[str, BeforeValidator(lambda value: trim(value) if isinstance(value, str) else value)]
 
 
 def now() -> datetime:
@@ -25,7 +28,8 @@ class JobRequest(SynthesisOptions):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    text: str = Field(..., description="the text to speak (UTF-8): plain text, or SSML when text_type is ssml")
+    text: SpokenText = Field(..., description="the text to speak (UTF-8): plain text, or SSML when text_type is "
+                               "ssml; trailing whitespace is no part of it")
     text_type: TextType = Field("text", description="ssml: text is an SSML document (the Chinese subset in the README)")
     lexicons: list[LexiconName] | None = Field(
         None, max_length=32,

@@ -2,9 +2,9 @@
 loudness, and what each format's stream is made of."""
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 EMOTIONS = ("neutral", "happy", "sad", "angry", "calm", "surprised")
 # mulaw and alaw are G.711 in a WAV file (format codes 7 and 6); "-raw" is the same bytes with no
@@ -63,6 +63,25 @@ LOUDNESS_RANGE = (-40.0, -10.0)
 
 Format = Literal["wav", "flac", "ogg", "opus", "mp3", "pcm", "aac", "m4a", "mulaw", "alaw", "mulaw-raw", "alaw-raw"]
 SampleRate = Literal[8000, 16000, 22050, 24000, 44100, 48000]
+LOUDNESS_HELP = (f"a target in LUFS from {LOUDNESS_RANGE[0]:g} to {LOUDNESS_RANGE[1]:g}, or \"off\"")
+
+
+def _loudness(value):
+    """One check, one message, for the field the user sent: a union would report each of its
+    members (`loudness.float`), and a model check no field at all."""
+    if value is None or value == "off":
+        return value
+    try:
+        number = float(value) if isinstance(value, (int, float, str)) and not isinstance(value, bool) else None
+    except ValueError:
+        number = None
+    if number is None or not LOUDNESS_RANGE[0] <= number <= LOUDNESS_RANGE[1]:  # NaN fails too
+        raise ValueError(f"must be {LOUDNESS_HELP}; got {value!r}")
+    return number
+
+
+# Integrated loudness target in LUFS, "off", or None (the format's default).
+Loudness = Annotated[float | Literal["off"] | None, BeforeValidator(_loudness)]
 
 
 class SynthesisOptions(BaseModel):
@@ -79,7 +98,7 @@ class SynthesisOptions(BaseModel):
     sample_rate: SampleRate | None = Field(
         None, description="None is the engine's native rate (8000 for the G.711 formats, their only rate)")
     marks: bool = False
-    loudness: float | Literal["off"] | None = Field(
+    loudness: Loudness = Field(
         None, description=f"integrated loudness target in LUFS ({LOUDNESS_RANGE[0]:g} to {LOUDNESS_RANGE[1]:g}), "
         f"measured over the whole job, with a true-peak ceiling of {TRUE_PEAK_CEILING_DBTP:g} dBTP; \"off\" "
         f"keeps the voice's own level; None is the format's default ({FILE_LOUDNESS_LUFS:g} LUFS for files, "
@@ -93,12 +112,6 @@ class SynthesisOptions(BaseModel):
             data = {**data, "sample_rate": TELEPHONE_RATES[0]}
         return data
 
-    @model_validator(mode="after")
-    def _loudness_range(self):
-        if isinstance(self.loudness, float) and not LOUDNESS_RANGE[0] <= self.loudness <= LOUDNESS_RANGE[1]:
-            raise ValueError(f"loudness must be between {LOUDNESS_RANGE[0]:g} and {LOUDNESS_RANGE[1]:g} LUFS, "
-                             "or \"off\"")
-        return self
 
 
 def loudness_target(options: SynthesisOptions) -> float | None:

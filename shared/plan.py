@@ -38,7 +38,7 @@ class Canceled(Exception):
     """The job was canceled while it was planned or spoken."""
 
 
-NOTHING_TO_SAY = Problem("nothing_to_say", "nothing to say: the text has no speakable characters", "text")
+NOTHING_TO_SAY = Problem("nothing_to_say", frontend.NOTHING_TO_SAY, "text")
 
 
 def check_text(text: str, limit: int) -> Problem | None:
@@ -113,11 +113,19 @@ def _front(text: str, settings: Settings, text_type: str, lexicons, should_stop,
 def head(text: str, settings: Settings, text_type: str = "text", lexicons=(),
          should_stop: Callable[[], bool] | None = None, limit: int | None = None) -> Head:
     """The first sentence's segments; PlanError for a text that cannot be spoken at all."""
+    whole = text
+    text = frontend.trim(text)  # trailing whitespace is no part of the text, on every face
     problem = check_text(text, settings.limits.max_chars if limit is None else limit)
     if problem:
         raise PlanError(problem)
+    try:
+        # The API's rule too: a text of emoji fails at once, not after it was normalised.
+        if not frontend.speakable(text, ssml=text_type == "ssml", lexicons=lexicons):
+            raise PlanError(NOTHING_TO_SAY)
+    except SsmlError as exc:
+        raise PlanError(Problem(exc.code, str(exc), "text")) from None
     end = _head_end(text, text_type)
-    return Head(quick_start(_front(text[:end], settings, text_type, lexicons, should_stop)), end or len(text))
+    return Head(quick_start(_front(text[:end], settings, text_type, lexicons, should_stop)), end or len(whole))
 
 
 def rest(text: str, first: Head, settings: Settings, text_type: str = "text", lexicons=(),

@@ -238,7 +238,8 @@ def submitted_job_id(page) -> str:
 @pytest.mark.parametrize("form", [DESKTOP, PHONE], ids=["desktop", "phone"])
 def test_a_failed_job_looks_failed_and_focus_follows_the_job(browser, cluster, form):
     with open_page(browser, cluster, **form) as page:
-        page.fill("#text", "😀🎉")
+        # 兙 has no reading: the API's cheap check lets it pass, and the worker fails the job.
+        page.fill("#text", "兙")
         # Keyboard only: Ctrl + Enter in the text area.
         page.focus("#text")
         page.keyboard.press("Control+Enter")
@@ -284,6 +285,12 @@ def test_history_badge_follows_the_job_and_cancel_stops_it(page, cluster):
     page.wait_for_function("() => document.getElementById('result').dataset.status === 'canceled'")
     assert page.locator("#status-line").inner_text() == "已取消"
     assert page.locator("#progress").is_hidden() and cancel.is_hidden()
+    # A canceled job has no audio: no empty player, no download link to nowhere.
+    assert page.locator("#player-box").is_hidden() and page.get_attribute("#download", "href") is None
+    assert page.eval_on_selector("#player", "a => a.paused && !a.hasAttribute('src')")
+    page.click("#lang-toggle")
+    assert page.locator("#status-line").inner_text() == "Canceled"
+    page.click("#lang-toggle")
     page.wait_for_function(f"""() => document.querySelector('#history li[data-id="{job_id}"] .badge')
                                        .textContent === '已取消'""")
     assert history_item(page, job_id).locator("button.replay").is_hidden()
@@ -311,7 +318,8 @@ def test_at_1280_the_voice_and_its_licence_note_are_whole(browser, cluster):
     with open_page(browser, cluster, **DESKTOP) as page:
         assert page.locator(".hint").is_visible()
         note = page.locator("#voice-note")
-        assert note.is_visible() and "(non-commercial)" in note.inner_text()
+        # In the page's language, licence note included: no English on the Chinese page.
+        assert note.is_visible() and note.inner_text() == "baker：标贝中文普通话女声（训练语料仅限非商业用途）"
         box = note.bounding_box()
         assert box["x"] >= 0 and box["x"] + box["width"] <= 1280
         assert page.evaluate("(() => { const n = document.getElementById('voice-note'); "
@@ -328,6 +336,7 @@ def test_at_1280_the_voice_and_its_licence_note_are_whole(browser, cluster):
         page.click("#lang-toggle")
         for name in ("Speed", "Pitch", "Volume"):
             assert page.get_by_role("slider", name=name, exact=True).count() == 1
+        assert note.inner_text() == "baker: Baker corpus Mandarin female voice (non-commercial use only)"
 
 
 def test_pcm_with_rate_volume_and_marks(page, cluster):
@@ -390,13 +399,32 @@ def test_preview_and_ssml_on_the_page(page, cluster):
     page.click("#preview-button")
     page.locator("#preview").wait_for(state="visible")
     assert page.locator("#preview-normalized").inner_text() == "行长在二零二三年还钱。"
-    assert page.locator("#preview-segments ruby").nth(0).get_attribute("title") == "word"
-    assert page.locator("#preview-segments rt").nth(0).inner_text() == "hang2"
+    first = page.locator("#preview-segments ruby").nth(0)
+    assert first.get_attribute("data-source") == "word" and first.get_attribute("title") == "hang2 · 词语读音"
+    # Tone marks, as people read pinyin; the tone number stays in the title.
+    assert page.locator("#preview-segments rt").nth(0).inner_text() == "háng"
+    # The segment line reads as the sentence: its punctuation is there, between the characters.
+    assert page.locator("#preview-segments li").nth(0).evaluate(
+        "li => Array.from(li.childNodes).map(n => n.firstChild ? n.firstChild.textContent : n.textContent).join('')"
+    ) == "行长在二零二三年还钱。"
+    # Big enough to read: the pinyin is no smaller than the page's small print.
+    assert page.eval_on_selector("#preview-segments rt", "rt => parseFloat(getComputedStyle(rt).fontSize)") >= 13
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.locator("#preview").screenshot(path=str(ARTIFACTS / "web-reading.png"))
     # SSML: the toggle sends text_type, the preview shows the fixed reading, and a job is spoken.
     page.check("#ssml")
+    # Ticking SSML says what the box now takes: a document for an example, and a line of help.
+    assert page.get_attribute("#text", "placeholder").startswith("<speak>")
+    assert page.locator("#ssml-help").is_visible() and "<speak>" in page.locator("#ssml-help").inner_text()
+    # Plain text with SSML ticked is told so, in Chinese, not with the XML parser's complaint.
+    page.fill("#text", "今天天气很好。")
+    page.click("#submit")
+    page.wait_for_function("() => document.getElementById('error').textContent.includes('不是 SSML 文档')")
+    assert page.locator("#error").inner_text() == ("勾选了“SSML 标记”，但这段文字不是 SSML 文档（SSML 以 <speak> 开头）。"
+                                                   "朗读普通文字请取消勾选。")
     page.fill("#text", '<speak><phoneme alphabet="py" ph="xing2 zhang3">行长</phoneme><break time="300ms"/>好</speak>')
     page.click("#preview-button")
-    page.wait_for_function("() => document.querySelector('#preview-segments rt').textContent === 'xing2'")
+    page.wait_for_function("() => document.querySelector('#preview-segments rt').textContent === 'xíng'")
     assert page.locator("#preview-segments ruby").nth(0).get_attribute("class") == "source-ssml"
     page.click("#submit")
     # The player shows while the job still speaks (it plays the stream): wait for the end.
@@ -404,10 +432,17 @@ def test_preview_and_ssml_on_the_page(page, cluster):
                            timeout=60_000)
     jobs = requests.get(f"{cluster.url}/v1/jobs", timeout=10).json()["jobs"]
     assert jobs[0]["status"] == "succeeded"
-    # A hostile document is refused with the parser's words, line and column.
+    # The history shows what the document says, not its markup, and that it was SSML.
+    item = page.locator("#history li").first
+    assert item.locator(".snippet").inner_text() == "行长好"
+    assert item.locator(".badge.kind").inner_text() == "SSML"
+    # An unsupported document is refused in Chinese, with the element, the line and the column.
     page.fill("#text", "<speak><voice>好</voice></speak>")
     page.click("#submit")
-    page.wait_for_function("() => document.getElementById('error').textContent.includes('line 1')")
+    page.wait_for_function("() => document.getElementById('error').textContent.includes('第 1 行')")
+    assert page.locator("#error").inner_text() == (
+        "不支持 SSML 元素 <voice>（第 1 行，第 8 列）。支持的元素：speak, p, s, break, prosody, emphasis, say-as, "
+        "phoneme, sub, mark。")
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "web-preview.png"), full_page=True)
 
@@ -426,6 +461,13 @@ def test_the_page_plays_while_the_job_is_still_speaking(page, cluster, fmt):
     job = requests.get(f"{cluster.url}/v1/jobs/{job_id}", timeout=10).json()
     assert job["status"] == "running", job["progress"]
     assert job["progress"]["chunks_done"] < job["progress"]["chunks_total"]
+    # Nobody knows the length yet: the page says so, and hides the browser's guess of it.
+    clock = page.locator("#player-time")
+    assert clock.is_visible() and "正在生成，总时长待定" in clock.inner_text()
+    assert page.locator("#download").is_hidden()  # no file yet to download
+    assert page.eval_on_selector("#player", "a => a.classList.contains('streaming')")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.locator("#player-box").screenshot(path=str(ARTIFACTS / f"web-streaming-{fmt}.png"))
     # It plays on through the end of the job, and the download is the finished file.
     page.wait_for_function("() => document.getElementById('status-line').textContent === '合成完成'",
                            timeout=120_000)
@@ -433,6 +475,24 @@ def test_the_page_plays_while_the_job_is_still_speaking(page, cluster, fmt):
     assert page.get_attribute("#download", "href").endswith(f"/v1/jobs/{job_id}/audio")
     page.wait_for_function("() => document.getElementById('player').currentTime > 4", timeout=30_000)
     assert page.eval_on_selector("#player", "a => a.error") is None
+    # Once the job is done its length is known, and shown.
+    total = requests.get(f"{cluster.url}/v1/jobs/{job_id}", timeout=10).json()["result"]["duration_s"]
+    shown = f"{int(total) // 60}:{int(total) % 60:02d}"
+    page.wait_for_function("(total) => document.getElementById('player-time').textContent.endsWith('/ ' + total)",
+                           arg=shown)
+    page.locator("#player-box").screenshot(path=str(ARTIFACTS / f"web-streamed-{fmt}.png"))
+    # Paused, the player moves to the finished file where it was: the browser's own clock and
+    # timeline come back, with the file's true length, and seeking works.
+    at = page.evaluate("() => { const a = document.getElementById('player'); a.pause(); return a.currentTime; }")
+    page.wait_for_function("""() => {
+      const a = document.getElementById('player');
+      return a.currentSrc.endsWith('/audio') && a.readyState >= 1 && !a.classList.contains('streaming');
+    }""")
+    player = page.evaluate("() => { const a = document.getElementById('player'); "
+                           "return {duration: a.duration, at: a.currentTime}; }")
+    assert player["duration"] == pytest.approx(total, abs=0.1)
+    assert player["at"] == pytest.approx(at, abs=0.5)
+    assert page.locator("#player-time").is_hidden()
 
 
 def test_aac_and_the_telephone_formats_from_the_page_decoded_by_chromium(page, cluster):
@@ -469,3 +529,63 @@ def test_aac_and_the_telephone_formats_from_the_page_decoded_by_chromium(page, c
         assert decoded["seconds"] == pytest.approx(job["result"]["duration_s"], abs=slack)
         assert decoded["peak"] > 0.05
         page.wait_for_function(AUDIO_READY, timeout=30_000)  # and the page's <audio> plays it
+
+
+NARROW = {"viewport": {"width": 390, "height": 844}}  # a narrow window with a keyboard: the hint shows
+ONE_LINE = """(id) => {
+  const range = document.createRange();
+  range.selectNodeContents(document.getElementById(id));
+  return new Set(Array.from(range.getClientRects(), (r) => Math.round(r.top))).size === 1;
+}"""
+
+
+@pytest.mark.parametrize("form", [DESKTOP, NARROW, PHONE], ids=["1280", "390", "390-touch"])
+def test_no_button_breaks_inside_its_word(browser, cluster, form):
+    with open_page(browser, cluster, **form) as page:
+        assert page.locator(".hint").is_visible() == (form is not PHONE)
+        for button in ("submit", "preview-button"):
+            assert page.evaluate(ONE_LINE, button), button
+        name = {id(DESKTOP): "1280", id(NARROW): "390", id(PHONE): "390-touch"}[id(form)]
+        # A text of its own: a text another test spoke would come from the cache, done at once.
+        page.fill("#text", f"{name}号窗口。" + LONG)
+        page.click("#submit")
+        cancel = page.locator("#cancel")
+        page.wait_for_function("() => document.getElementById('status-line').textContent.startsWith('正在合成')",
+                               timeout=60_000)
+        assert cancel.is_visible()
+        assert page.evaluate(ONE_LINE, "cancel")
+        ARTIFACTS.mkdir(exist_ok=True)
+        # The viewport only: a full-page capture drops Chromium's touch emulation while it shoots
+        # (the hint reappears in the picture though the page hides it).
+        page.evaluate("document.querySelector('.actions').scrollIntoView({block: 'start'})")
+        page.screenshot(path=str(ARTIFACTS / f"web-buttons-{name}.png"))
+        cancel.click()
+        page.wait_for_function("() => document.getElementById('result').dataset.status === 'canceled'")
+
+
+def test_a_failed_submit_leaves_nothing_of_the_job_before(page):
+    page.fill("#text", "你好。")
+    page.click("#preview-button")
+    page.locator("#preview").wait_for(state="visible")
+    page.click("#submit")
+    page.wait_for_function("() => document.getElementById('status-line').textContent === '合成完成'",
+                           timeout=60_000)
+    page.wait_for_function(AUDIO_READY, timeout=30_000)
+    page.fill("#text", "😀🎉")
+    page.click("#preview-button")
+    page.wait_for_function("() => document.getElementById('error').textContent.includes('没有可以朗读')")
+    assert page.locator("#preview").is_hidden()  # the reading of the text before is no answer
+    page.click("#submit")
+    page.wait_for_function("() => !document.getElementById('error').hidden")
+    # Refused at once (no job): the error, and nothing of the job before under it.
+    assert page.locator("#error").inner_text() == "这段文字里没有可以朗读的字符，请输入中文文字。"
+    assert page.locator("#result").is_hidden() and page.locator("#preview").is_hidden()
+    assert page.eval_on_selector("#player", "a => a.paused && !a.hasAttribute('src')")
+    assert page.locator("#history li").count() == 1  # the refused text made no job
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "web-refused.png"), full_page=True)
+
+
+def test_the_counter_counts_as_the_server_does(page):
+    page.fill("#text", "好" * 5 + "\n\n")
+    assert page.locator("#counter").inner_text() == "5 / 100000"

@@ -21,6 +21,14 @@ class CliError(Exception):
 
 
 def _read_text(args) -> str:
+    """The text to speak, from the argument, --file or stdin, as the API counts it: the newline a
+    file or a pipe ends with is no part of it (shared/text/frontend.py trim)."""
+    from shared.text.frontend import trim
+
+    return trim(_read_raw_text(args))
+
+
+def _read_raw_text(args) -> str:
     if args.file:
         try:
             data = Path(args.file).read_bytes()

@@ -75,6 +75,7 @@ def cmd_list(args) -> int:
 
 def cmd_delete(args) -> int:
     _request(args, "DELETE", f"/v1/lexicons/{args.name}")
+    print(f"{args.name}: deleted")
     return 0
 
 
@@ -88,7 +89,15 @@ def cmd_text(args) -> int:
     settings = Settings.load()
     text = _read_text(args)
     lexicons = [read_lexicon_file(path) for path in args.lexicon or []]
+    # The checks `voxq synth` and the API make, in their words: an empty preview says nothing.
+    if not text.strip():
+        raise _cli_error()("text is empty")
+    limit = settings.limits.max_chars
+    if len(text) > limit:
+        raise _cli_error()(f"text has {len(text)} characters; the limit is {limit}")
     try:
+        if not frontend.speakable(text, ssml=args.ssml, lexicons=lexicons):
+            raise _cli_error()(frontend.NOTHING_TO_SAY)
         segments = frontend.plan(text, ssml=args.ssml, lexicons=lexicons,
                                  max_segment_chars=settings.text.max_segment_chars,
                                  sentence_pause_s=settings.text.sentence_pause_s,

@@ -31,6 +31,9 @@
       apiKeyHelp: "服务器启用了 API 密钥时才需要填写；密钥只保存在这个浏览器里。",
       save: "保存", clear: "清除", keySaved: "已保存", keyCleared: "已清除",
       textLabel: "要朗读的文字", textPlaceholder: "在这里输入中文，例如：今天天气很好，我们去公园散步吧。",
+      ssmlPlaceholder: "<speak>今天天气很好，<break time=\"500ms\"/>我们去<prosody rate=\"slow\">公园</prosody>散步吧。</speak>",
+      ssmlHelp: "SSML 模式：文字须是以 <speak> 开头的 SSML 文档，可用 break（停顿）、prosody（语速、音高、音量）、say-as、phoneme（拼音）、sub 等标签；支持的写法见 API 文档。朗读普通文字请取消勾选。",
+      streamingTime: "{time} · 正在生成，总时长待定", playedTime: "{time} / {total}",
       voice: "音色", emotion: "情感", format: "格式", speed: "语速", pitch: "音高", volume: "音量",
       sampleRate: "采样率", nativeRate: "原始（{rate} Hz）", nativeRateUnknown: "原始",
       marks: "同时生成逐字时间标记（JSON）", marksDownload: "时间标记", cancel: "取消",
@@ -45,6 +48,7 @@
       play: "播放", remove: "删除", chars: "{n} 字",
       noWorkers: "目前没有在线的合成节点；提交的任务会排队，等节点上线后再合成。",
       footer: "voxq · 自托管中文语音合成", langButton: "English",
+      sources: { dictionary: "字典读音", word: "词语读音", sandhi: "变调", lexicon: "发音词典", ssml: "SSML 指定" },
       statuses: { queued: "排队中", running: "合成中", succeeded: "已完成", failed: "失败", canceled: "已取消", expired: "已过期" },
       emotions: { neutral: "中性", happy: "开心", sad: "悲伤", angry: "生气", calm: "平静", surprised: "惊讶" },
     },
@@ -53,6 +57,9 @@
       apiKeyHelp: "Only needed when the server has API keys enabled; the key is kept in this browser only.",
       save: "Save", clear: "Clear", keySaved: "Saved", keyCleared: "Cleared",
       textLabel: "Text to speak", textPlaceholder: "Type Chinese text here, e.g. 今天天气很好，我们去公园散步吧。",
+      ssmlPlaceholder: "<speak>今天天气很好，<break time=\"500ms\"/>我们去<prosody rate=\"slow\">公园</prosody>散步吧。</speak>",
+      ssmlHelp: "SSML mode: the text must be an SSML document starting with <speak>; break (pauses), prosody (rate, pitch, volume), say-as, phoneme (pinyin) and sub work; the API docs list what is supported. Untick it to speak plain text.",
+      streamingTime: "{time} · still being made, total not known yet", playedTime: "{time} / {total}",
       voice: "Voice", emotion: "Emotion", format: "Format", speed: "Speed", pitch: "Pitch", volume: "Volume",
       sampleRate: "Sample rate", nativeRate: "Native ({rate} Hz)", nativeRateUnknown: "Native",
       marks: "Also make per-character timing marks (JSON)", marksDownload: "Timing marks", cancel: "Cancel",
@@ -67,9 +74,17 @@
       play: "Play", remove: "Remove", chars: "{n} chars",
       noWorkers: "No synthesis worker is online right now; jobs will wait in the queue until one is.",
       footer: "voxq · self-hosted Chinese text to speech", langButton: "中文",
-      statuses: { queued: "queued", running: "running", succeeded: "done", failed: "failed", canceled: "canceled", expired: "expired" },
+      sources: { dictionary: "dictionary", word: "word", sandhi: "tone sandhi", lexicon: "lexicon", ssml: "SSML" },
+      statuses: { queued: "Queued", running: "Running", succeeded: "Done", failed: "Failed", canceled: "Canceled", expired: "Expired" },
       emotions: { neutral: "neutral", happy: "happy", sad: "sad", angry: "angry", calm: "calm", surprised: "surprised" },
     },
+  };
+
+  // The engines describe their voices in English (GET /v1/voices); the voices this page knows are
+  // described in the page's language, the licence note included. Others show the engine's words.
+  const VOICE_NOTES = {
+    zh: { baker: "标贝中文普通话女声（训练语料仅限非商业用途）" },
+    en: { baker: "Baker corpus Mandarin female voice (non-commercial use only)" },
   };
 
   // API error codes (and job error codes) in words a person understands.
@@ -97,6 +112,13 @@
       canceled: "任务已被取消。",
       internal_error: "服务器出了点问题，请稍后再试。",
       network: "无法连接到服务器，请检查网络后重试。",
+      not_ssml: "勾选了“SSML 标记”，但这段文字不是 SSML 文档（SSML 以 <speak> 开头）。朗读普通文字请取消勾选。",
+      malformed_ssml: "SSML 不是格式正确的 XML{where}：请检查标签是否成对、引号是否完整。",
+      unsupported_element: "不支持 SSML 元素 <{element}>{where}。支持的元素：{supported}。",
+      unsupported_attribute: "SSML 元素 <{element}> 不支持属性 {attribute}{where}。",
+      invalid_ssml: "SSML 文档有误{where}，请对照 API 文档检查这一处。",
+      forbidden_xml: "出于安全原因，SSML 里不能声明实体、文档类型或引用外部内容{where}。",
+      where: "（第 {line} 行，第 {column} 列）",
       generic: "出错了（{code}）：{message}",
     },
     en: {
@@ -122,6 +144,13 @@
       canceled: "The job was canceled.",
       internal_error: "Something went wrong on the server; please try again later.",
       network: "Cannot reach the server; check the connection and try again.",
+      not_ssml: "“SSML markup” is ticked, but this text is no SSML document (SSML starts with <speak>). Untick it to speak plain text.",
+      malformed_ssml: "The SSML is not well-formed XML{where}: check that every tag is closed and every quote ends.",
+      unsupported_element: "The SSML element <{element}> is not supported{where}. Supported: {supported}.",
+      unsupported_attribute: "The SSML element <{element}> takes no attribute {attribute}{where}.",
+      invalid_ssml: "The SSML is not valid{where}: {detail}",
+      forbidden_xml: "For safety, SSML may not declare entities or a document type, or refer to anything outside it{where}.",
+      where: " (line {line}, column {column})",
       generic: "Something went wrong ({code}): {message}",
     },
   };
@@ -149,7 +178,8 @@
 
   const fill = (template, vars = {}) => template.replace(/\{(\w+)\}/g, (_, k) => (k in vars ? String(vars[k]) : ""));
   const t = (key, vars) => fill(TEXT[state.lang][key] ?? TEXT.zh[key] ?? key, vars);
-  const chars = (text) => Array.from(text).length; // code points, as the server counts
+  // Code points without the trailing whitespace, as the server counts (shared/text/frontend.py trim).
+  const chars = (text) => Array.from(text.trimEnd()).length;
   const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
   const TEXT_ERRORS = new Set(["empty_text", "nothing_to_say", "text_too_long", "payload_too_large"]);
@@ -190,8 +220,28 @@
   }
 
   // ---- messages -------------------------------------------------------------------------------
+  const SSML_CODES = new Set(["malformed_ssml", "unsupported_ssml", "invalid_ssml", "forbidden_xml"]);
+
+  // The API's SSML errors are English sentences with a line and column: said in the page's own
+  // language here, from the parts a person needs (where, and which element or attribute).
+  function explainSsml(failure, table) {
+    const detail = failure.message.replace(/\s*\(line \d+, column \d+\)\s*$/, "");
+    const at = /\(line (\d+), column (\d+)\)/.exec(failure.message);
+    const where = at ? fill(table.where, { line: at[1], column: at[2] }) : "";
+    if (failure.code === "malformed_ssml" && failure.notSsml) return table.not_ssml;
+    if (failure.code === "unsupported_ssml") {
+      let m = /^<([^>]+)> is not supported; supported elements: (.+)$/.exec(detail);
+      if (m) return fill(table.unsupported_element, { element: m[1], supported: m[2], where });
+      m = /^<([^>]+)> has no attribute '([^']+)'/.exec(detail);
+      if (m) return fill(table.unsupported_attribute, { element: m[1], attribute: m[2], where });
+      return fill(table.invalid_ssml, { where, detail });
+    }
+    return fill(table[failure.code], { where, detail });
+  }
+
   function explain(failure) {
     const table = ERRORS[state.lang];
+    if (SSML_CODES.has(failure.code)) return explainSsml(failure, table);
     let template = table[failure.code];
     if (!template) {
       if (failure.status === 401) template = table.unauthorized;
@@ -229,9 +279,11 @@
     $("lang-toggle").textContent = t("langButton");
     $("lang-toggle").lang = state.lang === "zh" ? "en" : "zh-CN";
     renderEmotions();
+    renderVoiceNote();
     renderRates();
     renderCounter();
     renderHistory();
+    renderSsmlHelp();
     if (state.lastStatus) renderStatus(state.lastStatus);
     if (state.lastError) showError(state.lastError);
     if (!$("notice").hidden) $("notice").textContent = t("noWorkers");
@@ -258,7 +310,16 @@
   function renderVoiceNote() {
     const voices = state.caps ? state.caps.voices : [];
     const voice = voices.find((v) => v.name === $("voice").value);
-    $("voice-note").textContent = voice && voice.description ? `${voice.name}: ${voice.description}` : "";
+    const note = voice && (VOICE_NOTES[state.lang][voice.name] || voice.description);
+    $("voice-note").textContent = note ? `${voice.name}${state.lang === "zh" ? "：" : ": "}${note}` : "";
+  }
+
+  // With SSML ticked the box says what it takes: the example is a document, and a line says how.
+  function renderSsmlHelp() {
+    const ssml = $("ssml").checked;
+    $("text").placeholder = t(ssml ? "ssmlPlaceholder" : "textPlaceholder");
+    $("ssml-help").textContent = ssml ? t("ssmlHelp") : "";
+    $("ssml-help").hidden = !ssml;
   }
 
   function renderRates() {
@@ -374,6 +435,8 @@
     // An indeterminate <progress> animates forever: a job that failed or was canceled shows none.
     progress.hidden = !active && job.status !== "succeeded";
     $("result").dataset.status = job.status;
+    // A failed or canceled job has no audio: no empty player, no download that leads nowhere.
+    if (job.status === "failed" || job.status === "canceled") clearPlayer();
     if (job.status === "succeeded") {
       progress.max = 1;
       progress.value = 1;
@@ -409,6 +472,7 @@
     const player = $("player");
     const download = $("download");
     download.href = url;
+    download.hidden = false;
     download.download = `voxq-${job.id.slice(0, 8)}.${EXTENSIONS[result.format] || result.format}`;
     const playable = !(result.format in RAW);
     $("pcm-note").hidden = playable;
@@ -423,7 +487,24 @@
     }
     player.hidden = !playable;
     if (playable && state.streaming === job.id) {
-      // Already playing the stream: the finished file is only for the download and replays.
+      // Playing the stream: its length is known now. The player moves to the finished file (whose
+      // length, and seeking, the browser knows) when it pauses or ends, never in mid-sentence.
+      state.streamTotal = result.duration_s;
+      renderPlayerTime();
+      const swap = () => {
+        if (state.streaming !== job.id) return;
+        const at = player.ended ? 0 : player.currentTime;
+        endStreaming();
+        player.addEventListener("loadedmetadata", () => { player.currentTime = Math.min(at, player.duration); },
+          { once: true });
+        player.src = url;
+        player.load();
+      };
+      if (player.paused || player.ended) swap();
+      else {
+        player.addEventListener("pause", swap, { once: true });
+        player.addEventListener("ended", swap, { once: true });
+      }
     } else if (playable) {
       player.src = url;
       player.load();
@@ -483,24 +564,74 @@
     // element cannot send an Authorization header, so with a key the page plays the finished file.
     if (storage.get(STORE.key) || !STREAMABLE.includes(job.options.format)) return;
     state.streaming = job.id;
+    state.streamTotal = null;
     const player = $("player");
+    // A stream of unknown length: the browser's clock would show a guess (MP3: the bytes so far)
+    // or nothing (WAV), so its own time and timeline are hidden and the page says what it knows.
+    player.classList.add("streaming");
     player.src = `/v1/jobs/${job.id}/stream`;
     player.hidden = false;
+    $("download").hidden = true; // until the file exists
     $("player-box").hidden = false;
+    renderPlayerTime();
     player.play().catch(() => { /* the browser wants a click first */ });
+  }
+
+  function endStreaming() {
+    state.streaming = null;
+    state.streamTotal = null;
+    $("player").classList.remove("streaming");
+    renderPlayerTime();
+  }
+
+  const clock = (seconds) => {
+    const s = Math.max(0, Math.floor(seconds || 0));
+    return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
+  };
+
+  function renderPlayerTime() {
+    const player = $("player");
+    const shown = $("player-time");
+    shown.hidden = !state.streaming;
+    if (!state.streaming) return;
+    const time = clock(player.currentTime);
+    shown.textContent = state.streamTotal === null
+      ? t("streamingTime", { time }) : t("playedTime", { time, total: clock(state.streamTotal) });
+  }
+
+  // No audio on screen: for a job that has none (failed, canceled) and before another one.
+  function clearPlayer() {
+    const player = $("player");
+    player.pause();
+    if (player.hasAttribute("src")) {
+      player.removeAttribute("src");
+      player.load(); // lets go of the stream's connection and what it buffered
+    }
+    endStreaming();
+    $("player-box").hidden = true;
+    $("download").removeAttribute("href");
+    $("marks-link").removeAttribute("href");
+    $("marks-link").hidden = true;
+    $("pcm-note").hidden = true;
+    $("pcm-info").hidden = true;
+  }
+
+  // Nothing of an earlier job stays on screen: its card, its player, its preview.
+  function forgetJob() {
+    state.generation += 1;
+    state.current = null;
+    state.lastStatus = null;
+    clearPlayer();
+    $("result").hidden = true;
+    $("preview").hidden = true;
   }
 
   function startWatching() {
     state.generation += 1;
     state.current = null;
-    state.streaming = null;
     clearError();
+    clearPlayer();
     $("result").hidden = false;
-    $("player-box").hidden = true;
-    $("pcm-note").hidden = true;
-    $("marks-link").hidden = true;
-    $("pcm-info").hidden = true;
-    $("player").pause();
     // On a phone the result is below the fold: bring the progress into view.
     $("result").scrollIntoView({ block: "nearest" });
     return state.generation;
@@ -542,21 +673,24 @@
     if (loudness) body.loudness = loudness === "off" ? "off" : Number(loudness);
     if ($("ssml").checked) body.text_type = "ssml";
     clearError();
+    $("preview").hidden = true; // the reading of another text, maybe
     button.disabled = true;
     let accepted;
     try {
       accepted = await api("/v1/jobs", { method: "POST", body });
     } catch (failure) {
       button.disabled = false;
-      showError(failure);
+      forgetJob();
+      showError(sentAsSsml(failure, body));
       // A disabled button drops the focus to <body>: put it back where the problem can be fixed.
       (failure.field === "text" || TEXT_ERRORS.has(failure.code) ? $("text") : button).focus();
       return;
     }
     button.disabled = false;
     addHistory({
-      id: accepted.id, at: Date.now(), snippet: Array.from(text.trim()).slice(0, 60).join(""),
+      id: accepted.id, at: Date.now(), snippet: Array.from(spokenText(text, body.text_type)).slice(0, 60).join(""),
       chars: chars(text), format: body.format, emotion: body.emotion, status: accepted.status,
+      ssml: body.text_type === "ssml",
     });
     const generation = startWatching();
     state.current = accepted.id;
@@ -564,6 +698,22 @@
     // Keyboard and screen-reader users land on the job's status, not on <body>.
     $("status-line").focus({ preventScroll: true });
     await follow(accepted.id, generation, false);
+  }
+
+  // A plain text sent with SSML ticked: said as such, not as the XML parser's complaint.
+  function sentAsSsml(failure, body) {
+    if (failure.code === "malformed_ssml" && body.text_type === "ssml" && !body.text.trim().startsWith("<")) {
+      failure.notSsml = true;
+    }
+    return failure;
+  }
+
+  // What an SSML document says, for the history: its text without the markup.
+  function spokenText(text, textType) {
+    if (textType !== "ssml") return text.trim();
+    const doc = new DOMParser().parseFromString(text, "application/xml");
+    if (doc.getElementsByTagName("parsererror").length) return text.trim();
+    return doc.documentElement.textContent.replace(/\s+/g, " ").trim();
   }
 
   // ---- history ----------------------------------------------------------------------------------
@@ -616,7 +766,14 @@
         FORMAT_LABELS[item.format] || item.format,
       ];
       if (typeof item.duration === "number") details.push(`${item.duration.toFixed(1)} s`);
-      meta.append(badge, ` ${details.join(" · ")}`);
+      meta.append(badge);
+      if (item.ssml) {
+        const kind = document.createElement("span");
+        kind.className = "badge kind";
+        kind.textContent = "SSML";
+        meta.append(" ", kind);
+      }
+      meta.append(` ${details.join(" · ")}`);
       const buttons = document.createElement("div");
       buttons.className = "buttons";
       const play = document.createElement("button");
@@ -661,26 +818,41 @@
   // ---- preview: what the voice will say, each character's pinyin and where it came from --------
   async function preview() {
     clearError();
+    const body = { text: $("text").value, text_type: $("ssml").checked ? "ssml" : "text" };
     let shown;
     try {
-      shown = await api("/v1/text/preview", { method: "POST", body: {
-        text: $("text").value, text_type: $("ssml").checked ? "ssml" : "text" } });
+      shown = await api("/v1/text/preview", { method: "POST", body });
     } catch (failure) {
-      showError(failure);
+      $("preview").hidden = true; // an earlier text's reading is no answer for this one
+      showError(sentAsSsml(failure, body));
       return;
     }
     $("preview-normalized").textContent = shown.normalized;
     const list = $("preview-segments");
     list.replaceChildren();
+    const sources = TEXT[state.lang].sources;
     for (const segment of shown.segments) {
       const item = document.createElement("li");
-      for (const c of segment.chars) {
+      // The segment as it is read, punctuation included; pinyin with tone marks over each
+      // character, and the tone number and where the reading came from on hover.
+      let next = 0;
+      for (const char of Array.from(segment.text)) {
+        const c = segment.chars[next];
+        if (!c || c.char !== char) {
+          const mark = document.createElement("span");
+          mark.className = "punct";
+          mark.textContent = char;
+          item.append(mark);
+          continue;
+        }
+        next += 1;
         const ruby = document.createElement("ruby");
         ruby.className = `source-${c.source}`;
-        ruby.title = c.source;
+        ruby.dataset.source = c.source;
+        ruby.title = `${c.pinyin} · ${sources[c.source] || c.source}`;
         ruby.append(c.char);
         const reading = document.createElement("rt");
-        reading.textContent = c.pinyin;
+        reading.textContent = c.pinyin_marked || c.pinyin;
         ruby.append(reading);
         item.append(ruby);
       }
@@ -696,6 +868,8 @@
     $("tts-form").addEventListener("submit", submit);
     $("preview-button").addEventListener("click", preview);
     $("text").addEventListener("input", renderCounter);
+    $("ssml").addEventListener("change", renderSsmlHelp);
+    $("player").addEventListener("timeupdate", renderPlayerTime);
     $("text").addEventListener("keydown", (event) => {
       if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) $("tts-form").requestSubmit();
     });

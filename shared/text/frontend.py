@@ -10,7 +10,7 @@ from typing import Callable, Sequence
 from shared.text import ssml as ssml_doc
 from shared.text import pinyin
 from shared.text.lexicon import Lexicons
-from shared.text.normalizer import Aligned, Interrupted, normalize_aligned
+from shared.text.normalizer import Aligned, Interrupted, could_speak, normalize_aligned
 from shared.text.say_as import reading
 from shared.text.segmenter import Segment, split_segments
 
@@ -135,6 +135,36 @@ def _every(should_stop: Callable[[], bool] | None, interval_s: float):
     return check
 
 
+NOTHING_TO_SAY = "nothing to say: the text has no speakable characters"
+
+
+def trim(text: str) -> str:
+    """The text as every face counts, stores and speaks it: trailing whitespace (the newline a file
+    or `echo` ends with) is no part of it. Leading whitespace stays, so every offset a mark or a
+    preview gives still points into the text the user sent."""
+    return text.rstrip()
+
+
+def speakable(text: str, *, ssml: bool = False, lexicons: Sequence = ()) -> bool:
+    """Whether the text has anything to say: the rule the API applies before a job exists and the
+    worker before it plans. Cheap, and sound: False only when plan() would give no speech (a
+    character with no reading, like 兙, passes here and fails the job later). Plain text costs one
+    regex search, SSML a parse; no reading rule, dictionary or word splitter runs."""
+    chosen = lexicons if isinstance(lexicons, Lexicons) else Lexicons(lexicons)
+    if ssml:
+        runs = [item for item in ssml_doc.parse(text).items if isinstance(item, ssml_doc.Run)]
+        # A say-as reading speaks some symbols on their own (characters: . is 点): count it as speech.
+        if any(run.kind == "say-as" or could_speak(run.text) for run in runs):
+            return True
+        plain = [run.text for run in runs if run.kind == "text"]
+    else:
+        if could_speak(text):
+            return True
+        plain = [text]
+    # Only a lexicon's alias can still give words to text that has none of its own.
+    return chosen.pattern is not None and any(could_speak(chosen.apply(Aligned.plain(p)).text) for p in plain)
+
+
 def plan(text: str, *, ssml: bool = False, lexicons: Sequence = (), max_segment_chars: int = 60,
          sentence_pause_s: float = 0.35, clause_pause_s: float = 0.15,
          should_stop: Callable[[], bool] | None = None, check_every_s: float = 0.25) -> list[Segment]:
@@ -171,15 +201,15 @@ def plan(text: str, *, ssml: bool = False, lexicons: Sequence = (), max_segment_
 
 
 def preview(segments: Sequence[Segment]) -> dict:
-    """What the voice will say: the normalised text, and per segment each character's pinyin and
-    where it came from (dictionary, word, sandhi, lexicon or ssml) and its offsets in the input."""
+    """What the voice will say: the normalised text, and per segment each character's pinyin (tone
+    numbers, and tone marks for people) and where it came from (dictionary, word, sandhi, lexicon or ssml) and its offsets in the input."""
     shown = []
     for segment in segments:
         chars = []
         for syl in pinyin.read(segment.text, segment.pinyin, segment.pinyin_from):
             span = segment.spans[syl.index] if segment.spans else [None, None]
-            chars.append({"char": syl.char, "pinyin": syl.pinyin, "source": syl.source,
-                          "start": span[0], "end": span[1]})
+            chars.append({"char": syl.char, "pinyin": syl.pinyin, "pinyin_marked": pinyin.tone_marked(syl.pinyin),
+                          "source": syl.source, "start": span[0], "end": span[1]})
         shown.append({
             "text": segment.text, "pause": segment.pause, "pause_s": segment.pause_s,
             "rate": segment.rate, "pitch": segment.pitch, "volume": segment.volume,

@@ -167,6 +167,10 @@ RATE_UNIT = re.compile(rf"(?<=[\u4e00-\u9fff])\s*/\s*({UNIT_RE})(?![A-Za-z])", r
 # (?<!\s): tried only where a run of spaces starts, or a long run without a newline is quadratic.
 NEWLINES = re.compile(r"(?<!\s)\s*[\r\n\u2028\u2029]+\s*")
 DROP = re.compile(rf"[^\u3400-\u4dbf\u4e00-\u9fff{KEEP}]+")
+# What the rules can turn into speech, once a character is folded: CJK characters (all DROP
+# keeps), ASCII digits and letters (read, spelled) and the symbols read on their own. Every rule
+# that writes Chinese starts from one of these, so text with none of them says nothing.
+SPEECH_SOURCES = re.compile(rf"[\u3400-\u4dbf\u4e00-\u9fff0-9A-Za-z{re.escape(''.join(SYMBOLS))}]")
 PUNCT_RUN = re.compile(f"[{KEEP}]+")
 
 
@@ -427,6 +431,15 @@ def normalize_aligned(source: Aligned, should_stop: Callable[[], None] | None = 
     a = a.sub(DROP, "")
     a = a.sub(PUNCT_RUN, _collapse)
     return a.strip_leading(KEEP)
+
+
+def could_speak(text: str) -> bool:
+    """False only when normalising `text` leaves nothing to say (no false refusals: 兙, which has
+    no reading, still passes). One regex search; only text without an obvious source (emoji,
+    punctuation) is folded, whole: NFKD holds every source character that folding each character
+    by NFKC (as normalize_aligned does) can give, and composes nothing away (e + U+0301 keeps its e)."""
+    return bool(SPEECH_SOURCES.search(text)
+                or SPEECH_SOURCES.search(unicodedata.normalize("NFKD", text.translate(PRE_FOLD))))
 
 
 def normalize(text: str) -> str:

@@ -80,6 +80,14 @@ class Syllable:
             self.source = SANDHI
 
 
+def tone_marked(syllable: str) -> str:
+    """A tone-numbered syllable as people read it: jin1 -> jīn, lv4 -> lǜ, ma5 -> ma (pypinyin's own
+    conversion, Style.TONE's spelling)."""
+    from pypinyin.contrib.tone_convert import to_tone
+
+    return to_tone(syllable)
+
+
 @cache
 def _pypinyin():
     # Imported on first use: pypinyin loads its phrase dictionary when imported.

@@ -332,6 +332,10 @@ class _Builder:
 def parse(document: str) -> Document:
     """The document's runs, breaks, marks and sentence ends; raises SsmlError (with line and
     column where the parser knows them) for anything voxq will not speak."""
+    if not document.lstrip().startswith("<"):
+        # Plain text sent as SSML: say so, rather than the XML parser's "syntax error".
+        raise SsmlError("malformed_ssml", "the text is not an SSML document: SSML starts with <speak> (send "
+                        "text_type \"text\" to speak plain text)", 1, 1)
     builder = _Builder(document)
     # Entities are never expanded and nothing external is fetched: a document that declares any
     # entity (a billion laughs) or references an external one is refused outright.
