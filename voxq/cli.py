@@ -15,29 +15,8 @@ from pydantic import ValidationError
 
 from shared.options import EMOTIONS, FORMATS, SAMPLE_RATES
 
-
-class CliError(Exception):
-    """A user-facing error: printed as one line, exit status 2."""
-
-
-def _read_text(args) -> str:
-    if args.file:
-        try:
-            data = Path(args.file).read_bytes()
-        except OSError as exc:
-            raise CliError(f"cannot read {args.file}: {exc.strerror}") from exc
-        try:
-            return data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise CliError(f"{args.file} is not valid UTF-8 (byte {exc.start})") from exc
-    if args.text is not None and args.text != "-":
-        return args.text
-    if sys.stdin is None or sys.stdin.isatty():
-        raise CliError("no text: give it as an argument, with --file, or on stdin")
-    try:
-        return sys.stdin.buffer.read().decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise CliError(f"stdin is not valid UTF-8 (byte {exc.start})") from exc
+from voxq.errors import CliError
+from voxq.text_source import read_text
 
 
 # The extensions a user may give with -o, and the format each one means.
@@ -142,7 +121,7 @@ def cmd_synth(args) -> int:
     from shared.config import Settings, SettingsError
     from shared.options import SynthesisOptions
 
-    text = _read_text(args)
+    text = read_text(args)
     fmt = _format_for(args)
     to_stdout = args.output == STDOUT
     if to_stdout and sys.stdout.isatty():

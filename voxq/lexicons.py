@@ -7,11 +7,8 @@ import os
 import sys
 from pathlib import Path
 
-
-def _cli_error():
-    from voxq.cli import CliError
-
-    return CliError
+from voxq.errors import CliError
+from voxq.text_source import read_text
 
 
 def read_lexicon_file(path: str, max_entries: int = 100_000):
@@ -21,11 +18,11 @@ def read_lexicon_file(path: str, max_entries: int = 100_000):
     try:
         content = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise _cli_error()(f"cannot read lexicon {path}: {exc}") from None
+        raise CliError(f"cannot read lexicon {path}: {exc}") from None
     try:
         return Lexicon.from_entries(Path(path).stem, parse(content, max_entries), content_hash(content))
     except LexiconError as exc:
-        raise _cli_error()(f"{path}: {exc}") from None
+        raise CliError(f"{path}: {exc}") from None
 
 
 def _request(args, method: str, path: str, **kwargs):
@@ -37,13 +34,13 @@ def _request(args, method: str, path: str, **kwargs):
     try:
         response = requests.request(method, args.url.rstrip("/") + path, headers=headers, timeout=30, **kwargs)
     except requests.RequestException as exc:
-        raise _cli_error()(f"cannot reach {args.url}: {exc.__class__.__name__}") from None
+        raise CliError(f"cannot reach {args.url}: {exc.__class__.__name__}") from None
     if response.status_code >= 400:
         try:
             message = response.json()["error"]["message"]
         except (ValueError, KeyError, TypeError):
             message = response.text[:200]
-        raise _cli_error()(f"{response.status_code}: {message}")
+        raise CliError(f"{response.status_code}: {message}")
     return response
 
 
@@ -52,7 +49,7 @@ def cmd_put(args) -> int:
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise _cli_error()(f"cannot read {path}: {exc.strerror}") from None
+        raise CliError(f"cannot read {path}: {exc.strerror}") from None
     kind = "application/json" if data.lstrip()[:1] in (b"{", b"[") else "application/pls+xml"
     name = args.name or path.stem
     summary = _request(args, "PUT", f"/v1/lexicons/{name}", data=data, headers={"Content-Type": kind}).json()
@@ -83,10 +80,8 @@ def cmd_text(args) -> int:
     from shared.ssml import SsmlError
     from shared.text import frontend
 
-    from voxq.cli import _read_text
-
     settings = Settings.load()
-    text = _read_text(args)
+    text = read_text(args)
     lexicons = [read_lexicon_file(path) for path in args.lexicon or []]
     try:
         segments = frontend.plan(text, ssml=args.ssml, lexicons=lexicons,
@@ -94,7 +89,7 @@ def cmd_text(args) -> int:
                                  sentence_pause_s=settings.text.sentence_pause_s,
                                  clause_pause_s=settings.text.clause_pause_s)
     except SsmlError as exc:
-        raise _cli_error()(str(exc)) from None
+        raise CliError(str(exc)) from None
     preview = frontend.preview(segments)
     if args.json:
         print(json.dumps(preview, ensure_ascii=False, indent=2))

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from voxq.cli import CliError
+from voxq.errors import CliError
 
 # What `voxq up` leaves in its data directory, for `voxq status` and for people: how to reach it.
 STATE_FILE = "up.json"
