@@ -241,9 +241,9 @@ def build_parser() -> argparse.ArgumentParser:
     # Commands that run an engine in this process filter LiteRT's native stderr line (see main).
     synth.set_defaults(func=cmd_synth, quiet_native=True)
 
-    from voxq import bench, cluster, keys, lexicons, status  # all light: no model stack at import
+    from voxq import bench, keys, lexicons, status, up  # all light: no model stack at import
 
-    cluster.add_parser(sub)
+    up.add_parser(sub)
     status.add_parser(sub)
     bench.add_parser(sub)
     keys.add_parser(sub)

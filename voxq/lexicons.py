@@ -3,11 +3,11 @@ will say for a text (the preview), computed here with the same front end as the 
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
 from voxq.errors import CliError
+from voxq.settings import load as load_settings
 from voxq.text_source import read_text
 
 
@@ -28,13 +28,15 @@ def read_lexicon_file(path: str, max_entries: int = 100_000):
 def _request(args, method: str, path: str, **kwargs):
     import requests
 
+    settings = load_settings().cli
+    url, api_key = args.url or settings.url, args.api_key or settings.api_key
     headers = kwargs.pop("headers", {})
-    if args.api_key:
-        headers["Authorization"] = f"Bearer {args.api_key}"
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
     try:
-        response = requests.request(method, args.url.rstrip("/") + path, headers=headers, timeout=30, **kwargs)
+        response = requests.request(method, url.rstrip("/") + path, headers=headers, timeout=30, **kwargs)
     except requests.RequestException as exc:
-        raise CliError(f"cannot reach {args.url}: {exc.__class__.__name__}") from None
+        raise CliError(f"cannot reach {url}: {exc.__class__.__name__}") from None
     if response.status_code >= 400:
         try:
             message = response.json()["error"]["message"]
@@ -76,11 +78,10 @@ def cmd_delete(args) -> int:
 
 
 def cmd_text(args) -> int:
-    from shared.config import Settings
     from shared.ssml import SsmlError
     from shared.text import frontend
 
-    settings = Settings.load()
+    settings = load_settings()
     text = read_text(args)
     lexicons = [read_lexicon_file(path) for path in args.lexicon or []]
     try:
@@ -103,10 +104,9 @@ def cmd_text(args) -> int:
 
 
 def add_parser(sub) -> None:
-    server = dict(url=os.environ.get("VOXQ_URL", "http://127.0.0.1:5000"), api_key=os.environ.get("VOXQ_API_KEY"))
     lexicon = sub.add_parser("lexicon", help="store, fetch, list and delete pronunciation lexicons on a server")
-    lexicon.add_argument("--url", default=server["url"], help="the API (default VOXQ_URL, else http://127.0.0.1:5000)")
-    lexicon.add_argument("--api-key", default=server["api_key"], help="default VOXQ_API_KEY")
+    lexicon.add_argument("--url", help="the API (default VOXQ_URL, else http://127.0.0.1:5000)")
+    lexicon.add_argument("--api-key", help="default VOXQ_API_KEY")
     which = lexicon.add_subparsers(dest="lexicon", required=True)
     put = which.add_parser("put", help="upload a PLS or JSON lexicon")
     put.add_argument("file")

@@ -1,0 +1,158 @@
+"""A private cluster on this machine, started one way for `voxq up`, the benchmarks and the tests:
+Redis, the API under the production gunicorn config, the CPU workers and, where asked, the
+webhooks worker and Flower.
+
+The children never outlive the process that starts them: each gets a parent-death signal (see
+voxq/supervisor.py), so a SIGKILL of it or a closed terminal takes them along.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from shared.config import environment
+from voxq import broker
+from voxq.errors import CliError
+from voxq.network import free_port
+from voxq.supervisor import GRACE_S, Supervisor
+
+WORKER_NICE = 10
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """What to start: every field has the value `voxq up` starts with unless it says otherwise."""
+
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 5000
+    workers: int = 1
+    # None: a private redis-server in the data directory.
+    redis_url: str | None = None
+    # None: no Flower. Its login goes to Flower through the environment, never its command line.
+    flower_port: int | None = None
+    flower_auth: str | None = None
+    webhooks: bool = True
+    log_level: str = "INFO"
+    grace_s: float = GRACE_S
+    # On top of the environment the children inherit (a test's or a benchmark's settings).
+    worker_env: Mapping[str, str] = field(default_factory=dict)
+    api_env: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.flower_port is not None and not self.flower_auth:
+            raise ValueError("Flower never runs open: give flower_auth with flower_port")
+
+    @classmethod
+    def private(cls, data_dir: Path, **fields) -> "ClusterConfig":
+        """A cluster for a benchmark or a test: free ports, no webhooks worker, no Flower."""
+        return cls(data_dir=data_dir, port=free_port(), webhooks=False, **fields)
+
+
+class Cluster:
+    """The running children of one ClusterConfig, under one Supervisor."""
+
+    def __init__(self, config: ClusterConfig):
+        self.config = config
+        self.data_dir = Path(config.data_dir).resolve()
+        self.supervisor = Supervisor(self.data_dir / "logs", config.grace_s, stop_last=("redis",))
+        self.redis_url: str | None = None
+        self.private_redis = config.redis_url is None
+        shown = "127.0.0.1" if config.host in ("0.0.0.0", "::") else config.host
+        self.url = f"http://{shown}:{config.port}"
+
+    def start(self) -> None:
+        """Redis first (a private one answers before anything that needs it starts), then the rest."""
+        config = self.config
+        if self.private_redis:
+            self.redis_url = broker.start_private(self.supervisor, self.data_dir / "redis")
+        else:
+            self.redis_url = broker.given(config.redis_url)
+        env = environment(REDIS_URL=self.redis_url, VOXQ_DATA_DIR=str(self.data_dir), PYTHONUNBUFFERED="1")
+        python = sys.executable
+        self.supervisor.spawn("api", [python, "-m", "gunicorn", "-c", "python:api.gunicorn_conf",
+                                      "--bind", f"{config.host}:{config.port}",
+                                      "--workers", "2", "--threads", "4", "--timeout", "120",
+                                      "api.app:create_app()"],
+                              dict(env, PROMETHEUS_MULTIPROC_DIR=str(self.data_dir / "metrics" / "api"),
+                                   **config.api_env))
+        self.supervisor.spawn("worker", [python, "-m", "celery", "-A", "worker.app", "worker", "--pool", "prefork",
+                                         "--concurrency", str(config.workers), "-Q", "interactive,batch",
+                                         "-n", f"cpu-{config.port}@%h", "--loglevel", config.log_level],
+                              dict(env, **config.worker_env),
+                              # Synthesis is throughput work sharing cores with the API: a lower
+                              # priority keeps submits and polls fast while every core synthesizes.
+                              # SIGTERM when orphaned, like every child: a cold shutdown (SIGQUIT)
+                              # hangs when Redis dies at the same moment. What it leaves taken is
+                              # requeued by the next start (see broker.requeue_orphans).
+                              nice=WORKER_NICE)
+        if config.webhooks:
+            self.supervisor.spawn("webhooks", [python, "-m", "celery", "-A", "worker.app", "worker", "--pool",
+                                               "threads", "--concurrency", "8", "-Q", "webhooks",
+                                               "-n", f"webhooks-{config.port}@%h", "--loglevel", config.log_level],
+                                  dict(env, **config.worker_env))
+        if config.flower_port is not None:
+            # Flower reads its options and Celery its broker from the environment: the password
+            # and the Redis URL stay out of the command line, which every local user can read.
+            # Flower keeps the events of its last --max_tasks tasks in memory: 2,000 (not its
+            # 10,000), so its memory stays small and flat under a steady load.
+            self.supervisor.spawn("flower", [python, "-m", "celery", "flower", f"--address={config.host}",
+                                             f"--port={config.flower_port}", "--max_tasks=2000"],
+                                  dict(env, FLOWER_BASIC_AUTH=config.flower_auth,
+                                       CELERY_BROKER_URL=self.redis_url))
+
+    def wait_ready(self, timeout: float = 120) -> None:
+        """Until the API's /readyz says a worker serves; CliError when a child exits or time runs out."""
+        wait_ready(self.url, timeout, self.supervisor.exited, f"logs in {self.supervisor.logs}")
+
+    def jobs_in_flight(self) -> int | None:
+        """Jobs being spoken now, for a message; None when Redis cannot say."""
+        if not self.redis_url:
+            return None
+        from voxq import status
+
+        try:
+            return len(status.synthesis_in_flight(status.open_store(self.redis_url)))
+        except Exception:  # only for the message: Redis may already be gone
+            return None
+
+    def watch(self) -> int:
+        return self.supervisor.watch()
+
+    def stop(self) -> None:
+        """The API, workers and Flower first, together; Redis last, so no one loses its broker mid-job."""
+        self.supervisor.stop(self.jobs_in_flight)
+
+    def __enter__(self) -> "Cluster":
+        try:
+            self.start()
+            self.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *_) -> None:
+        self.stop()
+
+
+def wait_ready(url: str, timeout: float = 120, exited: Callable[[], list[str]] = list, logs: str = "") -> None:
+    """Until the API at `url` says on /readyz that a worker serves; CliError when a child of ours
+    has exited (`exited` names them) or time runs out."""
+    import requests
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if requests.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        dead = exited()
+        if dead or time.monotonic() > deadline:
+            why = "; ".join(filter(None, (f"{', '.join(dead)} exited" if dead else "", logs)))
+            raise CliError("the cluster did not become ready" + (f" ({why})" if why else ""))
+        time.sleep(0.2)
