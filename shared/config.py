@@ -189,12 +189,14 @@ class CliSettings(BaseSettings):
     model_config = _section("VOXQ_")
 
     url: str = "http://127.0.0.1:5000"
-    api_key: str | None = None
+    # repr=False: a secret, kept out of any repr of the settings (a log line, a traceback).
+    api_key: str | None = Field(None, repr=False)
     # REDIS_URL as given, None when unset: `voxq up` then starts a private Redis, never the
     # process default (whatever listens on 6379).
     redis_url: str | None = Field(None, validation_alias=_env("REDIS_URL", "redis_url"))
     # Unset: `voxq up` makes a one-off Flower login rather than run Flower open.
-    flower_basic_auth: str | None = Field(None, validation_alias=_env("FLOWER_BASIC_AUTH", "flower_basic_auth"))
+    flower_basic_auth: str | None = Field(None, repr=False,
+                                          validation_alias=_env("FLOWER_BASIC_AUTH", "flower_basic_auth"))
 
 
 _SECTIONS = {

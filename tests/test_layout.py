@@ -1,4 +1,5 @@
-"""The API process never loads the workers or the model stack, even while it serves every route."""
+"""The product's layout: the API never loads the workers or the model stack, only the store talks to
+Redis, the imports have no cycle, and only the settings module reads the environment."""
 from __future__ import annotations
 
 import ast
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 FORBIDDEN = ("worker", "ai_edge_litert", "torch", "jieba", "pypinyin", "cn2an", "pyworld", "soundfile", "soxr", "av",
              "pyloudnorm", "scipy")
