@@ -170,7 +170,8 @@ class Gunicorn:
                 raise RuntimeError(f"gunicorn exited:\n{self.log_path.read_text()[-3000:]}")
             try:
                 return requests.get(f"{self.url}/healthz", timeout=1).status_code == 200
-            except requests.ConnectionError:
+            except requests.RequestException:
+                # Refused before the bind; a read timeout while a worker still boots behind it.
                 return False
 
         try:
