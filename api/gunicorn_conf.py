@@ -46,7 +46,8 @@ logconfig_dict = {
 
 
 def _metrics_dir() -> Path | None:
-    # Read here, not from Settings: prometheus-client itself reads this variable in every worker.
+    # Read here, not from Settings: the master runs these hooks before any app (and its Settings)
+    # exists, and prometheus-client itself reads this variable in every worker.
     folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     return Path(folder) if folder else None
 

@@ -6,6 +6,7 @@ the process at start-up with one line per variable (`SettingsError`), never late
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -182,9 +183,26 @@ class MetricsSettings(BaseSettings):
     multiproc_dir: Path | None = Field(None, validation_alias=_env("PROMETHEUS_MULTIPROC_DIR", "multiproc_dir"))
 
 
+class CliSettings(BaseSettings):
+    """What the `voxq` command reads beside the rest: the server it talks to, and what `voxq up`
+    must tell apart from a default (VOXQ_URL, VOXQ_API_KEY, REDIS_URL, FLOWER_BASIC_AUTH)."""
+
+    model_config = _section("VOXQ_")
+
+    url: str = "http://127.0.0.1:5000"
+    # repr=False: a secret, kept out of any repr of the settings (a log line, a traceback).
+    api_key: str | None = Field(None, repr=False)
+    # REDIS_URL as given, None when unset: `voxq up` then starts a private Redis, never the
+    # process default (whatever listens on 6379).
+    redis_url: str | None = Field(None, validation_alias=_env("REDIS_URL", "redis_url"))
+    # Unset: `voxq up` makes a one-off Flower login rather than run Flower open.
+    flower_basic_auth: str | None = Field(None, repr=False,
+                                          validation_alias=_env("FLOWER_BASIC_AUTH", "flower_basic_auth"))
+
+
 _SECTIONS = {
     "engine": EngineSettings, "text": TextSettings, "jobs": JobSettings, "limits": LimitSettings,
-    "keys": KeySettings, "webhooks": WebhookSettings, "metrics": MetricsSettings,
+    "keys": KeySettings, "webhooks": WebhookSettings, "metrics": MetricsSettings, "cli": CliSettings,
 }
 
 
@@ -237,6 +255,7 @@ class Settings(BaseModel):
     keys: KeySettings
     webhooks: WebhookSettings
     metrics: MetricsSettings
+    cli: CliSettings
 
     @classmethod
     def load(cls, **overrides: Any) -> "Settings":
@@ -292,3 +311,9 @@ def explain(exc: ValidationError, section: type[BaseSettings]) -> str:
         shown = f" (got {given!r})" if isinstance(given, (str, int, float)) else ""
         lines.append(f"{variable(section, field)}: {message}{shown}")
     return "\n".join(lines)
+
+
+def environment(**overrides: str) -> dict[str, str]:
+    """The environment a child process starts with: all of this one's (PATH, HOME, every VOXQ_*
+    variable, which the child's own Settings reads), with `overrides` on top."""
+    return {**os.environ, **overrides}

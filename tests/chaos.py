@@ -15,7 +15,7 @@ import redis
 import requests
 
 from shared.store import keyspace
-from tests.conftest import ROOT, free_port
+from tests.support import ROOT, free_port
 
 TERMINAL = ("succeeded", "failed", "canceled")
 # Small chunks and short leases, so a few sentences are several chunks and recovery is quick.

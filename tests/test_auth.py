@@ -10,7 +10,7 @@ import pytest
 
 from shared import keys
 from shared.config import KeySettings, SettingsError
-from tests.conftest import wait_for
+from tests.support import wait_for
 
 TENANTS = {
     # tenant: extra TOML lines

@@ -9,7 +9,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from shared.config import Settings  # noqa: E402
-from tests.conftest import Worker, wait_for  # noqa: E402
+from tests.support import Worker, wait_for  # noqa: E402
 from worker.batcher import Batcher  # noqa: E402
 from shared.options import SynthesisOptions  # noqa: E402
 from shared import plan  # noqa: E402

@@ -21,8 +21,8 @@ from shared.broker import restore_bound_s
 from shared.config import Settings
 from shared.store import keyspace
 from tests.chaos import CHAOS_ENV, Ledger, UpCluster, text_of
-from tests.conftest import free_port
 from tests.receiver import Receiver
+from tests.support import free_port
 
 pytestmark = pytest.mark.slow
 LONG = "随着人工智能技术的快速发展，越来越多的企业开始使用智能语音助手。" * 6
@@ -242,10 +242,10 @@ def _job_keys(client: redis.Redis) -> tuple[int, int, dict[str, int]]:
     """(job records, keys of jobs, every other key by its kind)."""
     records, of_jobs, other = 0, 0, {}
     for key in client.scan_iter(count=1000):
-        if key.startswith("voxq:job:"):
+        if key.startswith(keyspace.job("")):
             of_jobs += 1
             records += key.count(":") == 2
-        elif key.startswith("voxq:cache:"):
+        elif key.startswith(keyspace.cache("")):
             of_jobs += 1
         else:
             kind = ":".join(key.split(":")[:2])

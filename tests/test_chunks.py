@@ -17,7 +17,7 @@ from shared.jobs import JobRequest
 from shared.options import SynthesisOptions
 from shared.storage import Storage
 from shared.store import Store
-from tests.conftest import Worker, wait_for
+from tests.support import Worker, wait_for
 from worker.pipeline import Pipeline
 
 LONG = "随着人工智能技术的快速发展，越来越多的企业开始使用智能语音助手。今天的天气非常好，我们一起去公园散步吧。" * 6

@@ -81,7 +81,7 @@ def test_output_problems_are_one_line_before_any_work(tmp_path, args, message):
     assert not any(tmp_path.iterdir()), "no file for a refused request"
 
 
-def test_format_follows_the_extension_and_stdout_works(tmp_path):
+def test_format_follows_the_extension_and_stdout_works(tmp_path, sample_rate):
     out = tmp_path / "x.ogg"
     run = voxq("synth", "你好", "-o", str(out))
     assert run.returncode == 0, run.stderr
@@ -92,7 +92,7 @@ def test_format_follows_the_extension_and_stdout_works(tmp_path):
     run = voxq("synth", "你好", "-o", "-", "--format", "flac")
     assert run.returncode == 0, run.stderr
     samples, rate = sf.read(io.BytesIO(run.stdout))
-    assert rate == 24000 and len(samples) > rate // 2
+    assert rate == sample_rate and len(samples) > rate // 2
     assert run.stderr.decode().startswith("stdout: ") and len(run.stderr.decode().splitlines()) == 1
 
 
@@ -150,3 +150,22 @@ def test_synth_ssml_with_lexicons_and_subtitles(tmp_path):
     assert [(c["pinyin"], c["source"]) for c in chars] == [("xing2", "lexicon"), ("zhang3", "lexicon")]
     bad = voxq("synth", "--ssml", "<speak><voice/></speak>", "-o", str(out))
     assert bad.returncode == 2 and b"<voice> is not supported" in bad.stderr and b"Traceback" not in bad.stderr
+
+
+def test_server_commands_read_their_defaults_through_the_settings(tmp_path):
+    from voxq.network import free_port
+
+    port = free_port()  # nothing listens here
+    env = dict(os.environ, VOXQ_URL=f"http://127.0.0.1:{port}", REDIS_URL=f"redis://127.0.0.1:{port}/0")
+    lexicons = subprocess.run([sys.executable, "-m", "voxq", "lexicon", "list"], capture_output=True, timeout=60,
+                              env=env)
+    assert lexicons.returncode == 2
+    assert lexicons.stderr.decode().startswith(f"voxq: error: cannot reach http://127.0.0.1:{port}: ")
+    status = subprocess.run([sys.executable, "-m", "voxq", "status", "--data-dir", str(tmp_path)],
+                            capture_output=True, timeout=60, env=env)
+    assert status.returncode == 2
+    assert status.stderr.decode().startswith(f"voxq: error: Redis at redis://127.0.0.1:{port}/0 does not answer")
+    bad = subprocess.run([sys.executable, "-m", "voxq", "lexicon", "list"], capture_output=True, timeout=60,
+                         env=dict(env, REDIS_URL="http://not-redis"))
+    assert bad.returncode == 2 and bad.stderr.decode().startswith("voxq: error: invalid settings: REDIS_URL: ")
+    assert b"Traceback" not in bad.stderr

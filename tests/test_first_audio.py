@@ -17,9 +17,10 @@ from shared.chunk_files import PCM, ChunkFiles
 from shared.jobs import HOPS
 from shared.options import SynthesisOptions
 from shared.storage import Storage
-from tests.live import LiveCluster
 from worker.engines.base import SynthesisConfig
 from worker.pipeline import Pipeline
+
+pytestmark = pytest.mark.live_cluster(worker_concurrency=2)
 
 # A first sentence with no clause mark in its first 60 characters: one long first segment, so the
 # first chunk takes long enough to speak that its first piece clearly comes before its file.
@@ -70,13 +71,6 @@ def test_a_chunk_spoken_in_pieces_sends_its_files_bytes(engine, settings, tmp_pa
     if loudness == "off":  # no gain to set in advance: spoken in pieces or whole, the same chunk
         assert live.path(0, PCM).read_bytes() == plain.path(0, PCM).read_bytes()
         assert live.path(0, "json").read_text() == plain.path(0, "json").read_text()
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    live = LiveCluster(tmp_path_factory.mktemp("first-audio"), worker_concurrency=2)
-    yield live
-    live.stop()
 
 
 def _job(cluster, job_id: str, **params) -> dict:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 SH_BLOCKS = re.findall(r"```sh\n(.*?)```", README, re.DOTALL)
@@ -45,15 +45,6 @@ def test_the_readme_says_how_to_reach_voxq_and_its_size_is_measured():
     assert cli.splitlines()[0].startswith(". .venv/bin/activate")
     assert ".venv/bin/voxq" in README
     assert "340 MB" not in README and "602M" in README
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    from tests.live import LiveCluster
-
-    live = LiveCluster(tmp_path_factory.mktemp("first-hour"))
-    yield live
-    live.stop()
 
 
 def _activate() -> str:

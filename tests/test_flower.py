@@ -11,7 +11,7 @@ import pytest
 import redis
 import requests
 
-from tests.conftest import ROOT, free_port, wait_for
+from tests.support import ROOT, free_port, wait_for
 
 AUTH = ("ops", "flower-test-password")
 

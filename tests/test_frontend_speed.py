@@ -8,8 +8,8 @@ import pytest
 from shared.config import Settings
 from shared.text import frontend
 from shared.text.segmenter import words
-from voxq.bench import FRONTEND_CLASSES, frontend_input, frontend_rate
 from shared import plan
+from voxq.bench.frontend import FRONTEND_CLASSES, frontend_input, frontend_rate
 
 CHARS = 100_000
 

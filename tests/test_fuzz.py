@@ -12,20 +12,12 @@ from hypothesis import strategies as st
 from shared.config import Settings
 from shared.text.ssml import SsmlError
 from shared.text import frontend
-from tests.live import LiveCluster
 
-pytestmark = pytest.mark.slow
+# /tts waits for its job: a short timeout keeps a fuzzed valid text from holding the run.
+pytestmark = [pytest.mark.slow, pytest.mark.live_cluster(
+    worker_env={"VOXQ_MAX_CHARS": "200"}, api_env={"VOXQ_MAX_CHARS": "200", "VOXQ_RATE_LIMIT_PER_MINUTE": "0"})]
 EXAMPLES = 500
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
-
-
-@pytest.fixture(scope="module")
-def live(tmp_path_factory):
-    # /tts waits for its job: a short timeout keeps a fuzzed valid text from holding the run.
-    cluster = LiveCluster(tmp_path_factory.mktemp("fuzz"), worker_env={"VOXQ_MAX_CHARS": "200"},
-                          api_env={"VOXQ_MAX_CHARS": "200", "VOXQ_RATE_LIMIT_PER_MINUTE": "0"})
-    yield cluster
-    cluster.stop()
 
 
 text = st.text(alphabet=st.characters(codec="utf-8"), max_size=40) | st.sampled_from(
@@ -54,7 +46,7 @@ def check(response: requests.Response) -> None:
         json.loads(response.text)
 
 
-def test_fuzz_jobs_face(live):
+def test_fuzz_jobs_face(cluster):
     session, seen = requests.Session(), []
 
     @FUZZ
@@ -62,13 +54,13 @@ def test_fuzz_jobs_face(live):
     def run(body, raw):
         seen.append(1)
         data = json.dumps(body, ensure_ascii=raw).encode("utf-8", "surrogatepass")
-        check(session.post(f"{live.url}/v1/jobs", data=data, headers={"Content-Type": "application/json"}, timeout=30))
+        check(session.post(f"{cluster.url}/v1/jobs", data=data, headers={"Content-Type": "application/json"}, timeout=30))
 
     run()
     ran(seen)
 
 
-def test_fuzz_openai_face(live):
+def test_fuzz_openai_face(cluster):
     session, seen = requests.Session(), []
 
     @FUZZ
@@ -78,14 +70,14 @@ def test_fuzz_openai_face(live):
         if isinstance(body, dict) and "input" in body:
             body.setdefault("model", "tts-1")
         data = json.dumps(body).encode()
-        check(session.post(f"{live.url}/v1/audio/speech", data=data,
+        check(session.post(f"{cluster.url}/v1/audio/speech", data=data,
                            headers={"Content-Type": "application/json"}, timeout=90))
 
     run()
     ran(seen)
 
 
-def test_fuzz_seed_face(live):
+def test_fuzz_seed_face(cluster):
     session, seen = requests.Session(), []
     forms = st.binary(max_size=80) | st.builds(lambda t, e: b"text=" + t + b"&emotion=" + e,
                                                st.binary(max_size=30), st.binary(max_size=10))
@@ -95,7 +87,7 @@ def test_fuzz_seed_face(live):
                                              "text/plain", "application/json"]))
     def run(body, kind):
         seen.append(1)
-        check(session.post(f"{live.url}/tts", data=body, headers={"Content-Type": kind}, timeout=90))
+        check(session.post(f"{cluster.url}/tts", data=body, headers={"Content-Type": kind}, timeout=90))
 
     run()
     ran(seen)

@@ -7,7 +7,7 @@ import pytest
 from shared import keys
 from shared.text.lexicon import Lexicon, LexiconError, parse
 from shared.text import frontend
-from tests.conftest import wait_for
+from tests.support import wait_for
 
 PLS = """<?xml version="1.0" encoding="UTF-8"?>
 <lexicon version="1.0" xmlns="http://www.w3.org/2005/01/pronunciation-lexicon" alphabet="x-amazon-pinyin"

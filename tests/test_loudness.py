@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 
 from shared.options import FILE_LOUDNESS_LUFS, TELEPHONE_LOUDNESS_LUFS, TRUE_PEAK_CEILING_DBTP
-from tests.conftest import wait_for
+from tests.support import wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -7,40 +7,13 @@ import time
 
 import pytest
 import requests
-from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import free_port
-from tests.live import LiveCluster
+from tests.support import scrape, value, wait_until
 
 ENGINE = "fastspeech2-litert"
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("metrics")
-    worker_metrics = workdir / "worker-metrics"
-    worker_metrics.mkdir()
-    port = free_port()
-    live = LiveCluster(workdir, worker_env={"VOXQ_METRICS_PORT": port, "VOXQ_METRICS_ADDR": "127.0.0.1",
-                                            "PROMETHEUS_MULTIPROC_DIR": worker_metrics})
-    live.worker_metrics_url = f"http://127.0.0.1:{port}/metrics"
-    yield live
-    live.stop()
-
-
-def scrape(url: str) -> dict[tuple, float]:
-    response = requests.get(url, timeout=10)
-    assert response.status_code == 200
-    assert response.headers["Content-Type"].startswith("text/plain")
-    samples = {}
-    for family in text_string_to_metric_families(response.text):
-        for sample in family.samples:
-            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return samples
-
-
-def value(samples: dict, name: str, **labels) -> float:
-    return samples.get((name, tuple(sorted((k, str(v)) for k, v in labels.items()))), 0.0)
+pytestmark = pytest.mark.live_cluster(worker_metrics=True)
 
 
 def test_api_counts_requests_latency_and_jobs_across_gunicorn_workers(cluster):
@@ -115,7 +88,9 @@ def test_logs_are_json_with_job_fields_and_never_the_text(cluster):
     secret = "这句话只应该出现在音频里，不应该出现在日志里。"
     job = cluster.wait(cluster.submit(text=secret)["id"])
     assert job["status"] == "succeeded"
-    time.sleep(0.2)  # the worker logs the end just after recording it
+    # The worker logs the end just after recording it.
+    wait_until(lambda: [e for e in cluster.worker_log_entries() if e.get("job_id") == job["id"] and e.get("duration_s")
+                        and e.get("status") == "succeeded"], 10, what="the worker's log of the job's end")
 
     api_lines = [e for e in cluster.api.log_entries() if e.get("job_id") == job["id"]]
     queued = next(e for e in api_lines if e["logger"] == "api.submission")

@@ -13,9 +13,8 @@ import redis
 import requests
 import yaml
 
-from tests.conftest import ROOT, Worker, free_port
-from tests.live import LiveCluster
-from tests.test_metrics import scrape, value
+from shared.store import keyspace
+from tests.support import ROOT, LiveCluster, Worker, free_port, scrape, value
 
 RULES = ROOT / "deploy" / "prometheus" / "alerts.yaml"
 DASHBOARD = ROOT / "deploy" / "grafana" / "voxq.json"
@@ -52,7 +51,7 @@ def cluster(tmp_path_factory):
         # Chunks of a minute of audio: the busy job holds the one worker child for seconds at a time.
         **webhook_env, "VOXQ_CHUNK_S": 60, "VOXQ_METRICS_PORT": ports["worker"], "VOXQ_METRICS_ADDR": "127.0.0.1",
         "PROMETHEUS_MULTIPROC_DIR": workdir / "worker-metrics"})
-    hooks = Worker(live.redis.url, live.data_dir, workdir / "hooks.log", queues="webhooks", pool="threads",
+    hooks = Worker(live.redis_url, live.data_dir, workdir / "hooks.log", queues="webhooks", pool="threads",
                    concurrency=2, name="hooks", VOXQ_METRICS_PORT=ports["webhooks"], VOXQ_METRICS_ADDR="127.0.0.1",
                    PROMETHEUS_MULTIPROC_DIR=workdir / "webhooks-metrics", **webhook_env)
     live.scrape_urls = [f"{live.url}/metrics", *(f"http://127.0.0.1:{port}/metrics" for port in ports.values())]
@@ -66,13 +65,13 @@ def cluster(tmp_path_factory):
 
 
 def test_every_metric_a_rule_or_panel_reads_is_exported(cluster):
-    store = redis.Redis.from_url(cluster.redis.url)
+    store = redis.Redis.from_url(cluster.redis_url)
     # One worker child: the long job holds it while the second waits in the queue.
     busy = cluster.submit(text=LONG)
     while requests.get(f"{cluster.url}/v1/jobs/{busy['id']}", timeout=5).json()["progress"]["chunks_done"] < 1:
         time.sleep(0.05)  # planned, and its first long chunk under way
     waiting = cluster.submit(text="等待中的任务。")
-    store.delete(f"voxq:job:{waiting['id']}:text")  # it will fail: its text is gone
+    store.delete(keyspace.job_text(waiting['id']))  # it will fail: its text is gone
     deadline = time.time() + 30
     while value(scrape(cluster.worker_metrics_url), "voxq_queue_oldest_age_seconds", queue="interactive") < 1:
         assert time.time() < deadline, "the waiting job's age never showed"
@@ -106,7 +105,7 @@ def test_broker_gauges_match_redis(cluster):
     assert value(samples, "voxq_workers_alive", queue="interactive") == 1
     assert value(samples, "voxq_workers_alive", queue="webhooks") == 1
     assert value(samples, "voxq_workers_alive", queue="gpu-batch") == 0
-    info = redis.Redis.from_url(cluster.redis.url).info("memory")
+    info = redis.Redis.from_url(cluster.redis_url).info("memory")
     assert value(samples, "voxq_redis_memory_max_bytes") == info["maxmemory"]
     assert 0 < value(samples, "voxq_redis_memory_used_bytes") < 10 * info["used_memory"]
 

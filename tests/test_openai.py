@@ -12,16 +12,8 @@ import requests
 import soundfile as sf
 
 from api.openai_speech import emotion_from_instructions
-from tests.live import LiveCluster
 
 TEXT = "你好，欢迎使用语音合成服务。"
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    live = LiveCluster(tmp_path_factory.mktemp("openai"))
-    yield live
-    live.stop()
 
 
 @pytest.fixture(scope="module")
@@ -42,17 +34,17 @@ def job_of(cluster, response) -> dict:
     return requests.get(f"{cluster.url}/v1/jobs/{job_id}", timeout=10).json()
 
 
-def test_wav_mp3_and_pcm_carry_the_same_speech(sdk, cluster):
+def test_wav_mp3_and_pcm_carry_the_same_speech(sdk, cluster, sample_rate):
     wav = speech(sdk, voice="echo", response_format="wav")
     assert wav.response.headers["Content-Type"] == "audio/wav"
     samples, rate = sf.read(io.BytesIO(wav.read()), dtype="int16")
-    assert rate == 24000 and len(samples) / rate > 1.5
+    assert rate == sample_rate and len(samples) / rate > 1.5
     assert np.abs(samples).max() > 1000  # speech, not silence
 
     mp3 = speech(sdk, voice="echo", response_format="mp3")
     assert mp3.response.headers["Content-Type"] == "audio/mpeg"
     decoded, mp3_rate = sf.read(io.BytesIO(mp3.read()))
-    assert mp3_rate == 24000
+    assert mp3_rate == sample_rate
     assert abs(len(decoded) - len(samples)) < 0.1 * rate  # the same utterance, give or take codec padding
 
     pcm = speech(sdk, voice="echo", response_format="pcm")
@@ -62,11 +54,11 @@ def test_wav_mp3_and_pcm_carry_the_same_speech(sdk, cluster):
 
     job = job_of(cluster, pcm)
     assert job["priority"] == "interactive"
-    assert job["options"]["sample_rate"] == 24000 and job["options"]["emotion"] == "calm"  # echo is calm
+    assert job["options"]["sample_rate"] == sample_rate and job["options"]["emotion"] == "calm"  # echo is calm
     assert job["metadata"] == {"via": "/v1/audio/speech", "model": "tts-1", "voice": "echo"}
 
 
-def test_aac_comes_as_adts_that_a_second_decoder_reads(sdk, cluster):
+def test_aac_comes_as_adts_that_a_second_decoder_reads(sdk, cluster, sample_rate):
     import av  # FFmpeg's decoder, a second one beside the encoder's own; Chromium's is in test_web
 
     aac = speech(sdk, voice="nova", response_format="aac")
@@ -77,8 +69,8 @@ def test_aac_comes_as_adts_that_a_second_decoder_reads(sdk, cluster):
     with av.open(io.BytesIO(body), format="aac") as container:
         stream = container.streams.audio[0]
         audio = np.concatenate([f.to_ndarray().reshape(-1) for f in container.decode(stream)])
-        assert stream.codec_context.sample_rate == 24000
-    assert abs(len(audio) / 24000 - job["result"]["duration_s"]) < 0.2  # give or take priming and chunk seams
+        assert stream.codec_context.sample_rate == sample_rate
+    assert abs(len(audio) / sample_rate - job["result"]["duration_s"]) < 0.2  # give or take priming and chunk seams
     assert np.abs(audio).max() > 0.05
 
 
@@ -126,7 +118,7 @@ def test_a_job_past_the_timeout_is_a_504_and_is_canceled(cluster):
 
     # Database 1 of the same server: a queue no worker consumes, so the job never starts.
     app = create_app({"TESTING": True,
-                      "VOXQ_SETTINGS": {"redis_url": cluster.redis.url[:-1] + "1", "data_dir": cluster.data_dir,
+                      "VOXQ_SETTINGS": {"redis_url": cluster.redis_url[:-1] + "1", "data_dir": cluster.data_dir,
                                         "limits": {"speech_timeout_s": 0.3}}})
     client = app.test_client()
     response = client.post("/v1/audio/speech", json={"model": "tts-1", "voice": "nova", "input": "你好。"})
@@ -152,13 +144,13 @@ def test_instruction_words(instructions, emotion):
     assert emotion_from_instructions(instructions) == emotion
 
 
-def test_with_keys_configured_the_sdk_key_is_checked(cluster, tmp_path):
+def test_with_keys_configured_the_sdk_key_is_checked(cluster, tmp_path, sample_rate):
     import hashlib
 
-    from tests.live import Gunicorn
+    from tests.support import Gunicorn
 
     key = "vxq_openai-test-key"
-    keyed = Gunicorn(cluster.redis.url, cluster.data_dir, tmp_path, workers=1,
+    keyed = Gunicorn(cluster.redis_url, cluster.data_dir, tmp_path, workers=1,
                      VOXQ_API_KEYS=f"sdk:{hashlib.sha256(key.encode()).hexdigest()}")
     try:
         keyed.wait_ready()
@@ -168,6 +160,6 @@ def test_with_keys_configured_the_sdk_key_is_checked(cluster, tmp_path):
         assert caught.value.response.json()["error"]["type"] == "invalid_request_error"
         right = openai.OpenAI(base_url=f"{keyed.url}/v1", api_key=key, max_retries=0)
         audio = right.audio.speech.create(model="tts-1", voice="alloy", input="你好。", response_format="wav")
-        assert sf.info(io.BytesIO(audio.read())).samplerate == 24000
+        assert sf.info(io.BytesIO(audio.read())).samplerate == sample_rate
     finally:
         keyed.stop()

@@ -10,7 +10,6 @@ import pytest
 import requests
 
 from api.openapi import REF_TEMPLATE
-from tests.live import LiveCluster
 
 
 @pytest.fixture(scope="module")
@@ -66,15 +65,11 @@ def test_schemas_are_the_models_own(document):
     assert refs and refs <= set(schemas)
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
     # A low character limit keeps each generated text a short synthesis: /v1/audio/speech and
     # /tts wait for the audio, and a fuzzed 4096-digit number is minutes of speech. Webhooks
     # only to port 9: a generated callback_url is refused before any DNS lookup leaves the machine.
-    live = LiveCluster(tmp_path_factory.mktemp("openapi"), worker_env={"VOXQ_MAX_CHARS": 100},
-                       api_env={"VOXQ_MAX_CHARS": 100, "VOXQ_SPEECH_TIMEOUT_S": 30, "VOXQ_WEBHOOK_PORTS": "9"})
-    yield live
-    live.stop()
+pytestmark = pytest.mark.live_cluster(worker_env={"VOXQ_MAX_CHARS": 100}, api_env={
+    "VOXQ_MAX_CHARS": 100, "VOXQ_SPEECH_TIMEOUT_S": 30, "VOXQ_WEBHOOK_PORTS": "9"})
 
 
 CHECKS = ("not_a_server_error", "status_code_conformance", "content_type_conformance",

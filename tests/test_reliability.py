@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from tests.conftest import RedisServer, Worker, wait_for
+from tests.support import RedisServer, Worker, wait_for
 
 LONG = "随着人工智能技术的快速发展，越来越多的企业开始使用智能语音助手。" * 12
 

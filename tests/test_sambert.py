@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from shared.config import Settings
-from tests.conftest import ROOT, worker_env
+from tests.support import ROOT, worker_env
 from worker.engines import EngineError, preflight
 from worker.engines import sambert
 from worker.engines.base import UnknownVoice

@@ -9,21 +9,13 @@ import pytest
 import requests
 import soundfile as sf
 
-from tests.live import LiveCluster
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    live = LiveCluster(tmp_path_factory.mktemp("seed"))
-    yield live
-    live.stop()
 
 
 def tts(cluster, **kwargs):
     return requests.post(f"{cluster.url}/tts", timeout=60, **kwargs)
 
 
-def test_success_gives_the_jobs_audio_url(cluster):
+def test_success_gives_the_jobs_audio_url(cluster, sample_rate):
     response = tts(cluster, data={"text": "今天天气很好。", "emotion": "happy"})
     assert response.status_code == 200
     body = response.json()
@@ -34,7 +26,7 @@ def test_success_gives_the_jobs_audio_url(cluster):
     audio = requests.get(cluster.url + body["audio_url"], timeout=10)
     assert audio.status_code == 200 and audio.headers["Content-Type"] == "audio/wav"
     samples, rate = sf.read(io.BytesIO(audio.content))
-    assert rate == 24000 and len(samples) / rate > 1.0
+    assert rate == sample_rate and len(samples) / rate > 1.0
 
     job = requests.get(f"{cluster.url}/v1/jobs/{job_id}", timeout=10).json()
     assert job["status"] == "succeeded" and job["options"]["emotion"] == "happy"
@@ -70,7 +62,7 @@ def test_timeout_is_a_504_error_and_the_job_is_canceled(cluster):
 
     # Database 1 of the same server: a queue no worker consumes, so the job never starts.
     app = create_app({"TESTING": True,
-                      "VOXQ_SETTINGS": {"redis_url": cluster.redis.url[:-1] + "1", "data_dir": cluster.data_dir,
+                      "VOXQ_SETTINGS": {"redis_url": cluster.redis_url[:-1] + "1", "data_dir": cluster.data_dir,
                                         "limits": {"speech_timeout_s": 0.3}}})
     client = app.test_client()
     response = client.post("/tts", data={"text": "你好。"})
@@ -86,7 +78,7 @@ def test_a_job_canceled_while_waiting_is_a_409(cluster):
     from api.app import create_app
 
     app = create_app({"TESTING": True,
-                      "VOXQ_SETTINGS": {"redis_url": cluster.redis.url[:-1] + "2", "data_dir": cluster.data_dir,
+                      "VOXQ_SETTINGS": {"redis_url": cluster.redis_url[:-1] + "2", "data_dir": cluster.data_dir,
                                         "limits": {"speech_timeout_s": 20}}})
     with ThreadPoolExecutor(1) as pool:
         waiting = pool.submit(lambda: app.test_client().post("/tts", data={"text": "你好。"}))

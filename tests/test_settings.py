@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from shared.config import Settings, SettingsError
-from tests.conftest import ROOT, worker_env
+from tests.support import ROOT, worker_env
 
 # Each variable the README documents, a value unlike its default, and where it lands.
 DOCUMENTED = {

@@ -14,18 +14,10 @@ import pytest
 import requests
 import soundfile as sf
 
-from tests.live import LiveCluster
 
 LONG = "随着人工智能技术的快速发展，越来越多的企业开始使用智能语音助手。今天的天气非常好，我们一起去公园散步吧。" * 4
 
-pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    live = LiveCluster(tmp_path_factory.mktemp("streaming"), worker_concurrency=2)
-    yield live
-    live.stop()
+pytestmark = [pytest.mark.slow, pytest.mark.live_cluster(worker_concurrency=2)]
 
 
 def job(cluster, job_id: str) -> dict:
@@ -45,7 +37,7 @@ def finished_file(cluster, job_id: str) -> bytes:
     return requests.get(f"{cluster.url}/v1/jobs/{job_id}/audio", timeout=30).content
 
 
-def test_wav_streams_as_chunks_land_and_equals_the_finished_file(cluster):
+def test_wav_streams_as_chunks_land_and_equals_the_finished_file(cluster, sample_rate):
     # Loudness off: then the stream is the file, sample for sample (with it on, see test_loudness).
     job_id = cluster.submit(text=LONG, format="wav", loudness="off")["id"]
     status_at_first_byte = []
@@ -59,7 +51,7 @@ def test_wav_streams_as_chunks_land_and_equals_the_finished_file(cluster):
     assert job(cluster, job_id)["status"] == "succeeded"
     streamed, rate = sf.read(io.BytesIO(body), dtype="int16")
     final, final_rate = sf.read(io.BytesIO(finished_file(cluster, job_id)), dtype="int16")
-    assert rate == final_rate == 24000
+    assert rate == final_rate == sample_rate
     assert np.array_equal(streamed, final)  # the same samples, from the streaming header on
 
 
@@ -78,7 +70,7 @@ def test_pcm_and_a_late_client_get_everything_from_the_start(cluster):
 
 
 @pytest.mark.parametrize("fmt", ["mp3", "ogg", "opus", "aac"])
-def test_compressed_streams_are_the_chunks_encoded_in_order(cluster, fmt):
+def test_compressed_streams_are_the_chunks_encoded_in_order(cluster, fmt, sample_rate):
     job_id = cluster.submit(text=LONG, format=fmt)["id"]
     with requests.get(f"{cluster.url}/v1/jobs/{job_id}/stream", stream=True, timeout=60) as response:
         assert response.status_code == 200
@@ -96,7 +88,7 @@ def test_compressed_streams_are_the_chunks_encoded_in_order(cluster, fmt):
     assert seconds == pytest.approx(done["result"]["duration_s"], abs=0.2 * len(pieces))
     if fmt == "aac":  # ADTS frames laid end to end are one stream to a decoder too
         audio, rate = decode(io.BytesIO(body), fmt)
-        assert rate == 24000 and len(audio) / rate == pytest.approx(seconds, abs=0.01)
+        assert rate == sample_rate and len(audio) / rate == pytest.approx(seconds, abs=0.01)
 
 
 def decode(source, fmt):

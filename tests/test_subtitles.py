@@ -9,7 +9,7 @@ import srt
 import webvtt
 
 from shared import subtitles
-from tests.conftest import wait_for
+from tests.support import wait_for
 
 
 def marks_for(text: str, sentences: list[tuple[int, int, float, float]]) -> list[dict]:

@@ -16,7 +16,7 @@ import redis
 import requests
 
 from shared.store import keyspace
-from tests.conftest import ROOT, free_port
+from tests.support import ROOT, free_port
 
 LONG = "随着人工智能技术的快速发展，越来越多的企业开始使用智能语音助手。" * 12
 

@@ -11,7 +11,7 @@ import pytest
 import requests
 import soundfile as sf
 
-from tests.live import ARTIFACTS, Gunicorn, LiveCluster
+from tests.support import ARTIFACTS, Gunicorn
 
 pytestmark = pytest.mark.browser
 
@@ -24,13 +24,6 @@ AUDIO_READY = """() => {
   return Boolean(a.currentSrc) && a.readyState >= 1 && Number.isFinite(a.duration) && a.duration > 0;
 }"""
 TEXT = "今天天气很好。我们一起去公园散步吧。路上可以买一杯咖啡。然后在湖边坐一会儿。"
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    live = LiveCluster(tmp_path_factory.mktemp("web"))
-    yield live
-    live.stop()
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +73,7 @@ def page(browser, cluster):
         yield page
 
 
-def test_type_submit_listen_download_and_replay(page, cluster):
+def test_type_submit_listen_download_and_replay(page, cluster, sample_rate):
     assert page.locator("#voice option").all_inner_texts()[0].startswith("baker")
     assert "开心" in page.locator("#emotion option").all_inner_texts()
     assert page.locator("#counter").inner_text() == "0 / 100000"
@@ -111,7 +104,7 @@ def test_type_submit_listen_download_and_replay(page, cluster):
     download = download_info.value
     assert download.suggested_filename.endswith(".wav")
     samples, rate = sf.read(download.path())
-    assert rate == 24000 and len(samples) / rate == pytest.approx(duration, abs=0.05)
+    assert rate == sample_rate and len(samples) / rate == pytest.approx(duration, abs=0.05)
     same = requests.get(cluster.url + href, timeout=10)
     assert same.status_code == 200 and same.headers["Content-Type"] == "audio/wav"
     job_id = href.split("/")[3]
@@ -181,11 +174,11 @@ def test_api_key_is_kept_and_sent_as_bearer(page):
     assert page.input_value("#api-key") == "vk-test-key"
 
 
-def test_with_keys_configured_the_page_asks_for_one_and_then_works(browser, cluster, tmp_path):
+def test_with_keys_configured_the_page_asks_for_one_and_then_works(browser, cluster, tmp_path, sample_rate):
     import hashlib
 
     key = "vxq_web-test-key"
-    keyed = Gunicorn(cluster.redis.url, cluster.data_dir, tmp_path, workers=1,
+    keyed = Gunicorn(cluster.redis_url, cluster.data_dir, tmp_path, workers=1,
                      VOXQ_API_KEYS=f"webtenant:{hashlib.sha256(key.encode()).hexdigest()}")
     context = browser.new_context(locale="zh-CN", accept_downloads=True)
     try:
@@ -208,7 +201,7 @@ def test_with_keys_configured_the_page_asks_for_one_and_then_works(browser, clus
         with page.expect_download() as download_info:
             page.click("#download")
         samples, rate = sf.read(download_info.value.path())
-        assert rate == 24000 and len(samples) > rate // 2
+        assert rate == sample_rate and len(samples) > rate // 2
     finally:
         context.close()
         keyed.stop()

@@ -20,8 +20,9 @@ from standardwebhooks import Webhook
 from shared import callback_policy as callbacks
 from shared import keys
 from shared.config import WebhookSettings
+from shared.store import keyspace
 from shared.store.workers import WorkerRegistry
-from tests.conftest import Worker, free_port, wait_for
+from tests.support import Worker, free_port, quiet, wait_for, wait_until
 from tests.receiver import Receiver
 
 SCHEDULE = "0,1,1,1,1,1,1,1"  # eight attempts, a second apart: the real one spans a day
@@ -225,11 +226,11 @@ def test_receiver_down_then_up_gets_it_once_with_one_webhook_id(api, cluster, re
     assert job["webhook"]["attempts"] >= 5  # two refused, a 503, a 429, the delivery
     assert len(receiver.requests) == 3
     ids = {r.headers["webhook-id"] for r in receiver.requests}
-    assert ids == {cluster.redis.hget(f"voxq:job:{job_id}", "webhook_id")}
+    assert ids == {cluster.redis.hget(keyspace.job(job_id), "webhook_id")}
     for request in receiver.requests:
         verify(cluster.secrets["alpha"][0], request)
     assert receiver.requests[2].at - receiver.requests[1].at >= 1.9  # Retry-After honoured over the 1 s schedule
-    time.sleep(1.5)
+    wait_until(lambda: quiet(cluster.url), 30, what="no delivery left to run")
     assert len(receiver.requests) == 3  # delivered once: nothing more comes
 
 
@@ -238,7 +239,7 @@ def test_gone_disables_the_url_for_the_key_until_redelivered(api, cluster, recei
     job_id = submit(api, cluster, receiver.url)
     job = wait_webhook(api, cluster, job_id)
     assert job["webhook"]["status"] == "disabled" and job["webhook"]["last_status_code"] == 410
-    time.sleep(1.2)
+    wait_until(lambda: quiet(cluster.url), 30, what="no delivery left to run")
     assert len(receiver.requests) == 1  # 410 is not retried
     refused = api.post("/v1/jobs", json={"text": "再来。", "callback_url": receiver.url}, headers=auth(cluster))
     assert refused.status_code == 422 and refused.get_json()["error"]["code"] == "callback_url_disabled"
@@ -263,7 +264,7 @@ def test_redirect_is_a_failure_and_is_never_followed(api, cluster, receivers):
     receiver = receivers([(302, {"Location": internal.url}), (307, {"Location": internal.url})])
     job = wait_webhook(api, cluster, submit(api, cluster, receiver.url))
     assert job["webhook"]["status"] == "failed" and job["webhook"]["last_status_code"] == 302
-    time.sleep(1.2)
+    wait_until(lambda: quiet(cluster.url), 30, what="no delivery left to run")
     assert len(receiver.requests) == 1 and internal.requests == []
 
 
@@ -284,7 +285,8 @@ def test_cancel_sends_job_canceled(api, cluster, receivers):
     assert api.delete(f"/v1/jobs/{job_id}", headers=auth(cluster)).status_code == 202
     job = wait_webhook(api, cluster, job_id)
     assert job["status"] == "canceled" and job["webhook"]["status"] == "delivered"
-    time.sleep(1)  # the worker notices the cancel at a segment boundary and must not send a second
+    # The worker notices the cancel at a segment boundary and must not send a second.
+    wait_until(lambda: quiet(cluster.url), 30, what="the canceled job's chunks and deliveries to end")
     [request] = receiver.requests
     payload = verify(cluster.secrets["alpha"][0], request)
     assert payload["type"] == "job.canceled" and payload["data"]["status"] == "canceled"

@@ -15,37 +15,8 @@ from pydantic import ValidationError
 
 from shared.options import EMOTIONS, FORMATS, SAMPLE_RATES
 
-
-class CliError(Exception):
-    """A user-facing error: printed as one line, exit status 2."""
-
-
-def _read_text(args) -> str:
-    """The text to speak, from the argument, --file or stdin, as the API counts it: the newline a
-    file or a pipe ends with is no part of it (shared/text/frontend.py trim)."""
-    from shared.text.frontend import trim
-
-    return trim(_read_raw_text(args))
-
-
-def _read_raw_text(args) -> str:
-    if args.file:
-        try:
-            data = Path(args.file).read_bytes()
-        except OSError as exc:
-            raise CliError(f"cannot read {args.file}: {exc.strerror}") from exc
-        try:
-            return data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise CliError(f"{args.file} is not valid UTF-8 (byte {exc.start})") from exc
-    if args.text is not None and args.text != "-":
-        return args.text
-    if sys.stdin is None or sys.stdin.isatty():
-        raise CliError("no text: give it as an argument, with --file, or on stdin")
-    try:
-        return sys.stdin.buffer.read().decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise CliError(f"stdin is not valid UTF-8 (byte {exc.start})") from exc
+from voxq.errors import CliError
+from voxq.text_source import read_text
 
 
 # The extensions a user may give with -o, and the format each one means.
@@ -150,7 +121,7 @@ def cmd_synth(args) -> int:
     from shared.config import Settings, SettingsError
     from shared.options import SynthesisOptions
 
-    text = _read_text(args)
+    text = read_text(args)
     fmt = _format_for(args)
     to_stdout = args.output == STDOUT
     if to_stdout and sys.stdout.isatty():
@@ -272,9 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
     # Commands that run an engine in this process filter LiteRT's native stderr line (see main).
     synth.set_defaults(func=cmd_synth, quiet_native=True)
 
-    from voxq import bench, cluster, keys, lexicons, status  # all light: no model stack at import
+    from voxq import bench, keys, lexicons, status, up  # all light: no model stack at import
 
-    cluster.add_parser(sub)
+    up.add_parser(sub)
     status.add_parser(sub)
     bench.add_parser(sub)
     keys.add_parser(sub)

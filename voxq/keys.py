@@ -5,6 +5,7 @@ import re
 import secrets
 
 from shared.keys import hash_key, new_key, new_secret
+from voxq.errors import CliError
 
 _TENANT = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
@@ -12,10 +13,10 @@ _TENANT = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 def cmd_create(args) -> int:
     tenant = args.tenant or f"tenant-{secrets.token_hex(4)}"
     if not _TENANT.match(tenant):
-        raise SystemExit("voxq: error: --tenant must be 1-64 letters, digits, '_', '.' or '-'")
+        raise CliError("--tenant must be 1-64 letters, digits, '_', '.' or '-'")
     for name in ("requests_per_minute", "chars_per_day"):
         if (getattr(args, name) or 0) < 0:
-            raise SystemExit(f"voxq: error: --{name.replace('_', '-')} must be 0 (no limit) or more")
+            raise CliError(f"--{name.replace('_', '-')} must be 0 (no limit) or more")
     key, secret = new_key(), new_secret()
     digest = hash_key(key)
     limits = ""

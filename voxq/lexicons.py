@@ -3,15 +3,12 @@ will say for a text (the preview), computed here with the same front end as the 
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
-
-def _cli_error():
-    from voxq.cli import CliError
-
-    return CliError
+from voxq.errors import CliError
+from voxq.settings import load as load_settings
+from voxq.text_source import read_text
 
 
 def read_lexicon_file(path: str, max_entries: int = 100_000):
@@ -21,29 +18,31 @@ def read_lexicon_file(path: str, max_entries: int = 100_000):
     try:
         content = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise _cli_error()(f"cannot read lexicon {path}: {exc}") from None
+        raise CliError(f"cannot read lexicon {path}: {exc}") from None
     try:
         return Lexicon.from_entries(Path(path).stem, parse(content, max_entries), content_hash(content))
     except LexiconError as exc:
-        raise _cli_error()(f"{path}: {exc}") from None
+        raise CliError(f"{path}: {exc}") from None
 
 
 def _request(args, method: str, path: str, **kwargs):
     import requests
 
+    settings = load_settings().cli
+    url, api_key = args.url or settings.url, args.api_key or settings.api_key
     headers = kwargs.pop("headers", {})
-    if args.api_key:
-        headers["Authorization"] = f"Bearer {args.api_key}"
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
     try:
-        response = requests.request(method, args.url.rstrip("/") + path, headers=headers, timeout=30, **kwargs)
+        response = requests.request(method, url.rstrip("/") + path, headers=headers, timeout=30, **kwargs)
     except requests.RequestException as exc:
-        raise _cli_error()(f"cannot reach {args.url}: {exc.__class__.__name__}") from None
+        raise CliError(f"cannot reach {url}: {exc.__class__.__name__}") from None
     if response.status_code >= 400:
         try:
             message = response.json()["error"]["message"]
         except (ValueError, KeyError, TypeError):
             message = response.text[:200]
-        raise _cli_error()(f"{response.status_code}: {message}")
+        raise CliError(f"{response.status_code}: {message}")
     return response
 
 
@@ -52,7 +51,7 @@ def cmd_put(args) -> int:
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise _cli_error()(f"cannot read {path}: {exc.strerror}") from None
+        raise CliError(f"cannot read {path}: {exc.strerror}") from None
     kind = "application/json" if data.lstrip()[:1] in (b"{", b"[") else "application/pls+xml"
     name = args.name or path.stem
     summary = _request(args, "PUT", f"/v1/lexicons/{name}", data=data, headers={"Content-Type": kind}).json()
@@ -80,30 +79,17 @@ def cmd_delete(args) -> int:
 
 
 def cmd_text(args) -> int:
-    from shared.config import Settings
-    from shared.text.ssml import SsmlError
+    from shared import plan
     from shared.text import frontend
 
-    from voxq.cli import _read_text
-
-    settings = Settings.load()
-    text = _read_text(args)
+    settings = load_settings()
+    text = read_text(args)
     lexicons = [read_lexicon_file(path) for path in args.lexicon or []]
-    # The checks `voxq synth` and the API make, in their words: an empty preview says nothing.
-    if not text.strip():
-        raise _cli_error()("text is empty")
-    limit = settings.limits.max_chars
-    if len(text) > limit:
-        raise _cli_error()(f"text has {len(text)} characters; the limit is {limit}")
+    # The plan `voxq synth`, the API's preview and the workers make, with their checks and words.
     try:
-        if not frontend.speakable(text, ssml=args.ssml, lexicons=lexicons):
-            raise _cli_error()(frontend.NOTHING_TO_SAY)
-        segments = frontend.plan(text, ssml=args.ssml, lexicons=lexicons,
-                                 max_segment_chars=settings.text.max_segment_chars,
-                                 sentence_pause_s=settings.text.sentence_pause_s,
-                                 clause_pause_s=settings.text.clause_pause_s)
-    except SsmlError as exc:
-        raise _cli_error()(str(exc)) from None
+        segments = plan.segments(text, settings, "ssml" if args.ssml else "text", lexicons)
+    except plan.PlanError as exc:
+        raise CliError(str(exc)) from None
     preview = frontend.preview(segments)
     if args.json:
         print(json.dumps(preview, ensure_ascii=False, indent=2))
@@ -117,10 +103,9 @@ def cmd_text(args) -> int:
 
 
 def add_parser(sub) -> None:
-    server = dict(url=os.environ.get("VOXQ_URL", "http://127.0.0.1:5000"), api_key=os.environ.get("VOXQ_API_KEY"))
     lexicon = sub.add_parser("lexicon", help="store, fetch, list and delete pronunciation lexicons on a server")
-    lexicon.add_argument("--url", default=server["url"], help="the API (default VOXQ_URL, else http://127.0.0.1:5000)")
-    lexicon.add_argument("--api-key", default=server["api_key"], help="default VOXQ_API_KEY")
+    lexicon.add_argument("--url", help="the API (default VOXQ_URL, else http://127.0.0.1:5000)")
+    lexicon.add_argument("--api-key", help="default VOXQ_API_KEY")
     which = lexicon.add_subparsers(dest="lexicon", required=True)
     put = which.add_parser("put", help="upload a PLS or JSON lexicon")
     put.add_argument("file")

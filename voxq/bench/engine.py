@@ -1,4 +1,4 @@
-"""`voxq bench engine|frontend|cluster`: speed and memory figures, printed; never asserted in tests."""
+"""`voxq bench engine`: one engine in one process: load time, RTF, peak RSS; and each format's encode cost."""
 from __future__ import annotations
 
 import json
@@ -6,12 +6,9 @@ import statistics
 import subprocess
 import sys
 import time
-from importlib import resources
 
-
-def corpus() -> list[str]:
-    text = resources.files("voxq").joinpath("corpus.txt").read_text(encoding="utf-8")
-    return [line.strip() for line in text.splitlines() if line.strip()]
+from voxq.bench.corpus import corpus
+from voxq.errors import CliError
 
 
 def _engine_run(engine_name: str, threads: int) -> dict:
@@ -106,12 +103,12 @@ def _format_costs(engine_name: str) -> list[dict]:
 def _in_child(engine_name: str, threads: int) -> dict:
     # A fresh process per run, so load time and peak RSS are not flattered by an earlier run.
     code = (
-        "import json,sys; from voxq.bench import _engine_run; "
+        "import json,sys; from voxq.bench.engine import _engine_run; "
         f"print(json.dumps(_engine_run({engine_name!r}, {threads})))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     if out.returncode != 0:
-        raise SystemExit(f"voxq: error: benchmark child failed:\n{out.stderr.strip()[-2000:]}")
+        raise CliError(f"benchmark child failed:\n{out.stderr.strip()[-2000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -133,7 +130,7 @@ def cmd_engine(args) -> int:
                   f"{row['gain_vs_batch_1'] or 0:>9.3f} {row['ratio_to_litert']:>15.3f}")
         return 0
     threads = [int(t) for t in args.threads.split(",")]
-    print(f"engine {args.engine}, corpus of {len(corpus())} sentences (voxq/corpus.txt)")
+    print(f"engine {args.engine}, corpus of {len(corpus())} sentences (voxq/bench/corpus.txt)")
     print(f"{'threads':>7} {'load s':>7} {'median RTF':>10} {'audio s/wall s':>14} {'peak RSS MB':>11}")
     for count in threads:
         row = _in_child(args.engine, count)
@@ -149,130 +146,10 @@ def cmd_engine(args) -> int:
     return 0
 
 
-# The input classes the front end must plan in linear time (a reading rule that backtracks over a
-# long run of one kind of character is quadratic in that run). Fixed seeds: the same text each run.
-_PIECES = {
-    "digits": "0123456789",
-    "latin": "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ",
-    "symbols": "!@#$%^&*()-_=+[]{};:'\",.<>/?~`|\\ ",
-    "mixed": ["12", "3.5", "-", "%", "km", "ab", "你好", "，", "。", "$", "/", ":", " ", "2024-03-15",
-              "10:30", "@", "v1.2", "\n", "😀", "第3", "1,234"],
-    # One run-on sentence: Chinese with no punctuation at all, one segment the splitter must cut.
-    "run-on": "我们今天去公园玩了一个下午天气非常好大家都很开心",
-}
-FRONTEND_CLASSES = tuple(_PIECES)
-
-
-def frontend_input(kind: str, chars: int, seed: int = 16) -> str:
-    """`chars` characters of one input class (see _PIECES)."""
-    import random
-
-    rng = random.Random(seed)
-    pieces = _PIECES[kind]
-    out, size = [], 0
-    while size < chars:
-        piece = rng.choice(pieces)
-        out.append(piece)
-        size += len(piece)
-    return "".join(out)[:chars]
-
-
-def frontend_rate(kind: str, chars: int, settings=None) -> float:
-    """Characters per second the front end plans (normalise, segment) of one input class."""
-    from shared import plan
-    from shared.config import Settings
-
-    settings = settings or Settings.load()
-    text = frontend_input(kind, chars)
-    started = time.perf_counter()
-    try:
-        plan.segments(text, settings)
-    except plan.PlanError:
-        pass  # symbols alone say nothing: timed all the same
-    return chars / (time.perf_counter() - started)
-
-
-def cmd_frontend(args) -> int:
-    from shared import plan
-    from shared.config import Settings
-
-    sizes = [int(s) for s in args.sizes.split(",")]
-    settings = Settings.load(limits={"max_chars": max(sizes)})
-    from shared.text.segmenter import words
-
-    # Load jieba's dictionary and cn2an outside the timing: a worker has both loaded already.
-    words("你好世界")
-    plan.segments("你好，世界。123 abc", settings)
-    print(f"front end (normalise + segment), characters per second; target >= {FRONTEND_TARGET:,} "
-          f"in the worst class at 100k")
-    print(f"{'class':>8} " + " ".join(f"{f'{n // 1000}k' if n >= 1000 else n:>10}" for n in sizes))
-    worst = {}
-    for kind in FRONTEND_CLASSES:
-        rates = [frontend_rate(kind, n, settings) for n in sizes]
-        worst[kind] = rates[-1]
-        print(f"{kind:>8} " + " ".join(f"{rate:>10,.0f}" for rate in rates))
-    slowest = min(worst, key=worst.get)
-    print(f"worst at {sizes[-1]:,}: {slowest} {worst[slowest]:,.0f} chars/s")
-    return 0
-
-
-FRONTEND_TARGET = 50_000
-
-
-def cmd_pitch(args) -> int:
-    """Compare the two pitch mechanisms on the same sentence: the model's f0 offset and WORLD."""
-    import math
-
-    import numpy as np
-    import pyworld
-
-    from shared.config import Settings
-    from worker import pitch
-    from worker.engines import baker, load_engine
-
-    engine = load_engine(Settings.load(engine={"name": "fastspeech2-litert"}))
-    phonemes = engine.g2p.convert(corpus()[9])
-
-    def speak(offset: float) -> np.ndarray:
-        mel, _ = engine.text_to_mel(phonemes.ids, baker.ModelInputs(1.0, 1.0, 1.0, offset, 1.0))
-        return engine.mel_to_audio(mel)
-
-    def measure(x: np.ndarray) -> tuple[float, float]:
-        x = x.astype(np.float64)
-        f0, t = pyworld.dio(x, baker.SAMPLE_RATE)
-        f0 = pyworld.stonemask(x, f0, t, baker.SAMPLE_RATE)
-        ap = pyworld.d4c(x, f0, t, baker.SAMPLE_RATE)
-        voiced = f0 > 0
-        # Aperiodicity below ~2.3 kHz in voiced frames: how breathy or buzzy the excitation is.
-        return float(np.median(f0[voiced])), float(ap[voiced][:, :200].mean())
-
-    base = speak(0.0)
-    f0_base, ap_base = measure(base)
-    print(f"unshifted: median F0 {f0_base:.1f} Hz, voiced aperiodicity {ap_base:.3f}")
-    print(f"{'ratio':>5} {'method':>12} {'F0 ratio':>8} {'aperiodicity change':>20}")
-    for ratio in (0.85, 1.1):
-        f0_model, ap_model = measure(speak(math.log(ratio) / pitch.LOG_RATIO_PER_OFFSET))
-        f0_world, ap_world = measure(pitch.shift(base, baker.SAMPLE_RATE, ratio))
-        for name, f0, ap in (("model f0", f0_model, ap_model), ("WORLD", f0_world, ap_world)):
-            print(f"{ratio:>5} {name:>12} {f0 / f0_base:>8.3f} {100 * (ap / ap_base - 1):>19.1f}%")
-    return 0
-
-
-def add_parser(sub) -> None:
-    bench = sub.add_parser("bench", help="print speed and memory figures")
-    which = bench.add_subparsers(dest="bench", required=True)
+def add_parser(which) -> None:
     engine = which.add_parser("engine", help="one engine in one process")
     engine.add_argument("--engine", default="fastspeech2-litert")
     engine.add_argument("--threads", default="1,2", help="comma-separated thread counts")
     engine.add_argument("--batch", help="batch sizes for a batching engine, e.g. 1,4,8,16")
     engine.add_argument("--device", default="cpu")
     engine.set_defaults(func=cmd_engine)
-    frontend = which.add_parser("frontend", help="characters per second of the text front end, per input class")
-    frontend.add_argument("--sizes", default="1000,10000,100000", help="comma-separated input sizes")
-    frontend.set_defaults(func=cmd_frontend)
-    which.add_parser("pitch", help="model f0 offset vs WORLD for pitch shifts").set_defaults(
-        func=cmd_pitch, quiet_native=True)
-    from voxq import latency, loadtest
-
-    loadtest.add_parser(which)
-    latency.add_parser(which)

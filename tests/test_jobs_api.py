@@ -1,4 +1,4 @@
-"""The cluster for real: Flask app → private Redis → a real Celery worker process → shared storage."""
+"""The jobs API for real: Flask app → private Redis → a real Celery worker process → shared storage."""
 from __future__ import annotations
 
 import base64
@@ -8,7 +8,7 @@ import time
 import pytest
 import soundfile as sf
 
-from tests.conftest import wait_for
+from tests.support import quiet, wait_for, wait_until
 
 
 def submit(client, **body):
@@ -16,7 +16,7 @@ def submit(client, **body):
     return client.post("/v1/jobs", json=body)
 
 
-def test_submit_poll_download(client, worker):
+def test_submit_poll_download(client, worker, sample_rate):
     response = submit(client, marks=True, metadata={"order": 42})
     assert response.status_code == 202
     accepted = response.get_json()
@@ -33,7 +33,7 @@ def test_submit_poll_download(client, worker):
     assert int(audio.headers["Content-Length"]) == result["bytes"] == len(audio.data)
     assert audio.headers["ETag"].strip('"') == result["sha256"]
     samples, rate = sf.read(io.BytesIO(audio.data))
-    assert rate == 24000 and len(samples) / rate == pytest.approx(result["duration_s"], abs=0.01)
+    assert rate == sample_rate and len(samples) / rate == pytest.approx(result["duration_s"], abs=0.01)
     marks = client.get(result["marks_url"]).get_json()
     assert [m["value"] for m in marks if m["type"] == "char"] == list("你好欢迎使用语音合成服务")
 
@@ -91,7 +91,7 @@ def test_cancel_running_job_stops_at_segment_boundary(client, worker):
             break
         time.sleep(0.05)
     assert client.delete(f"/v1/jobs/{job['id']}").status_code == 202
-    time.sleep(2)
+    wait_until(lambda: quiet(worker.redis_url), 30, what="the worker to stop on the canceled job")
     final = client.get(f"/v1/jobs/{job['id']}").get_json()
     assert final["status"] == "canceled"
     assert final["progress"]["segments_done"] < final["progress"]["segments_total"]

@@ -7,48 +7,34 @@ unchunked (the same job planned as one chunk).
 """
 from __future__ import annotations
 
-import os
-import sys
 import tempfile
 import time
-from types import SimpleNamespace
+from pathlib import Path
 
 import requests
 
-from voxq.loadtest import _percentile
+from voxq.bench.corpus import texts_of as _texts
+from voxq.bench.figures import percentile as _percentile
+from voxq.cluster import Cluster, ClusterConfig
+from voxq.errors import CliError
 
 
 class _Cluster:
-    """A private Redis, the API (gunicorn, gevent) and one worker process with N children."""
+    """The cluster `voxq up` starts (without Flower or webhooks), with one worker process of N
+    children, and what the figures read from it."""
 
     def __init__(self, workers: int, worker_env: dict | None = None):
-        from voxq.cluster import Cluster, _free_port
-
         self.data_dir = tempfile.mkdtemp(prefix="voxq-latency-")
-        port = _free_port()
-        self.cluster = Cluster(SimpleNamespace(host="127.0.0.1", port=port, flower_port=port + 1, workers=workers,
-                                               data_dir=self.data_dir, redis_url=None))
-        self.cluster.data_dir.joinpath("logs").mkdir(parents=True, exist_ok=True)
-        env = dict(os.environ, REDIS_URL=self.cluster.start_redis(), VOXQ_DATA_DIR=self.data_dir)
-        self.cluster.spawn("api", [sys.executable, "-m", "gunicorn", "-c", "python:api.gunicorn_conf", "--bind",
-                                   f"127.0.0.1:{port}", "--workers", "2", "api.app:create_app()"], env)
-        self.cluster.spawn("worker", [sys.executable, "-m", "celery", "-A", "worker.app", "worker", "--pool",
-                                      "prefork", "--concurrency", str(workers), "-Q", "interactive,batch", "-n",
-                                      "latency@%h", "--loglevel", "WARNING"],
-                           dict(env, **(worker_env or {})))
-        self.url = f"http://127.0.0.1:{port}"
+        self.cluster = Cluster(ClusterConfig.private(Path(self.data_dir), workers=workers, log_level="WARNING",
+                                                     worker_env=worker_env or {}))
+        try:
+            self.cluster.start()
+            self.cluster.wait_ready()
+        except BaseException:
+            self.cluster.stop()
+            raise
+        self.url = self.cluster.url
         self.session = requests.Session()
-        deadline = time.time() + 120
-        while True:
-            try:
-                if self.session.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            if time.time() > deadline:
-                self.stop()
-                raise SystemExit(f"voxq: error: the cluster did not become ready (logs in {self.data_dir}/logs)")
-            time.sleep(0.2)
 
     def submit(self, text: str, **options) -> str:
         response = self.session.post(f"{self.url}/v1/jobs", json={"text": text, **options}, timeout=30)
@@ -79,7 +65,7 @@ class _Cluster:
         """CPU seconds the worker processes (main and children) have used so far."""
         import psutil
 
-        worker = dict(self.cluster.children)["worker"]
+        worker = self.cluster.supervisor.process("worker")
         procs = [psutil.Process(worker.pid), *psutil.Process(worker.pid).children(recursive=True)]
         total = 0.0
         for proc in procs:
@@ -94,25 +80,11 @@ class _Cluster:
         """Resident memory of the API (gunicorn's master and workers)."""
         import psutil
 
-        api = psutil.Process(dict(self.cluster.children)["api"].pid)
+        api = psutil.Process(self.cluster.supervisor.process("api").pid)
         return sum(p.memory_info().rss for p in [api, *api.children(recursive=True)]) / 2**20
 
     def stop(self) -> None:
         self.cluster.stop()
-
-
-def _texts(count: int, chars: int) -> list[str]:
-    from voxq.bench import corpus
-
-    sentences = corpus()
-    texts = []
-    for i in range(count):
-        text, j = f"第{i + 1}段。", i
-        while len(text) < chars:
-            text += sentences[j % len(sentences)]
-            j += 1
-        texts.append(text[:chars])
-    return texts
 
 
 def _listen(cluster: _Cluster, job_id: str, streams: int) -> dict:
@@ -148,7 +120,7 @@ def _long_job_s(cluster: _Cluster, text: str) -> tuple[float, float]:
     body = cluster.wait(cluster.submit(text, priority="batch"), poll_s=0.2)
     wall = time.perf_counter() - started
     if body["status"] != "succeeded":
-        raise SystemExit(f"voxq: error: the long job ended {body['status']}: {body.get('error')}")
+        raise CliError(f"the long job ended {body['status']}: {body.get('error')}")
     return wall, cluster.worker_cpu_s() - cpu
 
 

@@ -3,28 +3,18 @@ from __future__ import annotations
 
 import os
 import statistics
-import sys
 import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from types import SimpleNamespace
+from pathlib import Path
 
 import requests
 
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
-    return ordered[index]
-
-
-def _texts(count: int) -> list[str]:
-    from voxq.bench import corpus
-
-    sentences = corpus()
-    # A distinct prefix per job, so the result cache cannot flatter the figures.
-    return [f"第{i + 1}条。{sentences[i % len(sentences)]}" for i in range(count)]
+from voxq.bench.corpus import job_texts
+from voxq.bench.figures import percentile as _percentile
+from voxq.cluster import Cluster, ClusterConfig, wait_ready
+from voxq.settings import load as load_settings
 
 
 def _single_process_throughput(texts: list[str]) -> tuple[float, dict[str, float]]:
@@ -80,41 +70,22 @@ class _Run:
 
 
 def cmd_cluster(args) -> int:
-    from voxq.cluster import WORKER_NICE, Cluster, _free_port
-
-    headers = {"Authorization": f"Bearer {args.api_key}"} if args.api_key else {}
+    api_key = args.api_key or load_settings().cli.api_key
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     cluster = None
     url = args.url
     if not url:
-        data_dir = tempfile.mkdtemp(prefix="voxq-bench-")
-        port = _free_port()
-        cluster = Cluster(SimpleNamespace(
-            host="127.0.0.1", port=port, flower_port=port + 1, workers=args.workers,
-            data_dir=data_dir, redis_url=None,
-        ))
-        cluster.data_dir.joinpath("logs").mkdir(parents=True, exist_ok=True)
-        redis_url = cluster.start_redis()
-        env = dict(os.environ, REDIS_URL=redis_url, VOXQ_DATA_DIR=data_dir)
-        cluster.spawn("api", [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "2",
-                              "--threads", "8", "api.app:create_app()"], env)
-        cluster.spawn("worker", [sys.executable, "-m", "celery", "-A", "worker.app", "worker", "--pool", "prefork",
-                                 "--concurrency", str(args.workers), "-Q", "interactive,batch", "-n", "bench@%h",
-                                 "--loglevel", "WARNING"], env, nice=WORKER_NICE)
-        url = f"http://127.0.0.1:{port}"
+        # The cluster `voxq up` starts (the production gunicorn config), without Flower or webhooks.
+        cluster = Cluster(ClusterConfig.private(Path(tempfile.mkdtemp(prefix="voxq-bench-")), workers=args.workers,
+                                                log_level="WARNING"))
     try:
-        texts = _texts(args.jobs)
-        deadline = time.time() + 120
-        while True:
-            try:
-                if requests.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            dead = [name for name, proc in (cluster.children if cluster else []) if proc.poll() is not None]
-            if dead or time.time() > deadline:
-                where = f" ({', '.join(dead)} exited; logs in {cluster.data_dir / 'logs'})" if dead else ""
-                raise SystemExit(f"voxq: error: the cluster did not become ready{where}")
-            time.sleep(0.2)
+        texts = job_texts(args.jobs)
+        if cluster:
+            cluster.start()
+            cluster.wait_ready()
+            url = cluster.url
+        else:
+            wait_ready(url.rstrip("/"))
         run = _Run(url, headers)
         run.job("你好。", "interactive")  # warm every path once
         # The baseline runs while the cluster is ready but idle, so neither run slows the other.
@@ -161,7 +132,7 @@ def add_parser(which) -> None:
     cluster.add_argument("--concurrency", type=int, default=20)
     cluster.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="worker processes to start")
     cluster.add_argument("--url", help="an already running API (default: start a private cluster)")
-    cluster.add_argument("--api-key", default=os.environ.get("VOXQ_API_KEY"))
+    cluster.add_argument("--api-key", help="for --url (default VOXQ_API_KEY)")
     cluster.add_argument("--poll-interval", type=float, default=0.5,
                          help="seconds between status polls per job under load (default 0.5)")
     cluster.set_defaults(func=cmd_cluster, quiet_native=True)

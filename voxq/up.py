@@ -1,0 +1,101 @@
+"""`voxq up`: Redis, the API, the workers and Flower on one machine, stopped together by Ctrl-C.
+
+A child that dies is started again, after a back-off, and the log says why; only a crash loop
+stops the cluster, saying so (voxq/supervisor.py). The children never outlive `voxq up`, and one
+data directory serves one `voxq up` at a time (voxq/datadir.py).
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import time
+from pathlib import Path
+
+from voxq import datadir
+from voxq.broker import port_of, redacted
+from voxq.cluster import Cluster, ClusterConfig
+from voxq.errors import CliError
+from voxq.network import is_loopback
+from voxq.supervisor import say
+
+
+def cmd_up(args) -> int:
+    from shared.config import Settings, SettingsError
+    from shared.keys import KeysError, keys_configured
+
+    try:
+        settings = Settings.load()
+        configured = keys_configured(settings.keys)
+    except SettingsError as exc:
+        raise CliError(f"invalid settings: {exc}") from exc
+    except KeysError as exc:
+        raise CliError(f"API keys are misconfigured: {exc}") from exc
+    if not is_loopback(args.host) and not configured:
+        raise CliError(
+            f"refusing to bind {args.host} without API keys: anyone on the network could use the "
+            "cluster. Create one with `voxq keys create` and set VOXQ_API_KEYS or VOXQ_API_KEYS_FILE, "
+            "or bind 127.0.0.1"
+        )
+    data_dir = Path(args.data_dir or settings.data_dir).resolve()
+    given_redis = args.redis_url or settings.cli.redis_url
+    flower_auth = settings.cli.flower_basic_auth
+    shown_auth = "(from FLOWER_BASIC_AUTH)"
+    if not flower_auth:
+        # Flower never runs open: without configured credentials, make one-off ones.
+        flower_auth = f"admin:{secrets.token_urlsafe(12)}"
+        shown_auth = flower_auth
+    cluster = Cluster(ClusterConfig(
+        data_dir=data_dir, host=args.host, port=args.port, workers=args.workers, redis_url=given_redis,
+        flower_port=args.flower_port, flower_auth=flower_auth, grace_s=settings.jobs.stop_grace_s,
+    ))
+    held = datadir.lock(data_dir)  # noqa: F841 (held by this frame, so for as long as `voxq up` runs)
+
+    def interrupt(*_):
+        raise KeyboardInterrupt()
+
+    # Explicit handlers: a shell that starts us in the background leaves SIGINT ignored. A
+    # closed terminal (SIGHUP) stops the cluster like Ctrl-C does.
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, interrupt)
+    try:
+        cluster.start()
+        redis_url = cluster.redis_url
+        api_url = f"{cluster.url}/"
+        shown_host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
+        if cluster.private_redis:
+            shown_redis = f"private redis-server on 127.0.0.1:{port_of(redis_url)}, data in {data_dir / 'redis'}"
+        else:
+            shown_redis = f"{redacted(redis_url)} (from {'--redis-url' if args.redis_url else 'REDIS_URL'})"
+        datadir.write_state(data_dir, {
+            "pid": os.getpid(), "started": time.time(), "redis_url": redis_url, "private": cluster.private_redis,
+            "api_url": api_url, "flower_url": f"http://{shown_host}:{args.flower_port}/",
+        })
+        say(f"voxq is starting (logs in {data_dir / 'logs'}):")
+        say(f"  web page and API  {api_url}")
+        say(f"  API docs          {api_url}docs")
+        say(f"  readiness         {api_url}readyz")
+        say(f"  Flower            http://{shown_host}:{args.flower_port}/  login {shown_auth}")
+        say(f"  Redis             {shown_redis}")
+        say(f"  {args.workers} CPU worker process(es); `voxq status` shows the queues; Ctrl-C stops everything")
+        return cluster.watch()
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        try:
+            cluster.stop()
+        finally:
+            datadir.remove_state(data_dir)
+
+
+def add_parser(sub) -> None:
+    up = sub.add_parser("up", help="start Redis, the API, workers and Flower on this machine")
+    up.add_argument("--host", default="127.0.0.1", help="address for the API and Flower (default 127.0.0.1)")
+    up.add_argument("--port", type=int, default=5000, help="API port (default 5000)")
+    up.add_argument("--flower-port", type=int, default=5555, help="Flower port (default 5555)")
+    up.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                    help="CPU worker processes (default: one per core)")
+    up.add_argument("--data-dir", help="audio and logs (default VOXQ_DATA_DIR, else ./data)")
+    up.add_argument("--redis-url", help="use this Redis (default REDIS_URL, else a private redis-server "
+                                        "in the data directory)")
+    up.set_defaults(func=cmd_up)
