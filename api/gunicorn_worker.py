@@ -14,8 +14,6 @@ import json
 from gunicorn import util
 from gunicorn.workers.ggevent import GeventWorker
 
-from api import faces
-
 # The request gunicorn was parsing when it failed, for the face's shape (a per-greenlet value:
 # gevent gives each connection's greenlet its own context).
 _failed_request: contextvars.ContextVar = contextvars.ContextVar("voxq_failed_request", default=None)
@@ -27,6 +25,10 @@ _CODES = {400: "bad_request", 403: "forbidden", 414: "uri_too_long", 417: "expec
 
 def error_body(status: int, reason: str, message: str, path: str | None) -> dict:
     """The JSON the path's face answers this error with (api/faces.py, as Flask's handlers do)."""
+    # Imported here, not at the top: gunicorn's master loads this module with its config, and the
+    # faces' modules define Prometheus metrics, which must be made in the workers (multiprocess mode).
+    from api import faces
+
     code = _CODES.get(status, "http_error" if status < 500 else "internal_error")
     return faces.error_body(path, status, code, message or reason)[1]
 
