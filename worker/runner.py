@@ -22,6 +22,11 @@ from worker.synthesizer import SynthesisError
 
 log = logging.getLogger(__name__)
 
+# Speaking a long text's first chunk before its plan is saved leaves streams and progress without
+# the job's chunk count for that time; off until they can show a job being planned (the head is
+# still planned first, and the rest is planned in well under the first chunk's duration).
+EARLY_FIRST_CHUNK = False
+
 
 class Runner:
     def __init__(self, settings: Settings, store: Store, storage: Storage, engine,
@@ -71,7 +76,7 @@ class Runner:
             lexicons = resolve(record.lexicons, self.store.lexicons.get_many(record.owner, record.lexicons))
             first = self.pipeline.head(text, record.text_type, lexicons, should_stop=stopped)
             jobs.mark(job_id, "planned")
-            if first.end < len(text) and self.store.chunks.layout(job_id)[0] is None:
+            if EARLY_FIRST_CHUNK and first.end < len(text) and self.store.chunks.layout(job_id)[0] is None:
                 # A long text: its first chunk is spoken before the rest is planned (a cancel
                 # stops either), so planning the whole text never delays the first audio.
                 early = self._speak_early(record, self.pipeline.chunks(first.segments, options)[0])

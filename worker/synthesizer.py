@@ -202,7 +202,9 @@ def speak_chunk(engine: Engine, chunk: Chunk, options: SynthesisOptions, setting
     out_rate = options.sample_rate or voicing.rate
     target = loudness_target(options)
     kind = STREAM_PIECES.get(options.format)
-    live = live if kind in LIVE_KINDS else None
+    # With loudness on, the telephone's chunks keep their own measured gain (the line's level
+    # matters more than the first 100 ms), so they go out a chunk at a time.
+    live = live if kind in LIVE_KINDS and (target is None or options.format not in TELEPHONE_FORMATS) else None
     found: list[dict] = []
     speech = 0
     audio = Resampled(voicing.rate, out_rate, telephone=options.format in TELEPHONE_FORMATS)
