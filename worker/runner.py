@@ -133,6 +133,7 @@ class Runner:
                 early = self._speak_now(record, files, Chunk.decode(spec), index, total)
                 if isinstance(early, str):
                     return early
+            published_at = time.time()  # before the files appear: the API may stream them at once
             early.attempt.publish()
             live = early.live
             if self.jobs.status(job_id) == "canceled":
@@ -143,7 +144,7 @@ class Runner:
             _, done, total = chunks.land(job_id, owner, index, len(early.chunk.segments))
             if index == 0:
                 if live.at == 0:  # a format that does not stream in pieces: its first audio is this
-                    live.first_audio()
+                    live.first_audio(published_at)
                 # Its files are there now: a stream reading the pieces goes on from them.
                 self.store.pieces.delete(job_id)
         else:
@@ -305,19 +306,22 @@ class LivePieces:
         first = self.at == 0
         if first:
             self.store.jobs.mark(self.record.id, "first_samples")
+            # Timed as the write starts: the API may read the piece (and stamp its first byte)
+            # before this worker's write returns.
+            visible_at = time.time()
         self.store.pieces.add(self.record.id, self.attempt, self.at, data)
-        self.at += len(data)
         if first:
-            self.first_audio()
+            self.first_audio(visible_at)
+        self.at += len(data)
 
     def end(self) -> None:
         self.store.pieces.end(self.record.id, self.attempt, self.at)
 
-    def first_audio(self) -> None:
-        now = time.time()
+    def first_audio(self, now: float | None = None) -> None:
+        now = time.time() if now is None else now
         jobs = self.store.jobs
         if self.at == 0:
-            jobs.mark(self.record.id, "first_samples", now)
+            jobs.mark(self.record.id, "first_samples", now)  # no-op when it was marked already
         accepted = self.record.timings.get("accepted")
         if jobs.mark(self.record.id, "first_audio", now) and accepted is not None:
             metrics.FIRST_AUDIO_SECONDS.observe(max(0.0, now - accepted))
