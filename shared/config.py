@@ -184,8 +184,9 @@ class MetricsSettings(BaseSettings):
 
 
 class CliSettings(BaseSettings):
-    """What the `voxq` command reads beside the rest: the server it talks to, and what `voxq up`
-    must tell apart from a default (VOXQ_URL, VOXQ_API_KEY, REDIS_URL, FLOWER_BASIC_AUTH)."""
+    """What the `voxq` command reads beside the rest: the server it talks to, what `voxq up`
+    must tell apart from a default, and where it records a running cluster (VOXQ_URL,
+    VOXQ_API_KEY, REDIS_URL, FLOWER_BASIC_AUTH, XDG_STATE_HOME)."""
 
     model_config = _section("VOXQ_")
 
@@ -198,6 +199,21 @@ class CliSettings(BaseSettings):
     # Unset: `voxq up` makes a one-off Flower login rather than run Flower open.
     flower_basic_auth: str | None = Field(None, repr=False,
                                           validation_alias=_env("FLOWER_BASIC_AUTH", "flower_basic_auth"))
+    # The XDG base directory for state: where `voxq up` records itself, so `voxq status` finds it
+    # from any folder. Read as the XDG spec says: unset, empty or relative means ~/.local/state.
+    xdg_state_home: Path | None = Field(None, validation_alias=_env("XDG_STATE_HOME", "xdg_state_home"))
+
+    @field_validator("xdg_state_home", mode="before")
+    @classmethod
+    def _xdg_state_home(cls, value: Any) -> Any:
+        if value is None or not str(value) or not Path(str(value)).is_absolute():
+            return None
+        return value
+
+    @property
+    def state_dir(self) -> Path:
+        """voxq's folder in the user's state directory (it need not exist yet)."""
+        return (self.xdg_state_home or Path.home() / ".local" / "state") / "voxq"
 
 
 _SECTIONS = {

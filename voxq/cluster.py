@@ -7,6 +7,7 @@ voxq/supervisor.py), so a SIGKILL of it or a closed terminal takes them along.
 """
 from __future__ import annotations
 
+import signal
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -88,12 +89,15 @@ class Cluster:
                               # SIGTERM when orphaned, like every child: a cold shutdown (SIGQUIT)
                               # hangs when Redis dies at the same moment. What it leaves taken is
                               # requeued by the next start (see broker.requeue_orphans).
-                              nice=WORKER_NICE)
+                              # Stopped at once by SIGKILL, for the same reason: Celery's cold
+                              # shutdown takes seconds (2 to 4 measured) to hand back what the next
+                              # start requeues anyway.
+                              nice=WORKER_NICE, stop_at_once=signal.SIGKILL)
         if config.webhooks:
             self.supervisor.spawn("webhooks", [python, "-m", "celery", "-A", "worker.app", "worker", "--pool",
                                                "threads", "--concurrency", "8", "-Q", "webhooks",
                                                "-n", f"webhooks-{config.port}@%h", "--loglevel", config.log_level],
-                                  dict(env, **config.worker_env))
+                                  dict(env, **config.worker_env), stop_at_once=signal.SIGKILL)
         if config.flower_port is not None:
             # Flower reads its options and Celery its broker from the environment: the password
             # and the Redis URL stay out of the command line, which every local user can read.
@@ -102,29 +106,70 @@ class Cluster:
             self.supervisor.spawn("flower", [python, "-m", "celery", "flower", f"--address={config.host}",
                                              f"--port={config.flower_port}", "--max_tasks=2000"],
                                   dict(env, FLOWER_BASIC_AUTH=config.flower_auth,
-                                       CELERY_BROKER_URL=self.redis_url))
+                                       CELERY_BROKER_URL=self.redis_url), stop_at_once=signal.SIGKILL)
 
     def wait_ready(self, timeout: float = 120) -> None:
         """Until the API's /readyz says a worker serves; CliError when a child exits or time runs out."""
         wait_ready(self.url, timeout, self.supervisor.exited, f"logs in {self.supervisor.logs}")
 
-    def jobs_in_flight(self) -> int | None:
-        """Jobs being spoken now, for a message; None when Redis cannot say."""
+    @property
+    def resumes(self) -> str:
+        """When a job cut short by a stop goes on: the private Redis keeps it for our next start."""
+        return "on the next start" if self.private_redis else "when a worker serves this Redis again"
+
+    def jobs_in_flight(self) -> list[str] | None:
+        """The jobs being spoken now, for a message; None when Redis cannot say."""
         if not self.redis_url:
             return None
         from voxq import status
 
         try:
-            return len(status.synthesis_in_flight(status.open_store(self.redis_url)))
-        except Exception:  # only for the message: Redis may already be gone
+            return [taken.first_arg for taken in status.synthesis_in_flight(status.open_store(self.redis_url))]
+        except Exception:  # noqa: BLE001 - only for the message: Redis may already be gone
+            return None
+
+    def unfinished(self, job_ids: list[str]) -> int | None:
+        """How many of these jobs are not done yet; None when Redis cannot say."""
+        from shared.jobs import TERMINAL
+        from voxq import status
+
+        try:
+            store = status.open_store(self.redis_url)
+            return sum(1 for job_id in job_ids if (record := store.jobs.get(job_id)) and record.status not in TERMINAL)
+        except Exception:  # noqa: BLE001 - only for the message
             return None
 
     def watch(self) -> int:
         return self.supervisor.watch()
 
-    def stop(self) -> None:
-        """The API, workers and Flower first, together; Redis last, so no one loses its broker mid-job."""
-        self.supervisor.stop(self.jobs_in_flight)
+    def stop(self) -> int | None:
+        """The API, workers and Flower first, together; Redis last, so no one loses its broker mid-job.
+
+        Returns how many of the jobs in flight when the stop began are left unfinished (they
+        resume `self.resumes`), None when Redis could not say.
+        """
+        flying: list[str] | None = None
+        unfinished: int | None = 0
+
+        def stopping() -> str:
+            nonlocal flying
+            flying = self.jobs_in_flight()
+            if not flying:
+                return "voxq: stopping"
+            # A task is a chunk: the warm shutdown finishes the chunks being spoken, and the
+            # rest of each job waits in the queue.
+            jobs = "the job in flight resumes" if len(flying) == 1 else f"the {len(flying)} jobs in flight resume"
+            return (f"voxq: stopping: the workers finish the chunk they are speaking; the rest of {jobs} "
+                    f"{self.resumes} (Ctrl-C again stops at once)")
+
+        def before_last() -> None:
+            nonlocal unfinished
+            if flying:
+                unfinished = self.unfinished(flying)
+
+        self.supervisor.stop(stopping, "voxq: stopping at once; the chunks being spoken are cut off and "
+                                       f"spoken again {self.resumes}", before_last)
+        return unfinished
 
     def __enter__(self) -> "Cluster":
         try:
@@ -142,17 +187,22 @@ class Cluster:
 def wait_ready(url: str, timeout: float = 120, exited: Callable[[], list[str]] = list, logs: str = "") -> None:
     """Until the API at `url` says on /readyz that a worker serves; CliError when a child of ours
     has exited (`exited` names them) or time runs out."""
-    import requests
-
     deadline = time.monotonic() + timeout
     while True:
-        try:
-            if requests.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
+        if is_ready(url):
+            return
         dead = exited()
         if dead or time.monotonic() > deadline:
             why = "; ".join(filter(None, (f"{', '.join(dead)} exited" if dead else "", logs)))
             raise CliError("the cluster did not become ready" + (f" ({why})" if why else ""))
         time.sleep(0.2)
+
+
+def is_ready(url: str, session=None) -> bool:
+    """Whether the API at `url` answers /readyz with 200: Redis answers and a worker serves."""
+    import requests
+
+    try:
+        return (session or requests).get(f"{url.rstrip('/')}/readyz", timeout=2).status_code == 200
+    except requests.RequestException:
+        return False

@@ -1,10 +1,11 @@
 """`voxq status`: a running cluster's workers, queues and jobs in flight, read from its Redis."""
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
-from voxq import datadir
+from voxq import datadir, registry
 from voxq.broker import redacted
 from voxq.errors import CliError
 from voxq.settings import load as load_settings
@@ -28,15 +29,30 @@ def open_store(url: str):
 
 
 def _resolve(args, settings) -> tuple[str, dict]:
+    """The Redis to read: --redis-url or REDIS_URL; else the `voxq up` of --data-dir; else the one
+    in VOXQ_DATA_DIR (./data), or the one recorded in the user's state directory (voxq/registry.py)."""
     given = args.redis_url or settings.cli.redis_url
     if given:
         return given, {}
     data_dir = Path(args.data_dir or settings.data_dir).resolve()
     state = datadir.read_state(data_dir)
-    if state is None or not datadir.held(data_dir):
-        # No state, or a state file left by a `voxq up` that was killed: nothing runs there.
+    # No state, or a state file left by a `voxq up` that was killed: nothing runs there.
+    if state is not None and datadir.held(data_dir):
+        return state["redis_url"], state
+    if args.data_dir:
         raise CliError(f"no running `voxq up` found in {data_dir}: give --data-dir, --redis-url or REDIS_URL")
-    return state["redis_url"], state
+    state_dir = settings.cli.state_dir
+    live, stale = registry.running(state_dir)
+    for gone in stale:
+        print(f"voxq: ignoring a stale record in {state_dir}: the `voxq up` of {gone.data_dir} "
+              f"(pid {gone.pid}) is no longer running", file=sys.stderr)
+    if len(live) == 1:
+        return live[0].state["redis_url"], live[0].state
+    if live:
+        shown = ", ".join(str(found.data_dir) for found in live)
+        raise CliError(f"{len(live)} `voxq up`s are running (data in {shown}): give --data-dir")
+    raise CliError(f"no running `voxq up` found in {data_dir}, nor recorded in {state_dir}: "
+                   "give --data-dir, --redis-url or REDIS_URL")
 
 
 def _api_ready(url: str) -> str:
@@ -78,7 +94,8 @@ def cmd_status(args) -> int:
         lines.append(f"API        {state['api_url']}  {_api_ready(state['api_url'])}")
     if state.get("pid"):
         since = time.strftime("%Y-%m-%d %H:%M", time.localtime(state.get("started", 0)))
-        lines.append(f"voxq up    pid {state['pid']}, since {since}")
+        lines.append(f"voxq up    pid {state['pid']}, since {since}" +
+                     (f", data in {state['data_dir']}" if state.get("data_dir") else ""))
     lines.append(f"workers    {len(names)} alive" + (":" if names else ""))
     for name in names:
         lines.append(f"             {name}  ({', '.join(consumed.get(name) or ['?'])})")
@@ -103,6 +120,6 @@ def cmd_status(args) -> int:
 def add_parser(sub) -> None:
     status = sub.add_parser("status", help="workers, queues and jobs in flight of a running cluster")
     status.add_argument("--data-dir", help="the data directory of a running `voxq up` (default VOXQ_DATA_DIR, "
-                                           "else ./data)")
+                                           "else ./data, else the one `voxq up` recorded in XDG_STATE_HOME/voxq)")
     status.add_argument("--redis-url", help="read this Redis instead (default REDIS_URL, else the data directory's)")
     status.set_defaults(func=cmd_status)

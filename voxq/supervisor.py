@@ -23,9 +23,9 @@ from pathlib import Path
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 # A stop gives every child this long (VOXQ_STOP_GRACE_S): a worker finishes the chunk it is
 # speaking (seconds: a task is a chunk, not a job) and hands back what it prefetched. After it,
-# or at a second Ctrl-C, the workers' cold shutdown hands their chunks back to the queue.
+# or at a second Ctrl-C, each child gets its `stop_at_once` signal.
 GRACE_S = 30
-# After the grace period: the cold shutdown has this long before the process group is killed.
+# After the stop-at-once signal: this long before the process group is killed.
 QUICK_GRACE_S = 10
 # Restarting a child that died: back-off doubling from RESTART_FIRST_S up to RESTART_MAX_S with
 # each quick death in a row (one within MIN_UPTIME_S of its start). CRASH_LOOP_DEATHS quick
@@ -66,6 +66,7 @@ class ChildSpec:
     env: Mapping[str, str]
     nice: int = 0
     death_signal: int = signal.SIGTERM
+    stop_at_once: int = signal.SIGQUIT
 
 
 class Supervisor:
@@ -82,7 +83,9 @@ class Supervisor:
         self.quick_deaths: dict[str, int] = {}
 
     def spawn(self, name: str, cmd: Sequence[str], env: Mapping[str, str], nice: int = 0,
-              death_signal: int = signal.SIGTERM) -> subprocess.Popen:
+              death_signal: int = signal.SIGTERM, stop_at_once: int = signal.SIGQUIT) -> subprocess.Popen:
+        """Start `name`; a stop sends it SIGTERM, and `stop_at_once` when it must hurry (SIGKILL
+        goes to its whole process group)."""
         self.logs.mkdir(parents=True, exist_ok=True)
         log = open(self.log(name), "ab")
         die_with_us = _parent_death_signal(death_signal, os.getpid())
@@ -97,7 +100,7 @@ class Supervisor:
         proc = subprocess.Popen(list(cmd), env=dict(env), stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True, preexec_fn=prepare)
         log.close()
-        self.specs[name] = ChildSpec(tuple(cmd), dict(env), nice, death_signal)
+        self.specs[name] = ChildSpec(tuple(cmd), dict(env), nice, death_signal, stop_at_once)
         self.started[name] = time.monotonic()
         self.children = [(n, p) for n, p in self.children if n != name] + [(name, proc)]
         return proc
@@ -139,16 +142,18 @@ class Supervisor:
                 if now >= when:
                     del restart_at[name]
                     spec = self.specs[name]
-                    self.spawn(name, spec.cmd, spec.env, nice=spec.nice, death_signal=spec.death_signal)
+                    self.spawn(name, spec.cmd, spec.env, nice=spec.nice, death_signal=spec.death_signal,
+                               stop_at_once=spec.stop_at_once)
             time.sleep(0.2)
 
-    def stop(self, in_flight: Callable[[], int | None] = lambda: None) -> None:
+    def stop(self, stopping: Callable[[], str] = lambda: "voxq: stopping",
+             at_once: str = "voxq: stopping at once", before_last: Callable[[], None] = lambda: None) -> None:
         """First every child but those in `stop_last`, together; then those.
 
-        The workers finish the chunks they are speaking (a warm shutdown) within the grace period.
-        After it, or at a second Ctrl-C, Celery's cold shutdown hands each unfinished chunk back
-        to its queue (acks_late), and the next start runs it again. `in_flight` counts the jobs
-        being spoken, for the message.
+        Each child gets SIGTERM (a worker finishes the chunk it is speaking: a warm shutdown)
+        and the grace period; after it, or at a second Ctrl-C, its `stop_at_once` signal. The
+        lines `stopping()` and `at_once` say what happens; `before_last` runs when only the
+        `stop_last` children are left (Redis still answers).
         """
         hurry = threading.Event()
         # From here a signal is a request to hurry, never an exception that could cut this short.
@@ -157,20 +162,19 @@ class Supervisor:
         rest = [(name, proc) for name, proc in self.children if name not in self.stop_last]
         last = [(name, proc) for name, proc in self.children if name in self.stop_last]
         if any(proc.poll() is None for _, proc in rest):
-            jobs = in_flight()
-            if jobs:
-                say(f"voxq: stopping: waiting for {jobs} job(s) in flight to finish "
-                    "(Ctrl-C again stops at once; they go back to the queue)", err=True)
-            else:
-                say("voxq: stopping", err=True)
+            say(stopping(), err=True)
             for _, proc in rest:
                 _signal(proc, signal.SIGTERM)
             if not self._wait(rest, kill_after=self.grace_s, hurry=hurry, kill=False):
-                say("voxq: stopping at once; unfinished jobs go back to the queue", err=True)
+                say(at_once, err=True)
                 for name, proc in rest:
-                    # SIGQUIT: Celery's cold shutdown (requeue) and gunicorn's quick exit.
-                    _signal(proc, signal.SIGKILL if name == "flower" else signal.SIGQUIT)
+                    quick = self.specs[name].stop_at_once if name in self.specs else signal.SIGQUIT
+                    _signal(proc, quick, group=quick == signal.SIGKILL)
                 self._wait(rest, kill_after=QUICK_GRACE_S)
+        try:
+            before_last()
+        except Exception:  # noqa: BLE001 - it only informs; the stop goes on
+            pass
         for _, proc in last:
             _signal(proc, signal.SIGTERM)  # Redis writes its append-only file out before exiting
         self._wait(last, kill_after=GRACE_S)

@@ -2,19 +2,21 @@
 
 A child that dies is started again, after a back-off, and the log says why; only a crash loop
 stops the cluster, saying so (voxq/supervisor.py). The children never outlive `voxq up`, and one
-data directory serves one `voxq up` at a time (voxq/datadir.py).
+data directory serves one `voxq up` at a time (voxq/datadir.py). It records itself in the user's
+state directory (voxq/registry.py), so `voxq status` finds it from any folder.
 """
 from __future__ import annotations
 
 import os
 import secrets
 import signal
+import threading
 import time
 from pathlib import Path
 
-from voxq import datadir
+from voxq import datadir, registry
 from voxq.broker import port_of, redacted
-from voxq.cluster import Cluster, ClusterConfig
+from voxq.cluster import Cluster, ClusterConfig, is_ready
 from voxq.errors import CliError
 from voxq.network import is_loopback
 from voxq.supervisor import say
@@ -50,6 +52,7 @@ def cmd_up(args) -> int:
         flower_port=args.flower_port, flower_auth=flower_auth, grace_s=settings.jobs.stop_grace_s,
     ))
     held = datadir.lock(data_dir)  # noqa: F841 (held by this frame, so for as long as `voxq up` runs)
+    state_dir = settings.cli.state_dir
 
     def interrupt(*_):
         raise KeyboardInterrupt()
@@ -58,8 +61,12 @@ def cmd_up(args) -> int:
     # closed terminal (SIGHUP) stops the cluster like Ctrl-C does.
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, interrupt)
+    started = time.monotonic()
+    stopping = threading.Event()
+    running = False
     try:
         cluster.start()
+        running = True
         redis_url = cluster.redis_url
         api_url = f"{cluster.url}/"
         shown_host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
@@ -69,23 +76,54 @@ def cmd_up(args) -> int:
             shown_redis = f"{redacted(redis_url)} (from {'--redis-url' if args.redis_url else 'REDIS_URL'})"
         datadir.write_state(data_dir, {
             "pid": os.getpid(), "started": time.time(), "redis_url": redis_url, "private": cluster.private_redis,
-            "api_url": api_url, "flower_url": f"http://{shown_host}:{args.flower_port}/",
+            "api_url": api_url, "flower_url": f"http://{shown_host}:{args.flower_port}/", "data_dir": str(data_dir),
         })
-        say(f"voxq is starting (logs in {data_dir / 'logs'}):")
+        try:
+            registry.record(state_dir, data_dir, os.getpid())
+        except OSError as exc:  # a convenience: `voxq status --data-dir` still finds it
+            say(f"voxq: cannot record this cluster in {state_dir} ({exc.strerror or exc}); "
+                f"`voxq status` finds it with --data-dir {data_dir}", err=True)
+        say(f"voxq is starting (logs in {data_dir / 'logs'}); it serves once a worker has loaded the voice, "
+            "and a \"voxq is ready\" line says so:")
         say(f"  web page and API  {api_url}")
         say(f"  API docs          {api_url}docs")
         say(f"  readiness         {api_url}readyz")
         say(f"  Flower            http://{shown_host}:{args.flower_port}/  login {shown_auth}")
         say(f"  Redis             {shown_redis}")
         say(f"  {args.workers} CPU worker process(es); `voxq status` shows the queues; Ctrl-C stops everything")
+        threading.Thread(target=_announce_ready, args=(api_url, started, stopping), name="ready",
+                         daemon=True).start()
         return cluster.watch()
     except KeyboardInterrupt:
         return 0
     finally:
+        stopping.set()  # no "ready" line after the stop began
+        began = time.monotonic()
         try:
-            cluster.stop()
+            unfinished = cluster.stop()
+            if running:  # a start that failed said why, in one line; "stopped" would be noise
+                left = ""
+                if unfinished:
+                    jobs = "1 unfinished job resumes" if unfinished == 1 else f"{unfinished} unfinished jobs resume"
+                    left = f"; {jobs} {cluster.resumes}"
+                say(f"voxq: stopped in {time.monotonic() - began:.1f} s{left}", err=True)
         finally:
             datadir.remove_state(data_dir)
+            registry.forget(state_dir, data_dir)
+
+
+def _announce_ready(api_url: str, started: float, stopping: threading.Event) -> None:
+    """Say once, on stdout, when /readyz first answers ready: the banner comes before any worker
+    has loaded the voice, and until one has, every job only waits."""
+    import requests
+
+    session = requests.Session()
+    while not stopping.is_set():
+        if is_ready(api_url, session):
+            if not stopping.is_set():
+                say(f"voxq is ready: {api_url} ({time.monotonic() - started:.1f} s after the start)")
+            return
+        stopping.wait(0.2)
 
 
 def add_parser(sub) -> None:
