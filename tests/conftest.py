@@ -8,6 +8,17 @@ import redis
 from tests.support import LiveCluster, RedisServer, Worker
 
 
+@pytest.fixture(scope="session", autouse=True)
+def state_home(tmp_path_factory):
+    """XDG_STATE_HOME of its own for the whole run, inherited by every `voxq` the tests start:
+    a `voxq up` records itself there (voxq/registry.py), never in the user's ~/.local/state."""
+    path = tmp_path_factory.mktemp("state")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("XDG_STATE_HOME", str(path))
+    yield path
+    mp.undo()
+
+
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory):
     server = RedisServer(tmp_path_factory.mktemp("redis"))
