@@ -53,6 +53,7 @@ DOCUMENTED = {
     "VOXQ_TENANT_CHUNKS_IN_FLIGHT": ("6", lambda s: str(s.jobs.tenant_chunks_in_flight)),
     "VOXQ_CHUNK_TIMEOUT_S": ("120", lambda s: str(s.jobs.chunk_timeout_s)),
     "VOXQ_BATCH_WAIT_MS": ("20.0", lambda s: str(s.engine.batch_wait_ms)),
+    "XDG_STATE_HOME": ("/srv/state", lambda s: str(s.cli.xdg_state_home)),
 }
 EXPECTED = {"VOXQ_WEBHOOK_PORTS": "443,9000,9001"}
 
@@ -103,3 +104,16 @@ def test_a_bad_value_stops_the_start_with_one_line(process, redis_url, data_dir,
     assert "VOXQ_MAX_CHARS: Input should be a valid integer" in output
     assert "Traceback" not in output
     assert not (tmp_path / "x.wav").exists()
+
+
+@pytest.mark.parametrize("given", ["", "relative/state", None])
+def test_the_state_directory_follows_the_xdg_rule(monkeypatch, given):
+    # The XDG spec: an unset, empty or relative XDG_STATE_HOME means ~/.local/state.
+    monkeypatch.setenv("HOME", "/home/someone")
+    if given is None:
+        monkeypatch.delenv("XDG_STATE_HOME", raising=False)
+    else:
+        monkeypatch.setenv("XDG_STATE_HOME", given)
+    assert Settings.load().cli.state_dir == Path("/home/someone/.local/state/voxq")
+    monkeypatch.setenv("XDG_STATE_HOME", "/srv/state")
+    assert Settings.load().cli.state_dir == Path("/srv/state/voxq")
