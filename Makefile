@@ -62,8 +62,9 @@ container-deps:
 run: install
 	$(VENV)/bin/voxq up
 
+# --durations: every run says where its time went (the suite's budget is 15 minutes on 2 cores).
 test: install-test $(VENV)/.torch
-	$(PY) -m pytest -q -ra
+	$(PY) -m pytest -q -ra --durations=25
 
 test-fast: install-test $(VENV)/.torch
 	$(PY) -m pytest -q -ra -m "not slow"
