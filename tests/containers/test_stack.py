@@ -266,8 +266,30 @@ class Stack:
         return requests.get(f"{self.url}/v1/jobs/{job_id}", headers=self.headers, timeout=10).json()
 
     def wait(self, job_id: str, timeout: float = 180) -> dict:
-        return wait_until(lambda: (job := self.job(job_id))["status"] in ("succeeded", "failed", "canceled") and job,
-                          timeout, f"job {job_id}")
+        try:
+            return wait_until(lambda: (job := self.job(job_id))["status"] in ("succeeded", "failed", "canceled")
+                              and job, timeout, f"job {job_id}")
+        except AssertionError as timed_out:
+            raise AssertionError(f"{timed_out}\n{self.diagnosis(job_id)}") from None
+
+    def diagnosis(self, job_id: str) -> str:
+        """Where a job stands that did not finish in time: its view, chunk counters, the queues and
+        the messages taken and unacknowledged, and each container's log tail (saved whole too)."""
+        record = self.store.jobs.get(job_id)
+        queues = ("interactive", "batch", "webhooks")
+        lines = [f"job: {self.job(job_id)}",
+                 f"attempts {record.attempts if record else None}, chunk attempts {self.store.chunks.attempts(job_id)}, "
+                 f"landed {sorted(self.store.chunks.landed(job_id))}, layout {self.store.chunks.layout(job_id)}",
+                 f"in flight of the tenant: {self.store.chunks.in_flight(record.owner) if record else None}",
+                 f"queue depths {self.store.queues.depths(queues)}",
+                 f"taken, unacknowledged: {self.store.queues.in_flight()}"]
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        for service in SERVICES:
+            logs = podman("logs", self.container(service), check=False)
+            (ARTIFACTS / f"{service}.timeout.log").write_text(logs.stdout + logs.stderr)
+            lines.append(f"--- {service} (last lines; whole in {ARTIFACTS}):")
+            lines.extend((logs.stdout + logs.stderr).splitlines()[-25:])
+        return "\n".join(lines)
 
     def audio(self, job: dict) -> bytes:
         response = requests.get(urljoin(self.url, job["result"]["audio_url"]), headers=self.headers, timeout=30)
