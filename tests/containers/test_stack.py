@@ -25,6 +25,7 @@ import pytest
 import requests
 
 from shared.store import Store
+from shared.tasks import SYNTHESIS_QUEUES, WEBHOOKS
 from tests.support import free_port
 
 pytestmark = [
@@ -276,12 +277,11 @@ class Stack:
         """Where a job stands that did not finish in time: its view, chunk counters, the queues and
         the messages taken and unacknowledged, and each container's log tail (saved whole too)."""
         record = self.store.jobs.get(job_id)
-        queues = ("interactive", "batch", "webhooks")
         lines = [f"job: {self.job(job_id)}",
                  f"attempts {record.attempts if record else None}, chunk attempts {self.store.chunks.attempts(job_id)}, "
                  f"landed {sorted(self.store.chunks.landed(job_id))}, layout {self.store.chunks.layout(job_id)}",
                  f"in flight of the tenant: {self.store.chunks.in_flight(record.owner) if record else None}",
-                 f"queue depths {self.store.queues.depths(queues)}",
+                 f"queue depths {self.store.queues.depths((*SYNTHESIS_QUEUES, WEBHOOKS))}",
                  f"taken, unacknowledged: {self.store.queues.in_flight()}"]
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         for service in SERVICES:
