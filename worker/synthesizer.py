@@ -125,7 +125,7 @@ def spoken(engine: Engine, segments: list[Segment], voicing: Voicing, ends_job: 
     submitted = 0
     silent = np.zeros(0, dtype=np.float32)
 
-    def audio_of(segment: Segment):
+    def audio_of(segment: Segment, index: int):
         nonlocal submitted
         if batcher is not None:
             while submitted < total and len(in_flight) < batcher.max_batch:
@@ -134,7 +134,10 @@ def spoken(engine: Engine, segments: list[Segment], voicing: Voicing, ends_job: 
                 submitted += 1
             return iter([in_flight.popleft().result()])
         if pieces:
-            return engine.synthesize_pieces(segment.text, voicing.config(segment))
+            # Only the job's first segment is waited for by a listener: the later ones are made
+            # while the earlier audio plays, so they go out in the engine's cheapest pieces.
+            return engine.synthesize_pieces(segment.text, voicing.config(segment),
+                                            quick_start=first_index + index == 0)
         return iter([engine.synthesize(segment.text, voicing.config(segment))])
 
     for index, segment in enumerate(segments):
@@ -144,7 +147,7 @@ def spoken(engine: Engine, segments: list[Segment], voicing: Voicing, ends_job: 
         made = []
         try:
             # A segment with no text is an SSML break alone: only its pause.
-            for audio in audio_of(segment) if segment.text else ():
+            for audio in audio_of(segment, index) if segment.text else ():
                 if made and len(made[-1].speech):
                     yield made.pop()
                 made.append(Spoken(segment, audio.samples * (voicing.gain * segment.volume), audio.marks,

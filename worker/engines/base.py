@@ -107,10 +107,13 @@ class Engine:
         has nothing speakable, EngineFault when it cannot be spoken."""
         raise NotImplementedError
 
-    def synthesize_pieces(self, text: str, config: SynthesisConfig = SynthesisConfig()) -> Iterator[SegmentAudio]:
+    def synthesize_pieces(self, text: str, config: SynthesisConfig = SynthesisConfig(),
+                          quick_start: bool = True) -> Iterator[SegmentAudio]:
         """One segment as pieces of audio, in order, each as soon as it is made, so that a listener
         hears the start while the rest is vocoded. Laid end to end they are what synthesize()
-        gives; the first carries the segment's marks. An engine that cannot do better yields one."""
+        gives; the first carries the segment's marks. `quick_start`: make the first piece as small
+        as the engine can (a job's first audio), at some cost in throughput. An engine that cannot
+        do better yields one."""
         yield self.synthesize(text, config)
 
     def synthesize_batch(self, items: list[tuple[str, SynthesisConfig]]) -> list[SegmentAudio]:
