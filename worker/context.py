@@ -49,13 +49,9 @@ def start(settings: Settings, celery, load_engine: bool, queues: list[str]) -> C
     caps = None
     if load_engine:
         from worker.engines import load_engine as load
-        from worker.engines.base import SynthesisConfig
         from worker.runner import Runner
 
         engine = load(settings)
-        # Warm up before taking a task: the first call pays for jieba's dictionary and the
-        # runtime's allocations, which would otherwise land on the first user's job.
-        engine.synthesize("你好。", SynthesisConfig())
         batcher = None
         if engine.supports_batch and settings.engine.batch_max > 1:
             from worker.batcher import Batcher
@@ -65,6 +61,8 @@ def start(settings: Settings, celery, load_engine: bool, queues: list[str]) -> C
 
         ctx.runner = Runner(settings, store, storage, engine, notify=publisher.notify,
                             publish=functools.partial(tasks.send_chunk, celery), batcher=batcher)
+        # Before the heartbeat says this process serves: its first job is as quick as its tenth.
+        ctx.runner.pipeline.warm_up()
         caps = capabilities(engine, settings)
     ctx.heartbeat = Heartbeat(settings, store, storage, caps, queues,
                               redispatch=ctx.runner.redispatch if ctx.runner else None)

@@ -113,11 +113,18 @@ class LiteRTEngine(Engine):
         """The audio of `mel`, a window at a time (the first `first` frames long, then
         VOCODER_WINDOW), each vocoded with VOCODER_CONTEXT frames of context on both sides."""
         frames = mel.shape[1]
+        call = VOCODER_WINDOW + 2 * VOCODER_CONTEXT
         start = 0
         while start < frames:
             window = first if start == 0 else VOCODER_WINDOW
             lo = max(0, start - VOCODER_CONTEXT)
             hi = min(frames, start + window + VOCODER_CONTEXT)
+            if start:
+                # Every later call of the segment in one shape, widened with more context (which
+                # changes no output frame): a new shape costs the runtime a re-plan of tens to
+                # hundreds of ms, as much as vocoding the window.
+                hi = min(frames, max(hi, lo + call))
+                lo = max(0, min(lo, hi - call))
             audio = self._vocode(np.ascontiguousarray(mel[:, lo:hi]))
             keep = min(window, frames - start)
             yield audio[(start - lo) * baker.HOP:(start - lo + keep) * baker.HOP]
