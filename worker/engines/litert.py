@@ -32,15 +32,18 @@ class LiteRTEngine(Engine):
     sample_rate = baker.SAMPLE_RATE
     voices = baker.VOICES
 
-    def __init__(self, g2p, acoustic, vocoder):
+    def __init__(self, g2p, acoustic, vocoder, quick_vocoder=None):
         self.g2p = g2p
         self._acoustic = acoustic
         self._vocoder = vocoder
+        # A second interpreter of the vocoder, kept at the shape of a job's first window: on the
+        # one interpreter every job's first piece came after a re-plan from the last job's shape.
+        self._quick_vocoder = quick_vocoder
         self._inputs = {d["name"]: d["index"] for d in acoustic.get_input_details()}
         self._outputs = {d["name"]: d["index"] for d in acoustic.get_output_details()}
         self._mel_in = vocoder.get_input_details()[0]["index"]
         self._audio_out = vocoder.get_output_details()[0]["index"]
-        self._vocoder_shape: tuple = ()
+        self._shapes: dict[int, tuple] = {}
 
     @classmethod
     def check(cls, settings: Settings) -> None:
@@ -54,8 +57,9 @@ class LiteRTEngine(Engine):
         threads = settings.engine.threads
         acoustic = Interpreter(model_content=patched_acoustic_model(found.acoustic), num_threads=threads)
         vocoder = Interpreter(model_path=str(found.vocoder), num_threads=threads)
+        quick_vocoder = Interpreter(model_path=str(found.vocoder), num_threads=threads)
         log.info("loaded %s (%s) with %d thread(s)", cls.name, found.acoustic.parent, threads)
-        return cls(baker.load_g2p(found), acoustic, vocoder)
+        return cls(baker.load_g2p(found), acoustic, vocoder, quick_vocoder)
 
     def synthesize(self, text: str, config: SynthesisConfig = SynthesisConfig()) -> SegmentAudio:
         mel, marks, controls = self._mel(text, config)
@@ -131,12 +135,13 @@ class LiteRTEngine(Engine):
             start += keep
 
     def _vocode(self, mel: np.ndarray) -> np.ndarray:
-        vocoder = self._vocoder
+        quick = self._quick_vocoder is not None and mel.shape[1] == FIRST_PIECE_WINDOW + VOCODER_CONTEXT
+        vocoder = self._quick_vocoder if quick else self._vocoder
         # Re-plan the arena only when the shape changes: inner windows all share one shape.
-        if mel.shape != self._vocoder_shape:
+        if mel.shape != self._shapes.get(id(vocoder)):
             vocoder.resize_tensor_input(self._mel_in, list(mel.shape))
             vocoder.allocate_tensors()
-            self._vocoder_shape = mel.shape
+            self._shapes[id(vocoder)] = mel.shape
         vocoder.set_tensor(self._mel_in, mel)
         vocoder.invoke()
         return vocoder.get_tensor(self._audio_out)[0, :, 0].copy()
