@@ -70,11 +70,13 @@ class ChunkFiles:
         return ChunkAttempt(self, index, number)
 
     def clear_temp(self) -> None:
-        """Remove what the job's interrupted attempts left behind (a killed worker cannot), once
-        every chunk has landed or the job has ended: an attempt still running then (a paused
-        worker's) finds its temporaries gone and publishes nothing."""
+        """Remove what the job's interrupted chunk attempts left behind (a killed worker cannot),
+        once every chunk has landed or the job has ended: an attempt still running then (a paused
+        worker's) finds its temporaries gone and publishes nothing. Never the job file's own
+        temporaries: two workers may assemble it at once (the last chunk's late duplicate), each
+        into its own, and neither may pull the other's away."""
         folder = self.storage.folder(self.job_id)
-        pattern = f".{self.job_id}.*.tmp"
+        pattern = f".{self.job_id}.c[0-9]*.tmp"
         if folder.is_dir():
             for path in folder.glob(pattern):
                 path.unlink(missing_ok=True)
