@@ -88,6 +88,17 @@ class Storage:
                 pass
         return None
 
+    def failure(self, exc: BaseException) -> str | None:
+        """Whether an error writing audio was the storage's: an OSError of a full, read-only or
+        failing filesystem anywhere in its chain, or else (libsndfile says only "unknown error")
+        a probe that fails now. One line for people, or None."""
+        seen = exc
+        while seen is not None:
+            if isinstance(seen, OSError) and seen.errno in _WHY:
+                return describe(seen, self.root / "audio")
+            seen = seen.__cause__ or seen.__context__
+        return self.problem()
+
     def delete(self, job_id: str) -> None:
         folder = self.folder(job_id)
         if folder.is_dir():

@@ -234,7 +234,7 @@ class Runner:
                 log.info("job %s: chunk %d's attempt lost its files to the attempt that landed it (%s)",
                          job_id, index, exc.__class__.__name__)
                 return self._superseded(record, files, index, None)
-            storage = self.storage.problem()
+            storage = self.storage.failure(exc)
             if storage is not None:
                 log.warning("job %s: chunk %d failed: %s (%s)", job_id, index, storage, exc.__class__.__name__)
                 return self._fail(record, "storage_error", f"{storage}; its chunks are removed, "
@@ -265,7 +265,7 @@ class Runner:
         except Exception as exc:  # noqa: BLE001 - the job must end, not stay running for ever
             if self.jobs.status(job_id) != "running":
                 return self.jobs.status(job_id) or "missing"  # another attempt assembled it first
-            problem = storage.problem()
+            problem = storage.failure(exc)
             if problem is not None:
                 return self._fail(record, "storage_error", f"{problem}; its chunks are removed, "
                                   "submit it again once there is space")
