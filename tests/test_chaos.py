@@ -63,8 +63,11 @@ def test_random_sigkills_of_pool_children_and_worker_mains(cluster):
             continue  # being started again
         pool = [p for p in main.children() if p.is_running()]
         # A worker main killed again before it ran 12 s would be a crash loop (voxq/cluster.py):
-        # then a pool child instead.
-        if pool and (rng.random() < 0.75 or time.monotonic() - main_started < 12):
+        # then a pool child instead, and none while a new main has not forked its pool yet.
+        young = time.monotonic() - main_started < 12
+        if young and not pool:
+            continue
+        if pool and (rng.random() < 0.75 or young):
             rng.choice(pool).send_signal(signal.SIGKILL)
             kills["pool child"] += 1
         else:
