@@ -179,6 +179,11 @@ class Runner:
         self._discard(early)
         status = self.jobs.status(job_id)
         if status == "running":
+            if not self.store.chunks.has_landed(job_id, index):
+                # Its files went without the chunk landing (never expected): landing it now would
+                # count audio that is not there; the dispatch hands it out again after chunk_timeout_s.
+                log.warning("job %s: chunk %d lost its temporaries before landing", job_id, index)
+                return "running"
             log.info("job %s: chunk %d had landed already; this attempt's audio is discarded", job_id, index)
             _, done, total = self.store.chunks.land(job_id, owner, index, 0)
             self._dispatch(owner)
