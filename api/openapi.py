@@ -32,9 +32,17 @@ class Health(BaseModel):
     status: Literal["ok"]
 
 
+class StorageState(BaseModel):
+    writable: bool
+    free_bytes: int
+    size_bytes: int
+    problem: str | None = Field(None, description="why audio cannot be written now (full, read-only)")
+
+
 class Ready(BaseModel):
-    status: Literal["ready"]
+    status: Literal["ready", "degraded"] = Field(description="degraded: the audio storage takes no writes")
     workers: int
+    storage: StorageState
 
 
 class VoiceInfo(BaseModel):

@@ -19,8 +19,11 @@ def submit(job: JobRequest, owner: str) -> JobRecord:
     """Store the job, then publish it. The record exists before anyone hears of the job."""
     svc = services.get()
     record = svc.store.jobs.create(job, owner)
+    settings = svc.settings
+    bound = settings.jobs.first_task_bound_s(record.text_chars, settings.text.first_chunk_s)
     try:
-        tasks.send_job(svc.celery, record.id, svc.store.workers.queue_for(job.priority, svc.settings.jobs.heartbeat_ttl_s))
+        tasks.send_job(svc.celery, record.id, svc.store.workers.queue_for(job.priority, settings.jobs.heartbeat_ttl_s),
+                       time_limit=bound)
     except OperationalError:
         svc.store.jobs.discard(record)
         raise ApiError(503, "unavailable", "the queue is unavailable; retry shortly", headers={"Retry-After": "5"})

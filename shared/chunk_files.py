@@ -10,9 +10,12 @@ Each chunk is "<job>.c00007.<kind>":
   "mulaw-raw", ...);
 - chunk 0 of a G.711 WAV job also has "head", the WAV header its stream starts with.
 
-An attempt writes every file under a temporary name, then renames them (atomic on one filesystem)
-header first and PCM last: the PCM's arrival is what says "landed", to streams and to assembly, and
-a stream that sees a piece finds the header there already.
+An attempt writes every file under a temporary name of its own (no two attempts share one, even
+in one process), then renames them (atomic on one filesystem) header first and PCM last: the PCM's
+arrival is what says "landed", to streams and to assembly, and a stream that sees a piece finds
+the header there already. Which attempt lands is decided in Redis (shared/store/chunks.py): an
+attempt that lost discards its temporaries, and one whose temporaries were cleared (its job ended,
+or the chunk landed and the job's leftovers went) publishes nothing.
 """
 from __future__ import annotations
 
@@ -63,17 +66,24 @@ class ChunkFiles:
     def header(self) -> bytes:
         return self.path(0, STREAM_HEADER_KIND).read_bytes()
 
-    def attempt(self, index: int) -> "ChunkAttempt":
-        return ChunkAttempt(self, index)
+    def attempt(self, index: int, number: int = 0) -> "ChunkAttempt":
+        return ChunkAttempt(self, index, number)
 
-    def clear_temp(self, index: int | None = None) -> None:
-        """Remove what an interrupted attempt left behind (a killed worker cannot): one chunk's,
-        or with no index the whole job's (only once every chunk has landed)."""
+    def clear_temp(self) -> None:
+        """Remove what the job's interrupted chunk attempts left behind (a killed worker cannot),
+        once every chunk has landed or the job has ended: an attempt still running then (a paused
+        worker's) finds its temporaries gone and publishes nothing. Never the job file's own
+        temporaries: two workers may assemble it at once (the last chunk's late duplicate), each
+        into its own, and neither may pull the other's away."""
         folder = self.storage.folder(self.job_id)
-        pattern = f".{self.job_id}.*.tmp" if index is None else f".{self.job_id}.c{index:05d}.*.tmp"
+        pattern = f".{self.job_id}.c[0-9]*.tmp"
         if folder.is_dir():
             for path in folder.glob(pattern):
                 path.unlink(missing_ok=True)
+
+    def delete_chunk(self, index: int, kinds: tuple[str, ...]) -> None:
+        for kind in kinds:
+            self.path(index, kind).unlink(missing_ok=True)
 
     def delete(self, kinds: tuple[str, ...] | None = None) -> None:
         """Remove the job's chunk files (of these kinds, or all)."""
@@ -87,10 +97,11 @@ class ChunkFiles:
 class ChunkAttempt:
     """One attempt at one chunk: where it writes (temporary names), then publish() or discard()."""
 
-    def __init__(self, files: ChunkFiles, index: int):
+    def __init__(self, files: ChunkFiles, index: int, number: int = 0):
         self.index = index
         self.finals = {kind: files.path(index, kind) for kind in files.kinds(index)}
-        self.temps = {kind: files.storage.temp_path(final) for kind, final in self.finals.items()}
+        tag = f"a{number}." if number else ""
+        self.temps = {kind: files.storage.temp_path(final, tag) for kind, final in self.finals.items()}
 
     def temp(self, kind: str) -> Path | None:
         return self.temps.get(kind)
@@ -101,9 +112,23 @@ class ChunkAttempt:
         kinds = [k for k in self.temps if k not in (STREAM_HEADER_KIND, META, PCM)]
         return self.temps[kinds[0]] if kinds else None
 
-    def publish(self) -> None:
+    def complete(self) -> bool:
+        """Whether every temporary is still there (a job's end clears a paused attempt's)."""
+        return all(temp.is_file() for temp in self.temps.values())
+
+    def publish(self) -> bool:
+        """Rename the temporaries to the chunk's files, the PCM last; False (and nothing of this
+        attempt left) when a temporary has gone meanwhile."""
+        if not self.complete():
+            self.discard()
+            return False
         for kind, final in self.finals.items():  # in ChunkFiles.kinds' order: the PCM last
-            Storage.publish(self.temps[kind], final)
+            try:
+                Storage.publish(self.temps[kind], final)
+            except FileNotFoundError:
+                self.discard()
+                return False
+        return True
 
     def discard(self) -> None:
         for temp in self.temps.values():

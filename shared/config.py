@@ -6,6 +6,7 @@ the process at start-up with one line per variable (`SettingsError`), never late
 """
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Annotated, Any
@@ -71,6 +72,10 @@ class TextSettings(BaseSettings):
     subtitle_max_chars: int = Field(24, ge=4)
 
 
+# What a job's first task may spend planning, per character of its text (README, "Hung work").
+PLAN_BOUND_S_PER_CHAR = 0.005
+
+
 class JobSettings(BaseSettings):
     """Retention, attempts and liveness of jobs and workers."""
 
@@ -91,6 +96,22 @@ class JobSettings(BaseSettings):
     tenant_chunks_in_flight: int = Field(4, ge=1)
     # A dispatched chunk that has not landed after this long is dispatched again.
     chunk_timeout_s: int = Field(300, ge=5)
+    # A chunk's task that runs longer than hang_min_s plus hang_factor times the seconds of audio
+    # its chunk should make is hung (a pool process stopped, or stuck in native code): Celery's
+    # hard time limit kills that process and the chunk goes back to the queue at once, whatever
+    # its worker's main process says (README, "Hung work"). CPU synthesis runs several times
+    # faster than real time, so a healthy chunk ends far inside the bound.
+    hang_min_s: int = Field(30, ge=1)
+    hang_factor: float = Field(4.0, ge=1)
+
+    def hang_bound_s(self, audio_s: float) -> int:
+        """The time limit of a task that speaks `audio_s` seconds of audio."""
+        return math.ceil(self.hang_min_s + self.hang_factor * audio_s)
+
+    def first_task_bound_s(self, text_chars: int, first_chunk_s: float) -> int:
+        """The time limit of a job's first task: it plans the whole text, then speaks the first
+        chunk. Planning takes about a millisecond a character; five is the bound."""
+        return self.hang_bound_s(first_chunk_s) + math.ceil(text_chars * PLAN_BOUND_S_PER_CHAR)
 
 
 class LimitSettings(BaseSettings):

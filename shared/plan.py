@@ -212,6 +212,11 @@ class Chunk:
         return cls([Segment(**s) for s in data["segments"]], int(data["first"]))
 
 
+def chunk_seconds(chunk: Chunk, speed: float, settings: Settings) -> float:
+    """The seconds of audio a chunk should make."""
+    return sum(expected_seconds(segment, speed, settings) for segment in chunk.segments)
+
+
 def chunks(found: list[Segment], options: SynthesisOptions, settings: Settings, first_at_most: int | None = None
            ) -> list[Chunk]:
     """The segments in chunks of about `chunk_s` seconds of audio each, the first of about

@@ -33,14 +33,16 @@ def route(priority: str, alive_queues: set[str]) -> str:
 # Publishing: one function per task kind. Only IDs travel through the broker, and Flower shows
 # them as the tasks' arguments; the text, the user's data, stays in the store and never enters
 # the broker or Flower (argsrepr). retry=False: a broker that is away is the caller's to answer.
-def send_job(celery, job_id: str, queue: str) -> None:
+# time_limit: the task's hang bound (JobSettings.hang_bound_s), Celery's hard time limit for it.
+def send_job(celery, job_id: str, queue: str, time_limit: int | None = None) -> None:
     celery.send_task(SYNTHESIZE, args=[job_id], queue=queue, priority=FIRST_CHUNK_PRIORITY,
-                     argsrepr=repr([job_id]), kwargsrepr="{}", retry=False)
+                     argsrepr=repr([job_id]), kwargsrepr="{}", retry=False, time_limit=time_limit)
 
 
-def send_chunk(celery, job_id: str, index: int, owner: str, queue: str) -> None:
+def send_chunk(celery, job_id: str, index: int, owner: str, queue: str, time_limit: int | None = None) -> None:
     celery.send_task(SYNTHESIZE_CHUNK, args=[job_id, index, owner], queue=queue or INTERACTIVE,
-                     priority=CONTINUATION_PRIORITY, argsrepr=repr([job_id, index]), kwargsrepr="{}", retry=False)
+                     priority=CONTINUATION_PRIORITY, argsrepr=repr([job_id, index]), kwargsrepr="{}", retry=False,
+                     time_limit=time_limit)
 
 
 def send_webhook(celery, job_id: str, webhook_id: str, generation: int, countdown: float | None) -> None:

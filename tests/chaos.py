@@ -150,7 +150,7 @@ class Ledger:
 
     def _note(self, job_id: str, fields: dict) -> None:
         facts = self.jobs[job_id]
-        facts["status"] = fields["status"]
+        facts["status"] = fields.get("status", "missing")
         facts["error"] = json.loads(fields["error"]).get("code") if fields.get("error") else None
         facts["renders"] = {int(k.split(":")[1]): int(v) for k, v in fields.items() if k.startswith("chunk_renders:")}
         facts["chunks"] = int(fields.get("chunks_total") or 0)
@@ -160,8 +160,27 @@ class Ledger:
         return sum(f["status"] == "succeeded" for f in self.jobs.values())
 
     @property
-    def lost(self) -> int:
+    def not_succeeded(self) -> int:
         return sum(f["status"] != "succeeded" for f in self.jobs.values())
+
+    @property
+    def failed(self) -> dict[str, int]:
+        """Failed jobs by their error code."""
+        codes: dict[str, int] = {}
+        for facts in self.jobs.values():
+            if facts["status"] == "failed":
+                codes[facts["error"]] = codes.get(facts["error"], 0) + 1
+        return codes
+
+    @property
+    def stuck(self) -> int:
+        """Jobs not ended (queued or running) when the ledger was read."""
+        return sum(f["status"] in ("queued", "running") for f in self.jobs.values())
+
+    @property
+    def lost(self) -> int:
+        """Accepted jobs whose record is gone before they ended."""
+        return sum(f["status"] == "missing" for f in self.jobs.values())
 
     @property
     def run_twice(self) -> int:
@@ -172,9 +191,9 @@ class Ledger:
         return sum(f["chunks"] for f in self.jobs.values())
 
     def summary(self, **extra) -> str:
-        facts = {"jobs": len(self.jobs), "succeeded": self.succeeded, "lost": self.lost, "chunks": self.chunks,
-                 "chunk runs": sum(sum(f["renders"].values()) for f in self.jobs.values()),
-                 "run twice": self.run_twice, **extra}
+        facts = {"accepted": len(self.jobs), "succeeded": self.succeeded, "failed": self.failed or 0,
+                 "stuck": self.stuck, "run twice": self.run_twice, "lost": self.lost, "chunks": self.chunks,
+                 "chunk runs": sum(sum(f["renders"].values()) for f in self.jobs.values()), **extra}
         line = f"LEDGER {self.name}: " + ", ".join(f"{k} {v}" for k, v in facts.items())
         print(line)
         (ROOT / "test-artifacts").mkdir(exist_ok=True)  # a fresh clone has none

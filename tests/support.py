@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -98,6 +99,7 @@ class Worker:
                  concurrency=1, pool="prefork", name="w1", loglevel="INFO", **env):
         self.log_path = log
         self.redis_url = redis_url
+        self.name = f"{name}@{socket.gethostname()}"  # what Celery's remote control addresses
         cmd = [sys.executable, "-m", "celery", "-A", "worker.app", "worker", "--pool", pool,
                "--concurrency", str(concurrency), "-Q", queues, "-n", f"{name}@%h", "--loglevel", loglevel,
                "--without-gossip", "--without-mingle"]

@@ -77,7 +77,7 @@ def test_random_sigkills_of_pool_children_and_worker_mains(cluster):
     took = ledger.settle(up, timeout=240)
     ledger.summary(kills=kills, recovery_bound_s=bound_s(), settled_after_last_kill_s=round(took, 1))
     assert sum(kills.values()) == 20 and kills["worker main"] >= 1
-    assert ledger.lost == 0, {j: f for j, f in ledger.jobs.items() if f["status"] != "succeeded"}
+    assert ledger.not_succeeded == 0, {j: f for j, f in ledger.jobs.items() if f["status"] != "succeeded"}
     assert ledger.run_twice == 0, {j: f["renders"] for j, f in ledger.jobs.items()}
     # Every job ended within the recovery bound plus the time to speak what was left (2 cores).
     assert time.monotonic() - last_kill < bound_s() + 120
@@ -103,7 +103,7 @@ def test_sigterm_to_a_worker_during_a_long_job(cluster):
     ledger.summary(stop_s=round(stop_s, 2), grace_s=CHAOS_ENV["VOXQ_STOP_GRACE_S"])
     assert not main.is_running()
     assert stop_s <= int(CHAOS_ENV["VOXQ_STOP_GRACE_S"])
-    assert ledger.lost == 0 and ledger.run_twice == 0, ledger.jobs
+    assert ledger.not_succeeded == 0 and ledger.run_twice == 0, ledger.jobs
     assert ledger.jobs[job_id]["chunks"] >= 4
     # The supervisor started it again: a rolling restart is no outage.
     assert "worker exited with status 0; starting it again" in up.output()
@@ -159,7 +159,7 @@ def test_redis_sigkilled_under_load_and_restarted_15_s_later(cluster, tmp_path):
                        settled_after_restart_s=round(took, 1))
         assert answer.status_code == 503 and fail_fast_ms < 1500, answer.text
         assert survived, up.output()
-        assert ledger.lost == 0, {j: f for j, f in ledger.jobs.items() if f["status"] != "succeeded"}
+        assert ledger.not_succeeded == 0, {j: f for j, f in ledger.jobs.items() if f["status"] != "succeeded"}
         assert ledger.run_twice == 0, {j: f["renders"] for j, f in ledger.jobs.items()}
     finally:
         server.kill()
@@ -222,7 +222,7 @@ def test_webhooks_worker_sigkilled_mid_retry(cluster, tmp_path):
         # worker has the message back (the recovery bound), at once; not an hour later.
         assert all(0.8 * retry_s - 0.5 <= wait <= max(1.2 * retry_s, killed - first_at + bound_s()) + 5
                    for first_at, wait in timed), waits
-        assert ledger.lost == 0 and ledger.run_twice == 0, ledger.jobs
+        assert ledger.not_succeeded == 0 and ledger.run_twice == 0, ledger.jobs
     finally:
         receiver.stop()
 
@@ -294,7 +294,7 @@ def test_a_thousand_job_soak_keeps_memory_and_redis_flat(cluster):
                    rss_growth_max=max(growth.values()), retained=records, keys_of_jobs=of_jobs,
                    other_keys_warm=sum(warm_keys[2].values()), other_keys_end=sum(other.values()),
                    redis_used_mb=round(client.info("memory")["used_memory"] / 2**20, 1))
-    assert ledger.lost == 0 and ledger.run_twice == 0, {j: f for j, f in ledger.jobs.items() if f["status"] != "succeeded"}
+    assert ledger.not_succeeded == 0 and ledger.run_twice == 0, {j: f for j, f in ledger.jobs.items() if f["status"] != "succeeded"}
     # The same processes all through (nothing crashed or was recycled), none of ours grew by 5%.
     assert set(end_rss) == set(warm_rss), (warm_rss, end_rss)
     assert len(growth) >= 4 and all(g <= 0.05 for g in growth.values()), growth

@@ -267,3 +267,67 @@ def test_status_finds_a_recorded_cluster_from_any_folder_and_ignores_stale_recor
         "longer running",
         f"voxq: error: no running `voxq up` found in {elsewhere / 'data'}, nor recorded in {state_dir}: give "
         "--data-dir, --redis-url or REDIS_URL"]
+
+
+def test_up_with_a_data_dir_it_cannot_write_says_so_before_starting(tmp_path):
+    readonly = tmp_path / "ro"
+    readonly.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(readonly)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a read-only tmpfs here ({mounted.stderr.strip()}); root ignores permissions")
+    try:
+        run = voxq("up", "--data-dir", str(readonly / "data"))
+    finally:
+        subprocess.run(["umount", "-l", str(readonly)], check=False)
+    assert run.returncode == 2
+    assert run.stderr.strip() == (f"voxq: error: the data directory {readonly / 'data'} cannot be written "
+                                  "(Read-only file system); give a writable one with --data-dir or VOXQ_DATA_DIR")
+    assert run.stdout == ""  # nothing started: no "voxq is starting"
+
+
+def test_up_with_an_unknown_engine_says_so_before_starting(tmp_path):
+    run = subprocess.run([sys.executable, "-m", "voxq", "up", "--data-dir", str(tmp_path / "data")], cwd=ROOT,
+                         env=dict(up_env(), VOXQ_ENGINE="festival"), capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2
+    assert re.fullmatch(r"voxq: error: the workers cannot start: unknown engine 'festival'; available: .*fastspeech2-litert.*",
+                        run.stderr.strip()), run.stderr
+    assert run.stdout == "" and not (tmp_path / "data" / "logs").exists()  # no child was started
+
+
+def test_supervisor_keeps_the_api_up_while_a_child_dies_because_redis_refuses_writes(tmp_path, redis_url, monkeypatch,
+                                                                                      capsys):
+    import threading
+
+    from shared.store import write_problem
+    from voxq import supervisor
+
+    monkeypatch.setattr(supervisor, "RESTART_FIRST_S", 0.05)
+    monkeypatch.setattr(supervisor, "RESTART_MAX_S", 0.2)
+    client = redis.Redis.from_url(redis_url)
+    client.config_set("maxmemory", 1)  # at maxmemory: every write answers OOM
+    try:
+        watcher = supervisor.Supervisor(tmp_path / "logs", excuse=lambda: write_problem(redis_url))
+        api = watcher.spawn("api", [sys.executable, "-c", "import time; time.sleep(60)"], os.environ)
+        # What a worker did: exit at once on a refused write.
+        watcher.spawn("webhooks", [sys.executable, "-c", "raise SystemExit(1)"], os.environ)
+        result = []
+        thread = threading.Thread(target=lambda: result.append(watcher.watch()), daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 20
+        while "not stopping the cluster" not in (said := capsys.readouterr().err):
+            assert time.monotonic() < deadline and thread.is_alive(), (said, result)
+            time.sleep(0.05)
+        assert "webhooks died 5 times in a row" in said and "Redis refuses writes" in said, said
+        assert "the API stays up" in said
+        time.sleep(1)  # it keeps restarting the child rather than stopping: still watching
+        assert thread.is_alive() and not result and api.poll() is None
+    finally:
+        client.config_set("maxmemory", 0)
+    # Once Redis takes writes again, a crash loop is a crash loop: the cluster stops, saying so.
+    thread.join(20)
+    for _, proc in watcher.children:
+        proc.kill()
+        proc.wait(10)
+    assert result == [1]
+    assert "a crash loop, so stopping the cluster" in capsys.readouterr().err

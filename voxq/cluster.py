@@ -59,7 +59,8 @@ class Cluster:
     def __init__(self, config: ClusterConfig):
         self.config = config
         self.data_dir = Path(config.data_dir).resolve()
-        self.supervisor = Supervisor(self.data_dir / "logs", config.grace_s, stop_last=("redis",))
+        self.supervisor = Supervisor(self.data_dir / "logs", config.grace_s, stop_last=("redis",),
+                                     excuse=self.redis_trouble)
         self.redis_url: str | None = None
         self.private_redis = config.redis_url is None
         shown = "127.0.0.1" if config.host in ("0.0.0.0", "::") else config.host
@@ -111,6 +112,15 @@ class Cluster:
     def wait_ready(self, timeout: float = 120) -> None:
         """Until the API's /readyz says a worker serves; CliError when a child exits or time runs out."""
         wait_ready(self.url, timeout, self.supervisor.exited, f"logs in {self.supervisor.logs}")
+
+    def redis_trouble(self) -> str | None:
+        """Why Redis takes no writes now (down, disk full, maxmemory), or None: a child that keeps
+        dying then is waiting for Redis, not broken."""
+        if not self.redis_url:
+            return None
+        from shared.store import write_problem
+
+        return write_problem(self.redis_url)
 
     @property
     def resumes(self) -> str:

@@ -15,6 +15,21 @@ STATE_FILE = "up.json"
 LOCK_FILE = "voxq.lock"
 
 
+def check_writable(data_dir: Path) -> None:
+    """One clear line, before anything starts, when the data directory cannot hold the cluster's
+    audio, logs and Redis files (read-only, full, not ours)."""
+    probe = data_dir / f".voxq-probe-{os.getpid()}"
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"\0" * 4096)
+    except OSError as exc:
+        raise CliError(f"the data directory {data_dir} cannot be written ({exc.strerror or exc}); "
+                       "give a writable one with --data-dir or VOXQ_DATA_DIR") from None
+    finally:
+        with contextlib.suppress(OSError):
+            probe.unlink(missing_ok=True)
+
+
 def lock(data_dir: Path) -> IO:
     """Hold the data directory for as long as we run: two clusters must not share one by accident.
     The kernel releases the lock when we exit, however we exit."""

@@ -3,7 +3,9 @@ started again after a back-off when it dies, and stopped in two stages.
 
 A child that dies is started again, after a back-off, and the log says why; only a crash loop
 (CRASH_LOOP_DEATHS deaths in a row of one child, each within MIN_UPTIME_S of its start) ends
-`watch`, saying so.
+`watch`, saying so, unless the supervisor's `excuse` names a cause outside the child (Redis down
+or refusing writes): then the child is started again every RESTART_MAX_S until the cause passes,
+and nothing else stops (the API keeps answering, with 503 for what needs Redis).
 """
 from __future__ import annotations
 
@@ -73,8 +75,12 @@ class Supervisor:
     """The children of one cluster: each logs to `logs/<name>.log`; those named in `stop_last`
     stop after all the others (Redis: no one loses its broker mid-job)."""
 
-    def __init__(self, logs: Path, grace_s: float = GRACE_S, stop_last: tuple[str, ...] = ()):
+    def __init__(self, logs: Path, grace_s: float = GRACE_S, stop_last: tuple[str, ...] = (),
+                 excuse: Callable[[], str | None] = lambda: None):
         self.logs = logs
+        # Why children may be dying through no fault of theirs (None: no such reason now).
+        self.excuse = excuse
+        self.excused: set[str] = set()
         self.grace_s = grace_s
         self.stop_last = stop_last
         self.children: list[tuple[str, subprocess.Popen]] = []
@@ -129,12 +135,24 @@ class Supervisor:
                 quick = now - self.started[name] < MIN_UPTIME_S
                 deaths = self.quick_deaths[name] = self.quick_deaths.get(name, 0) + 1 if quick else 1
                 log = self.log(name)
-                if deaths >= CRASH_LOOP_DEATHS:
-                    say(f"voxq: {name} died {deaths} times in a row within {MIN_UPTIME_S} s of starting "
-                        f"(last: {_how(proc.returncode)}); a crash loop, so stopping the cluster (see {log})",
-                        err=True)
-                    return 1
+                if not quick:
+                    self.excused.discard(name)
                 delay = min(RESTART_MAX_S, RESTART_FIRST_S * 2 ** (deaths - 1))
+                if deaths >= CRASH_LOOP_DEATHS:
+                    reason = self.excuse()
+                    if reason is None:
+                        say(f"voxq: {name} died {deaths} times in a row within {MIN_UPTIME_S} s of starting "
+                            f"(last: {_how(proc.returncode)}); a crash loop, so stopping the cluster (see {log})",
+                            err=True)
+                        return 1
+                    delay = RESTART_MAX_S
+                    if name not in self.excused:
+                        self.excused.add(name)
+                        say(f"voxq: {name} died {deaths} times in a row within {MIN_UPTIME_S} s of starting "
+                            f"while {reason}: not stopping the cluster for that, the API stays up; starting "
+                            f"{name} again every {RESTART_MAX_S:g} s until Redis takes writes (see {log})", err=True)
+                        restart_at[name] = now + delay
+                        continue
                 say(f"voxq: {name} {_how(proc.returncode)}; starting it again in {delay:g} s (see {log})",
                     err=True)
                 restart_at[name] = now + delay

@@ -40,6 +40,9 @@ def cmd_up(args) -> int:
             "or bind 127.0.0.1"
         )
     data_dir = Path(args.data_dir or settings.data_dir).resolve()
+    # Checked before anything starts: else the first child to need them would crash-loop.
+    datadir.check_writable(data_dir)
+    _check_engine(settings)
     given_redis = args.redis_url or settings.cli.redis_url
     flower_auth = settings.cli.flower_basic_auth
     shown_auth = "(from FLOWER_BASIC_AUTH)"
@@ -124,6 +127,17 @@ def _announce_ready(api_url: str, started: float, stopping: threading.Event) -> 
                 say(f"voxq is ready: {api_url} ({time.monotonic() - started:.1f} s after the start)")
             return
         stopping.wait(0.2)
+
+
+def _check_engine(settings) -> None:
+    """The workers' own preflight (the engine's name, its files), run here once: an unknown engine
+    is one line now, not a cluster that starts and stops on a crash loop seconds later."""
+    from worker.engines import EngineError, preflight
+
+    try:
+        preflight(settings)
+    except EngineError as exc:
+        raise CliError(f"the workers cannot start: {exc}") from None
 
 
 def add_parser(sub) -> None:

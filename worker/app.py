@@ -22,6 +22,10 @@ _settings: Settings | None = None
 @app.on_configure.connect
 def _configure(sender: Celery, **_) -> None:
     global _settings
+    from shared.store import refusals_are_outages
+
+    # Before any connection: a Redis that refuses writes is waited out, never a reason to exit.
+    refusals_are_outages()
     try:
         _settings = Settings.load()
     except SettingsError as exc:

@@ -63,7 +63,10 @@ class Heartbeat:
         self.store.workers.beat(self.name, self.caps, self.queues, self.settings.jobs.heartbeat_ttl_s)
 
     def start(self) -> None:
-        self.beat()
+        try:
+            self.beat()
+        except Exception:  # noqa: BLE001 - a process starting while Redis is away still starts; the loop beats
+            log.warning("first heartbeat failed; the next beat retries", exc_info=True)
         thread = threading.Thread(target=self._loop, name="voxq-heartbeat", daemon=True)
         thread.start()
 

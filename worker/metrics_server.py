@@ -5,7 +5,7 @@ PROMETHEUS_MULTIPROC_DIR to a folder private to this worker node (one per contai
 before the worker starts. Each prefork child writes its samples (synthesis time, RTF, cache hits,
 jobs finished, webhook deliveries) to its own file there; the main process serves the sum at
 http://ADDR:PORT/metrics, adding what the broker holds (queue depths and ages, live workers,
-Redis memory), read from Redis at each scrape.
+Redis memory), read from Redis at each scrape, and the audio storage's free space.
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from prometheus_client.core import GaugeMetricFamily
 from shared import tasks
 from shared.config import Settings
 from shared.jobs import now
+from shared.storage import Storage
 from shared.store import Store, Unavailable
 
 log = logging.getLogger(__name__)
@@ -98,6 +99,28 @@ class ClusterState:
         return max(0.0, (now() - min(created)).total_seconds()) if created else 0.0
 
 
+class StorageState:
+    """The audio storage as this worker sees it, at each scrape:
+
+    voxq_storage_free_bytes and voxq_storage_size_bytes of its filesystem, and
+    voxq_storage_writable (1, or 0 when a small probe write fails: full, read-only, gone).
+    """
+
+    def __init__(self, settings: Settings):
+        self.storage = Storage(settings.data_dir)
+
+    def collect(self):
+        try:
+            free, size = self.storage.usage()
+        except OSError as exc:
+            log.warning("storage usage unavailable: %s", exc.__class__.__name__)
+            free, size = 0, 0
+        yield GaugeMetricFamily("voxq_storage_free_bytes", "Bytes free on the audio storage", value=free)
+        yield GaugeMetricFamily("voxq_storage_size_bytes", "Size of the audio storage in bytes", value=size)
+        yield GaugeMetricFamily("voxq_storage_writable", "Whether the audio storage takes writes (1) or not (0)",
+                                value=0 if self.storage.problem() else 1)
+
+
 def start(settings: Settings) -> None:
     """Serve /metrics from the worker's main process if VOXQ_METRICS_PORT is set (call before forking)."""
     port = settings.metrics.port
@@ -118,5 +141,6 @@ def start(settings: Settings) -> None:
     collectors = CollectorRegistry()
     multiprocess.MultiProcessCollector(collectors, path=str(folder))
     collectors.register(ClusterState(settings))
+    collectors.register(StorageState(settings))
     start_http_server(port, addr=settings.metrics.addr, registry=collectors)
     log.info("worker metrics on http://%s:%s/metrics", settings.metrics.addr, port)

@@ -11,7 +11,7 @@ from typing import Callable
 from shared.chunk_files import META, PCM, ChunkAttempt, ChunkFiles
 from shared.config import Settings
 from shared.jobs import TERMINAL, JobRecord
-from shared.plan import Canceled, Chunk
+from shared.plan import Canceled, Chunk, chunk_seconds
 from shared.storage import Storage
 from shared.store import Store, Transient
 from shared.text.lexicon import LexiconError, resolve
@@ -30,7 +30,7 @@ EARLY_FIRST_CHUNK = False
 
 class Runner:
     def __init__(self, settings: Settings, store: Store, storage: Storage, engine,
-                 notify: Callable[[str], object], publish: Callable[[str, int, str, str], None], batcher=None):
+                 notify: Callable[[str], object], publish: Callable[[str, int, str, str, int], None], batcher=None):
         self.settings = settings
         self.store = store
         self.jobs = store.jobs
@@ -39,7 +39,8 @@ class Runner:
         self.pipeline = Pipeline(engine, settings, batcher)
         # Called with the job ID when a job ends here; it queues the webhook (and never raises).
         self.notify = notify
-        # Called with (job ID, chunk index, owner, queue) for each chunk the dispatch hands out.
+        # Called with (job ID, chunk index, owner, queue, time limit) for each chunk the dispatch
+        # hands out.
         self.publish = publish
         self.cache = ResultCache(store, storage, settings.jobs.result_ttl_s)
 
@@ -100,7 +101,10 @@ class Runner:
             return "succeeded"
         chunks = self.pipeline.chunks(segments, options, len(early.chunk.segments) if early else None)
         queue = self.store.workers.queue_for(record.priority, self.settings.jobs.heartbeat_ttl_s)
-        if self.store.chunks.save_plan(job_id, record.owner, [chunk.encode() for chunk in chunks], len(segments),
+        # Each chunk with the audio it should make: its task's hang bound (JobSettings.hang_bound_s).
+        encoded = [dict(chunk.encode(), expected_s=round(chunk_seconds(chunk, options.speed, self.settings), 2))
+                   for chunk in chunks]
+        if self.store.chunks.save_plan(job_id, record.owner, encoded, len(segments),
                                        options.sample_rate or self.engine.sample_rate, queue, key):
             log.info("job %s planned: %d segments in %d chunk(s)", job_id, len(segments), len(chunks))
         self._dispatch(record.owner)
@@ -133,15 +137,24 @@ class Runner:
                 early = self._speak_now(record, files, Chunk.decode(spec), index, total)
                 if isinstance(early, str):
                     return early
+            if not chunks.open_to(job_id, index):
+                # Landed meanwhile by another attempt (this worker was paused, or slow), or the
+                # job ended: the first to land wins, and this audio goes.
+                return self._superseded(record, files, index, early)
             published_at = time.time()  # before the files appear: the API may stream them at once
-            early.attempt.publish()
+            if not early.attempt.publish():
+                return self._superseded(record, files, index, None)
             live = early.live
             if self.jobs.status(job_id) == "canceled":
                 # Canceled while this chunk was finishing. The API removes what landed before
                 # its cancel; this removes what landed after (it checks after publishing).
                 self._let_go(job_id, owner, index)
                 return "canceled"
-            _, done, total = chunks.land(job_id, owner, index, len(early.chunk.segments))
+            new, done, total = chunks.land(job_id, owner, index, len(early.chunk.segments))
+            if new is None:
+                # The job ended between the check and the landing (another attempt finished
+                # it): what this attempt published would be left beside the finished file.
+                return self._superseded(record, files, index, None, published=True)
             if index == 0:
                 if live.at == 0:  # a format that does not stream in pieces: its first audio is this
                     live.first_audio(published_at)
@@ -149,11 +162,42 @@ class Runner:
                 self.store.pieces.delete(job_id)
         else:
             self._discard(early)
-            _, done, total = chunks.land(job_id, owner, index, 0)  # a redelivery: only the bookkeeping
+            new, done, total = chunks.land(job_id, owner, index, 0)  # a redelivery: only the bookkeeping
+            if new is None:
+                return self.jobs.status(job_id) or "missing"
         self._dispatch(owner)
         if done == total and self.jobs.status(job_id) == "running":
             return self._assemble(record, files, total, key)
         return "running"
+
+    def _superseded(self, record: JobRecord, files: ChunkFiles, index: int, early: "Early | None",
+                    published: bool = False) -> str:
+        """This attempt at chunk `index` lost: another landed it first, or the job ended. Its
+        audio goes (and what it published, when the job ended before it could land), and no
+        counter moves; a job still running goes on as the winner left it."""
+        job_id, owner = record.id, record.owner
+        self._discard(early)
+        status = self.jobs.status(job_id)
+        if status == "running":
+            if not self.store.chunks.has_landed(job_id, index):
+                # Its files went without the chunk landing (never expected): landing it now would
+                # count audio that is not there; the dispatch hands it out again after chunk_timeout_s.
+                log.warning("job %s: chunk %d lost its temporaries before landing", job_id, index)
+                return "running"
+            log.info("job %s: chunk %d had landed already; this attempt's audio is discarded", job_id, index)
+            _, done, total = self.store.chunks.land(job_id, owner, index, 0)
+            self._dispatch(owner)
+            _, _, key = self.store.chunks.layout(job_id)
+            if done == total and self.jobs.status(job_id) == "running":
+                return self._assemble(record, files, total, key)
+            return "running"
+        log.info("job %s is %s: chunk %d's late attempt is discarded", job_id, status or "gone", index)
+        if published and status == "succeeded":
+            # Assembly has removed the chunks' PCM and metadata; these came after it.
+            files.delete_chunk(index, (PCM, META))
+        if status in (None, "canceled", "failed"):
+            self._let_go(job_id, owner, index)
+        return "skipped"
 
     def _speak_early(self, record: JobRecord, chunk: Chunk) -> "Early | str":
         """The first chunk spoken before the job is fully planned (so not published yet)."""
@@ -171,12 +215,12 @@ class Runner:
             return self._fail(record, "worker_lost",
                               f"chunk {index + 1} of {shown_total} was interrupted {attempts - 1} times (a worker "
                               "died while speaking it each time)", index)
-        if attempts > 1:
-            files.clear_temp(index)
         started = time.perf_counter()
         # The first chunk goes out piece by piece as it is spoken: that is the job's first audio.
         live = LivePieces(self.store, record, attempts) if index == 0 else None
-        attempt = files.attempt(index)
+        # Its own temporaries: an earlier attempt may still be alive (a paused worker), and what
+        # a dead one left goes when the job's chunks have all landed (_assemble) or it ends.
+        attempt = files.attempt(index, attempts)
         try:
             spoken = self.pipeline.speak_into(attempt, chunk, record.options, total is not None and index == total - 1,
                                               should_stop=self._stopped(job_id), live=live)
@@ -189,6 +233,17 @@ class Runner:
         except Transient:
             raise  # Redis blinked: the task retries, and the chunk is spoken again
         except Exception as exc:  # noqa: BLE001 - a bug in an engine must end the job, not strand it running
+            if not self.store.chunks.open_to(job_id, index):
+                # Its chunk landed elsewhere (or the job ended) while this attempt was paused, and
+                # its temporaries went with that: no fault of the job's.
+                log.info("job %s: chunk %d's attempt lost its files to the attempt that landed it (%s)",
+                         job_id, index, exc.__class__.__name__)
+                return self._superseded(record, files, index, None)
+            storage = self.storage.failure(exc)
+            if storage is not None:
+                log.warning("job %s: chunk %d failed: %s (%s)", job_id, index, storage, exc.__class__.__name__)
+                return self._fail(record, "storage_error", f"{storage}; its chunks are removed, "
+                                  "submit it again once there is space", index)
             log.exception("job %s: chunk %d failed", job_id, index)
             return self._fail(record, "engine_error", f"synthesis failed ({exc.__class__.__name__})", index)
         metrics.observe_synthesis(self.engine.name, time.perf_counter() - started, spoken.audio_s)
@@ -212,10 +267,22 @@ class Runner:
                                             storage.marks_path(job_id) if options.marks else None)
         except SynthesisError as exc:
             return self._fail(record, exc.code, str(exc))
+        except Exception as exc:  # noqa: BLE001 - the job must end, not stay running for ever
+            if self.jobs.status(job_id) != "running":
+                return self.jobs.status(job_id) or "missing"  # another attempt assembled it first
+            problem = storage.failure(exc)
+            if problem is not None:
+                return self._fail(record, "storage_error", f"{problem}; its chunks are removed, "
+                                  "submit it again once there is space")
+            log.exception("job %s: assembly failed", job_id)
+            return self._fail(record, "engine_error", f"assembly failed ({exc.__class__.__name__})")
         if not self.jobs.succeed(job_id, result):
-            # Canceled between the last chunk and here: the cancel wins, the files go.
-            storage.delete(job_id)
-            return self.jobs.status(job_id) or "canceled"
+            status = self.jobs.status(job_id)
+            if status in (None, "canceled"):
+                # Canceled between the last chunk and here: the cancel wins, the files go.
+                storage.delete(job_id)
+            # Else another attempt assembled it first: the file is the same audio, and stays.
+            return status or "canceled"
         # The PCM pieces are the file now; compressed pieces stay for streams still reading them,
         # until the retention sweep (worker/retention.py).
         files.delete((PCM, META))
@@ -232,7 +299,9 @@ class Runner:
                                             jobs_settings.chunk_timeout_s)
         for job_id, index, queue in handed:
             try:
-                self.publish(job_id, index, owner, queue)
+                bound = jobs_settings.hang_bound_s(self.store.chunks.expected_s(job_id, index)
+                                                   or self.settings.text.chunk_s)
+                self.publish(job_id, index, owner, queue, bound)
             except Exception:  # noqa: BLE001 - a chunk not published is dispatched again after chunk_timeout_s
                 log.exception("job %s: could not queue chunk %d", job_id, index)
 
@@ -247,8 +316,11 @@ class Runner:
         """Free a chunk's dispatch slot without it landing, and hand the slot on. A canceled (or
         deleted) job's chunk files go: what landed before the end is no use now."""
         self.store.chunks.release(job_id, owner, index)
-        if self.jobs.status(job_id) in (None, "canceled"):
-            ChunkFiles(self.storage, job_id).delete()
+        if self.jobs.status(job_id) in (None, "canceled", "failed"):
+            # A failed job's chunks are no use either, and on a full disk they keep it full.
+            files = ChunkFiles(self.storage, job_id)
+            files.delete()
+            files.clear_temp()
         self._dispatch(owner)
 
     def _fail(self, record: JobRecord, code: str, message: str, chunk: int | None = None) -> str:
@@ -256,6 +328,10 @@ class Runner:
         failed = self.jobs.fail(record.id, code, message)
         if chunk is not None:
             self._let_go(record.id, record.owner, chunk)
+        elif failed:
+            files = ChunkFiles(self.storage, record.id)
+            files.delete()
+            files.clear_temp()
         if failed:
             log.info("job %s failed: %s", record.id, code)
             metrics.job_finished("failed", self.jobs.get(record.id))

@@ -26,9 +26,12 @@ class JobFailed(Exception):
 
 
 # Both speech tasks: acknowledged only once done (a worker that dies gives its chunk back), retried
-# by Celery on a Redis blip, and a failed job is an expected outcome, not an error.
-SPEECH_TASK = dict(acks_late=True, reject_on_worker_lost=True, autoretry_for=Transient, retry_backoff=True,
-                   max_retries=5, throws=(JobFailed,))
+# by Celery on a Redis blip, and a failed job is an expected outcome, not an error. A task past its
+# hard time limit (its hang bound, set per message: shared/tasks.py) has its pool process killed
+# and its message requeued at once (acks_on_timeout=False), so another process speaks the chunk;
+# each such run counts as an attempt (max_attempts).
+SPEECH_TASK = dict(acks_late=True, reject_on_worker_lost=True, acks_on_timeout=False, autoretry_for=Transient,
+                   retry_backoff=True, max_retries=5, throws=(JobFailed,))
 
 
 @shared_task(name=tasks.SYNTHESIZE, **SPEECH_TASK)

@@ -21,6 +21,7 @@ import redis
 
 from shared.store.cache import CacheStore
 from shared.store.chunks import ChunkStore
+from shared.store import keyspace
 from shared.store.idempotency import IdempotencyStore
 from shared.store.jobs import JobStore
 from shared.store.lexicons import LexiconStore
@@ -33,8 +34,51 @@ from shared.store.workers import WorkerRegistry
 
 # What callers catch, without importing redis themselves.
 Unavailable = redis.RedisError
-# The subset worth retrying: the connection dropped or timed out (not a script or data error).
+
+
+class WritesRefused(redis.ConnectionError):
+    """Redis answers but takes no writes: it cannot write its append-only file or snapshot
+    (MISCONF: its disk is full) or it is at maxmemory (OOM). For a worker that is an outage like
+    a Redis that is down, which passes once there is room again: see `refusals_are_outages`."""
+
+
+# The subset worth retrying: the connection dropped or timed out, or Redis refuses writes for now
+# (not a script or data error).
 Transient = (redis.ConnectionError, redis.TimeoutError)
+
+# The replies of a Redis that refuses writes, by their error code.
+_REFUSALS = ("MISCONF", "OOM")
+
+
+def refusals_are_outages() -> None:
+    """Make a Redis that refuses writes raise WritesRefused, a ConnectionError, in this process
+    and the ones it forks: then kombu's and Celery's consumers reconnect and wait, as they do for
+    a Redis that is down, instead of exiting on an "unrecoverable" ResponseError, and our tasks
+    wait it out (worker/tasks.py). For workers and Flower, which must outlive it; the API answers
+    503 at once either way. redis-py has no public hook for this: its table of reply codes is it."""
+    from redis._parsers.base import BaseParser
+
+    for code in _REFUSALS:
+        BaseParser.EXCEPTION_CLASSES[code] = WritesRefused
+
+
+def write_problem(url: str) -> str | None:
+    """Why Redis at `url` cannot take writes now (down, full disk, maxmemory), or None: for a
+    supervisor deciding whether a child that keeps dying is broken or is waiting for Redis."""
+    client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=2, decode_responses=True)
+    try:
+        client.set(keyspace.WRITE_PROBE, "1", px=1000)
+    except redis.ResponseError as exc:
+        if str(exc).split(" ", 1)[0] in _REFUSALS or isinstance(exc, redis.exceptions.OutOfMemoryError):
+            return f"Redis refuses writes ({str(exc)[:80]})"
+        return None
+    except WritesRefused as exc:
+        return f"Redis refuses writes ({str(exc)[:80]})"
+    except (redis.RedisError, ValueError) as exc:
+        return f"Redis does not answer ({exc.__class__.__name__})"
+    finally:
+        client.close()
+    return None
 
 
 def connect(url: str) -> redis.Redis:

@@ -77,24 +77,35 @@ return out
 """
 
 # KEYS: done set, job hash, tenant in-flight. ARGV: chunk index, its segment count, member.
-# Returns {newly landed (1/0), chunks done, chunks total}.
+# Returns {newly landed (1/0, or -1: the job is not running, so nothing lands), chunks done,
+# chunks total}. The first attempt to land a chunk counts it; a later one (a redelivery, or a
+# paused worker's duplicate) changes no counter, and no counter passes its total. A job that
+# ended refuses every landing: its done set went with its end, and must not come back.
 _LANDED = """
 if redis.call('HEXISTS', KEYS[2], 'record') == 0 then
   redis.call('ZREM', KEYS[3], ARGV[3])
   return {0, 0, 0}
+end
+local total = tonumber(redis.call('HGET', KEYS[2], 'chunks_total') or '0')
+if redis.call('HGET', KEYS[2], 'status') ~= 'running' then
+  redis.call('ZREM', KEYS[3], ARGV[3])
+  return {-1, tonumber(redis.call('HGET', KEYS[2], 'chunks_done') or '0'), total}
 end
 local new = redis.call('SADD', KEYS[1], ARGV[1])
 -- Each time the chunk's audio was spoken and landed (a redelivery that finds it landed speaks
 -- nothing and passes 0): more than one is a chunk run twice, which the chaos suite counts.
 if tonumber(ARGV[2]) > 0 then redis.call('HINCRBY', KEYS[2], 'chunk_renders:' .. ARGV[1], 1) end
 if new == 1 then
-  redis.call('HINCRBY', KEYS[2], 'chunks_done', 1)
-  redis.call('HINCRBY', KEYS[2], 'segments_done', ARGV[2])
+  local done = redis.call('SCARD', KEYS[1])
+  redis.call('HSET', KEYS[2], 'chunks_done', math.min(done, total))
+  local segments = tonumber(redis.call('HGET', KEYS[2], 'segments_done') or '0') + tonumber(ARGV[2])
+  local segments_total = tonumber(redis.call('HGET', KEYS[2], 'segments_total') or segments)
+  redis.call('HSET', KEYS[2], 'segments_done', math.min(segments, segments_total))
   local ttl = redis.call('TTL', KEYS[2])
   if ttl > 0 then redis.call('EXPIRE', KEYS[1], ttl) end
 end
 redis.call('ZREM', KEYS[3], ARGV[3])
-return {new, tonumber(redis.call('HGET', KEYS[2], 'chunks_done')), tonumber(redis.call('HGET', KEYS[2], 'chunks_total'))}
+return {new, tonumber(redis.call('HGET', KEYS[2], 'chunks_done')), total}
 """
 
 
@@ -120,6 +131,11 @@ class ChunkStore:
     def chunk(self, job_id: str, index: int) -> dict | None:
         raw = self.client.hget(keyspace.job_plan(job_id), index)
         return json.loads(raw) if raw else None
+
+    def expected_s(self, job_id: str, index: int) -> float | None:
+        """The seconds of audio the plan expects of a chunk (None for a plan saved without it)."""
+        spec = self.chunk(job_id, index)
+        return spec.get("expected_s") if spec else None
 
     def layout(self, job_id: str) -> tuple[int | None, int | None, str | None]:
         """(chunks total, output sample rate, cache key) once the job is planned."""
@@ -149,12 +165,21 @@ class ChunkStore:
     def has_landed(self, job_id: str, index: int) -> bool:
         return bool(self.client.sismember(keyspace.job_chunks_done(job_id), index))
 
-    def land(self, job_id: str, owner: str, index: int, segments: int) -> tuple[bool, int, int]:
-        """Record that a chunk's audio landed: (newly, chunks done, chunks total)."""
+    def open_to(self, job_id: str, index: int) -> bool:
+        """Whether an attempt at this chunk may still publish: its job runs and nobody landed it."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hget(keyspace.job(job_id), "status")
+        pipe.sismember(keyspace.job_chunks_done(job_id), index)
+        status, landed = pipe.execute()
+        return status == "running" and not landed
+
+    def land(self, job_id: str, owner: str, index: int, segments: int) -> tuple[bool | None, int, int]:
+        """Record that a chunk's audio landed: (newly, chunks done, chunks total); newly is None
+        when the job is no longer running (it ended meanwhile), and then nothing was counted."""
         new, done, total = self._landed(
             keys=[keyspace.job_chunks_done(job_id), keyspace.job(job_id), keyspace.tenant_in_flight(owner)],
             args=[index, segments, f"{job_id}:{index}"])
-        return bool(new), int(done), int(total)
+        return (None if int(new) < 0 else bool(new)), int(done), int(total)
 
     def release(self, job_id: str, owner: str, index: int) -> None:
         """Free a chunk's dispatch slot without it landing (its job ended)."""

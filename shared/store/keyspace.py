@@ -126,3 +126,7 @@ BROKER_UNACKED_INDEX = "unacked_index"
 def broker_queue(queue: str, priority: int = 0) -> str:
     """List: a broker queue's messages (kombu's layout), for depth metrics."""
     return queue if priority == 0 else f"{queue}{_PRIORITY_SEP}{priority}"
+
+
+# String, a second long: what the supervisor writes to learn whether Redis takes writes.
+WRITE_PROBE = f"{PREFIX}:probe:writes"
