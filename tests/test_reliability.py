@@ -106,10 +106,13 @@ def test_redis_down_answers_503_quickly(tmp_path):
 # --- Hangs, full disks and a Redis that refuses writes (issue 24) ---------------------------------
 # One set of real processes for all of them, started once: two worker nodes (A and B, one pool
 # process each), the webhooks worker and Flower, over a Redis whose append-only file is on a small
-# tmpfs of its own, with the audio on another. Short bounds: a lease of 4 s, 3 s chunks, and a
-# hang bound of 10 s plus twice a chunk's expected audio.
+# tmpfs of its own, with the audio on another. Short bounds: a lease of 4 s, 3 s chunks, a hang
+# bound of 10 s plus twice a chunk's expected audio, and a chunk timeout of 30 s (above the hang
+# bound, so the hung-process scenario sees the time limit act, not the redispatch), the net for a
+# message lost with a paused consumer.
 NODE_ENV = {"VOXQ_VISIBILITY_TIMEOUT_S": "4", "VOXQ_HEARTBEAT_TTL_S": "4", "VOXQ_CHUNK_S": "3",
-            "VOXQ_FIRST_CHUNK_S": "1", "VOXQ_HANG_MIN_S": "10", "VOXQ_HANG_FACTOR": "2", "VOXQ_MAX_ATTEMPTS": "5"}
+            "VOXQ_FIRST_CHUNK_S": "1", "VOXQ_HANG_MIN_S": "10", "VOXQ_HANG_FACTOR": "2", "VOXQ_MAX_ATTEMPTS": "5",
+            "VOXQ_CHUNK_TIMEOUT_S": "30"}
 
 
 class Tmpfs:
