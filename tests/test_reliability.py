@@ -362,7 +362,7 @@ def test_a_hung_pool_process_is_ended_within_its_hang_bound(nodes):
     landed_after = time.monotonic() - stopped
     ledger.settle(nodes, timeout=120)
     ledger.summary(hang_bound_s=bound, chunk_landed_after_s=round(landed_after, 1),
-                   chunk_timeout_s=300, hung_child_killed=not child.is_running())
+                   chunk_timeout_s=int(NODE_ENV["VOXQ_CHUNK_TIMEOUT_S"]), hung_child_killed=not child.is_running())
     assert ledger.not_succeeded == 0 and ledger.run_twice == 0, ledger.jobs
     assert not child.is_running()  # killed, not left stopped
     # Not before the bound (its main renews its lease), and soon after it, not at the chunk timeout.
