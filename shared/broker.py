@@ -34,6 +34,11 @@ def celery_config(settings: Settings, worker: bool = False) -> dict:
             # quarter timeout bounds recovery at visibility_timeout_s * 1.25 (restore_bound_s).
             "unacked_restore_interval": restore_interval_s(settings),
             "unacked_restore_throttle": 1,
+            # The lock kombu takes around that sweep expires after 5 minutes by default. A Redis
+            # that freezes (SIGSTOP, a stalled disk) runs the SET NX a worker sent before giving
+            # up, once it resumes: nobody holds it, and no message was restored for 5 minutes.
+            # The sweep takes milliseconds, so a visibility timeout is a generous expiry.
+            "unacked_mutex_expire": visibility,
         },
         "broker_connection_retry_on_startup": True,
         # The API must answer 503 quickly when Redis is down, not retry the publish for minutes.

@@ -61,10 +61,12 @@ def test_random_sigkills_of_pool_children_and_worker_mains(cluster):
         main = up.child("worker")
         if main is None:
             continue  # being started again
-        pool = [p for p in main.children() if p.is_running()]
-        # A worker main killed again before it ran 12 s would be a crash loop (voxq/cluster.py):
-        # then a pool child instead, or nothing while the new main has not forked its pool yet
-        # (on a loaded machine that is seconds, and killing it then made the restarts back off).
+        # Pool children past their start (their engine loaded): one killed while its pool is still
+        # starting makes Celery give up on the pool ("Could not start worker processes") and
+        # exit, and a main that keeps exiting young is a crash loop (voxq/supervisor.py).
+        pool = [p for p in main.children() if p.is_running() and time.time() - p.create_time() > 5]
+        # A worker main killed again before it ran 12 s would be a crash loop too: then a pool
+        # child instead, and none while a new main's pool is still starting.
         young = time.monotonic() - main_started < 12
         if pool and (young or rng.random() < 0.75):
             rng.choice(pool).send_signal(signal.SIGKILL)

@@ -16,9 +16,11 @@ import json
 
 from shared.store import keyspace
 
-# KEYS: plan, job hash. ARGV: chunk count, segments total, output rate, queue, cache key, then
-# one JSON per chunk. Only the first planner writes: a redelivered planning task reuses the plan,
-# which lives as long as the job's record (and goes when the job ends).
+# KEYS: plan, job hash, tenant ring. ARGV: chunk count, segments total, output rate, queue, cache
+# key, then one JSON per chunk. Only the first planner writes: a redelivered planning task reuses
+# the plan, which lives as long as the job's record (and goes when the job ends). The job joins
+# its tenant's ring in the same step: a plan saved without it (a Redis refusing writes between
+# two commands) would never have its later chunks dispatched.
 _SAVE_PLAN = """
 if redis.call('HEXISTS', KEYS[2], 'record') == 0 then return -1 end
 if redis.call('HEXISTS', KEYS[2], 'chunks_total') == 1 then return 0 end
@@ -29,6 +31,7 @@ if ttl > 0 then redis.call('EXPIRE', KEYS[1], ttl) end
 redis.call('HSET', KEYS[2], 'chunks_total', n, 'chunks_sent', 1, 'chunks_done', 0,
            'segments_total', ARGV[2], 'segments_done', 0, 'out_rate', ARGV[3], 'chunk_queue', ARGV[4],
            'cache_key', ARGV[5])
+if n > 1 then redis.call('RPUSH', KEYS[3], ARGV[6 + n]) end
 return 1
 """
 
@@ -121,11 +124,9 @@ class ChunkStore:
         """Store the plan (once) and, if chunks remain after the first, put the job in its tenant's
         ring. False when the job already had a plan (a redelivered planning task) or is gone."""
         saved = self._save_plan(
-            keys=[keyspace.job_plan(job_id), keyspace.job(job_id)],
+            keys=[keyspace.job_plan(job_id), keyspace.job(job_id), keyspace.tenant_ring(owner)],
             args=[len(chunks), segments_total, out_rate, queue, cache_key,
-                  *(json.dumps(c, ensure_ascii=False) for c in chunks)])
-        if int(saved) == 1 and len(chunks) > 1:
-            self.client.rpush(keyspace.tenant_ring(owner), job_id)
+                  *(json.dumps(c, ensure_ascii=False) for c in chunks), job_id])
         return int(saved) == 1
 
     def chunk(self, job_id: str, index: int) -> dict | None:
