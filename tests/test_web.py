@@ -24,6 +24,9 @@ AUDIO_READY = """() => {
   return Boolean(a.currentSrc) && a.readyState >= 1 && Number.isFinite(a.duration) && a.duration > 0;
 }"""
 TEXT = "今天天气很好。我们一起去公园散步吧。路上可以买一杯咖啡。然后在湖边坐一会儿。"
+# Long enough (12 segments, about 25 s of audio) to be running through several of the page's
+# polls: a four-sentence job can now finish between two of them.
+LONG_TEXT = TEXT * 3
 
 
 @pytest.fixture(scope="module")
@@ -77,8 +80,8 @@ def test_type_submit_listen_download_and_replay(page, cluster, sample_rate):
     assert page.locator("#voice option").all_inner_texts()[0].startswith("baker")
     assert "开心" in page.locator("#emotion option").all_inner_texts()
     assert page.locator("#counter").inner_text() == "0 / 100000"
-    page.fill("#text", TEXT)
-    assert page.locator("#counter").inner_text() == f"{len(TEXT)} / 100000"
+    page.fill("#text", LONG_TEXT)
+    assert page.locator("#counter").inner_text() == f"{len(LONG_TEXT)} / 100000"
     page.select_option("#emotion", "happy")
     page.fill("#speed", "1.1")
     assert page.locator("#speed-value").inner_text() == "1.10×"
@@ -94,7 +97,7 @@ def test_type_submit_listen_download_and_replay(page, cluster, sample_rate):
     assert page.locator("#status-line").inner_text() == "合成完成"
     assert page.eval_on_selector("#progress", "p => p.value === p.max")
     lines = page.evaluate("window.statusLines")
-    assert any(line.startswith("正在合成：第") and "/ 4 段" in line for line in lines), lines
+    assert any(line.startswith("正在合成：第") and "/ 12 段" in line for line in lines), lines
     duration = page.eval_on_selector("#player", "a => a.duration")
     assert duration > 2
 
