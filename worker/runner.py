@@ -242,8 +242,7 @@ class Runner:
             storage = self.storage.failure(exc)
             if storage is not None:
                 log.warning("job %s: chunk %d failed: %s (%s)", job_id, index, storage, exc.__class__.__name__)
-                return self._fail(record, "storage_error", f"{storage}; its chunks are removed, "
-                                  "submit it again once there is space", index)
+                return self._fail(record, "storage_error", _storage_message(storage), index)
             log.exception("job %s: chunk %d failed", job_id, index)
             return self._fail(record, "engine_error", f"synthesis failed ({exc.__class__.__name__})", index)
         metrics.observe_synthesis(self.engine.name, time.perf_counter() - started, spoken.audio_s)
@@ -272,8 +271,7 @@ class Runner:
                 return self.jobs.status(job_id) or "missing"  # another attempt assembled it first
             problem = storage.failure(exc)
             if problem is not None:
-                return self._fail(record, "storage_error", f"{problem}; its chunks are removed, "
-                                  "submit it again once there is space")
+                return self._fail(record, "storage_error", _storage_message(problem))
             log.exception("job %s: assembly failed", job_id)
             return self._fail(record, "engine_error", f"assembly failed ({exc.__class__.__name__})")
         if not self.jobs.succeed(job_id, result):
@@ -318,10 +316,14 @@ class Runner:
         self.store.chunks.release(job_id, owner, index)
         if self.jobs.status(job_id) in (None, "canceled", "failed"):
             # A failed job's chunks are no use either, and on a full disk they keep it full.
-            files = ChunkFiles(self.storage, job_id)
-            files.delete()
-            files.clear_temp()
+            self._remove_chunks(job_id)
         self._dispatch(owner)
+
+    def _remove_chunks(self, job_id: str) -> None:
+        """Every chunk file of an ended job, and every attempt's temporaries."""
+        files = ChunkFiles(self.storage, job_id)
+        files.delete()
+        files.clear_temp()
 
     def _fail(self, record: JobRecord, code: str, message: str, chunk: int | None = None) -> str:
         """End the job as failed (from the planning task, or from `chunk`, whose slot goes)."""
@@ -329,9 +331,7 @@ class Runner:
         if chunk is not None:
             self._let_go(record.id, record.owner, chunk)
         elif failed:
-            files = ChunkFiles(self.storage, record.id)
-            files.delete()
-            files.clear_temp()
+            self._remove_chunks(record.id)
         if failed:
             log.info("job %s failed: %s", record.id, code)
             metrics.job_finished("failed", self.jobs.get(record.id))
@@ -354,6 +354,10 @@ class Runner:
         log.info("job %s served from the cache (job %s)", job_id, source.id)
         self.notify(job_id)
         return True
+
+
+def _storage_message(problem: str) -> str:
+    return f"{problem}; its chunks are removed, submit it again once there is space"
 
 
 @dataclass
@@ -386,9 +390,9 @@ class LivePieces:
             # before this worker's write returns.
             visible_at = time.time()
         self.store.pieces.add(self.record.id, self.attempt, self.at, data)
+        self.at += len(data)
         if first:
             self.first_audio(visible_at)
-        self.at += len(data)
 
     def end(self) -> None:
         self.store.pieces.end(self.record.id, self.attempt, self.at)
