@@ -120,7 +120,7 @@ def cmd_engine(args) -> int:
 
         sizes = [int(b) for b in args.batch.split(",")]
         settings = Settings.load(engine={"name": args.engine, "device": args.device})
-        rows = torch_bench(sizes, args.device, settings=settings)
+        rows = torch_bench(sizes, args.device, settings=settings, sentences=args.sentences)
         print(f"engine {args.engine} on {args.device}, {rows[0]['sentences']} sentences per pass; "
               f"LiteRT (1 thread, same run): {rows[0]['litert_throughput']:.2f} audio s/wall s, "
               f"RTF {rows[0]['litert_rtf']:.4f}")
@@ -152,4 +152,6 @@ def add_parser(which) -> None:
     engine.add_argument("--threads", default="1,2", help="comma-separated thread counts")
     engine.add_argument("--batch", help="batch sizes for a batching engine, e.g. 1,4,8,16")
     engine.add_argument("--device", default="cpu")
+    engine.add_argument("--sentences", type=int, help="with --batch: sentences per pass, going round the "
+                        "corpus (12) again for more")
     engine.set_defaults(func=cmd_engine)

@@ -78,7 +78,8 @@ def bench(batch_sizes, device: str = "cpu", settings: Settings | None = None,
 
     The corpus is synthesized whole at every batch size, in batches of that size, from model
     ids to audio (the G2P is left out: both engines share it). Each figure is the best of
-    `repeats` runs after one warm-up run. `sentences` takes only the corpus's first few.
+    `repeats` runs after one warm-up run. `sentences` takes the corpus's first few, or goes round
+    it again for more (a GPU's larger batches need more sentences than the corpus has).
     """
     from worker import assets
 
@@ -88,7 +89,8 @@ def bench(batch_sizes, device: str = "cpu", settings: Settings | None = None,
     settings = settings or Settings.load()
     settings = settings.model_copy(update={"engine": settings.engine.model_copy(update={"device": device})})
     found = assets.locate(settings.engine.model_dir)
-    ids = corpus_ids(found.mapper)[:sentences]
+    ids = corpus_ids(found.mapper)
+    ids = [ids[i % len(ids)] for i in range(sentences or len(ids))]
     controls = baker.model_inputs(SynthesisConfig())
 
     litert = LiteRTEngine.load(settings)
