@@ -24,6 +24,9 @@ CHAOS_ENV = {
     "VOXQ_HEARTBEAT_TTL_S": "4",
     "VOXQ_CHUNK_S": "3",
     "VOXQ_FIRST_CHUNK_S": "1",
+    # A chunk whose message was lost (its dispatcher killed before publishing it, or its worker
+    # killed between taking it and recording it unacknowledged) goes out again after this.
+    "VOXQ_CHUNK_TIMEOUT_S": "45",
     "VOXQ_STOP_GRACE_S": "20",
     "VOXQ_RATE_LIMIT_PER_MINUTE": "0",
 }
@@ -92,6 +95,30 @@ class UpCluster:
     def job(self, job_id: str) -> dict:
         return self.session.get(f"{self.base}/v1/jobs/{job_id}", timeout=10).json()
 
+    def diagnose(self, job_ids: list[str]) -> str:
+        """Why these jobs have not ended: each one's bookkeeping in Redis (never its text), what
+        its tenant has in flight, the broker's queues and taken messages, and the workers' log
+        lines about it; for a timeout in CI, where nobody can look afterwards."""
+        from shared.store import Store
+        from shared.tasks import SYNTHESIS_QUEUES
+
+        client = self.redis
+        store = Store(client, result_ttl_s=600)
+        lines = [f"queues {store.queues.depths(SYNTHESIS_QUEUES)}, taken and unacknowledged "
+                 f"{len(store.queues.in_flight())}"]
+        flights = {key: client.zrange(key, 0, -1, withscores=True)
+                   for key in client.scan_iter(keyspace.TENANT_PATTERN) if client.type(key) == "zset"}
+        log = self.data_dir / "logs" / "worker.log"
+        worker_log = log.read_text(errors="replace").splitlines() if log.exists() else []
+        for job_id in job_ids:
+            fields = {k: v for k, v in client.hgetall(keyspace.job(job_id)).items() if k not in ("record", "result", "cache_key")}
+            flying = [(m, round(time.time() - score, 1)) for members in flights.values()
+                      for m, score in members if m.startswith(job_id)]
+            said = [line[-200:] for line in worker_log if job_id in line][-15:]
+            lines += [f"job {job_id}: {fields}", f"  in flight (member, seconds ago): {flying}",
+                      *(f"  log: {line}" for line in said)]
+        return "\n".join(lines)
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.terminate()
@@ -117,7 +144,7 @@ class Ledger:
         started = time.monotonic()
         pending = set(self.jobs)
         while pending:
-            assert time.monotonic() - started < timeout, {j: cluster.job(j)["status"] for j in list(pending)[:5]}
+            assert time.monotonic() - started < timeout, cluster.diagnose(list(pending)[:5])
             for job_id in list(pending):
                 try:
                     body = cluster.job(job_id)

@@ -77,11 +77,15 @@ def test_dispatch_is_round_robin_per_tenant_and_bounded(redis_url):
         record = store.jobs.create(JobRequest(text="好。" * 10), "acme")
         store.jobs.mark_running(record.id)
         store.chunks.save_plan(record.id, "acme", [{"first": i, "segments": []} for i in range(5)], 5, 24000,
-                               "interactive", "key")
+                               "interactive", "key", 1000.0)
         jobs[name] = record.id
-    handed = store.chunks.dispatch("acme", window=3, now=1000.0, stale_s=60)
-    assert [job for job, _, _ in handed] == [jobs["a1"], jobs["a2"], jobs["a1"]]  # round robin
-    assert [index for _, index, _ in handed] == [1, 1, 2]  # chunk 0 is spoken by the planning task
+    # Chunk 0 is spoken by the planning task, and is in flight from the plan on: it fills the window.
+    assert store.chunks.in_flight("acme") == 2
+    assert [(j, i) for j, i, _ in store.chunks.dispatch("acme", 3, 1000.0, 60)] == [(jobs["a1"], 1)]
+    for job_id in jobs.values():
+        assert store.chunks.land(job_id, "acme", 0, 1)[0]
+    handed = store.chunks.dispatch("acme", window=3, now=1000.5, stale_s=60)
+    assert [(j, i) for j, i, _ in handed] == [(jobs["a2"], 1), (jobs["a1"], 2)]  # round robin
     assert store.chunks.dispatch("acme", window=3, now=1001.0, stale_s=60) == []  # window full
     assert store.chunks.land(jobs["a1"], "acme", 1, 1)[0]
     assert [(j, i) for j, i, _ in store.chunks.dispatch("acme", 3, 1002.0, 60)] == [(jobs["a2"], 2)]
@@ -89,7 +93,7 @@ def test_dispatch_is_round_robin_per_tenant_and_bounded(redis_url):
     other = store.jobs.create(JobRequest(text="好。"), "beta")
     store.jobs.mark_running(other.id)
     store.chunks.save_plan(other.id, "beta", [{"first": i, "segments": []} for i in range(3)], 3, 24000,
-                           "batch", "key")
+                           "batch", "key", 1003.0)
     assert [(j, i, q) for j, i, q in store.chunks.dispatch("beta", 3, 1003.0, 60)] == [
         (other.id, 1, "batch"), (other.id, 2, "batch")]
     # A chunk dispatched long ago that never landed goes out again; a canceled job's do not.
@@ -97,6 +101,8 @@ def test_dispatch_is_round_robin_per_tenant_and_bounded(redis_url):
     again = store.chunks.dispatch("acme", 3, 1003.0 + 61, 60)
     assert (jobs["a1"], 2) in [(j, i) for j, i, _ in again]
     assert all(j != jobs["a2"] for j, _, _ in again)
+    # So does a chunk 0 whose planning task was lost after it saved the plan.
+    assert (other.id, 0) in [(j, i) for j, i, _ in store.chunks.dispatch("beta", 3, 1003.0 + 61, 60)]
 
 
 @pytest.mark.slow
@@ -193,9 +199,9 @@ def test_a_chunk_whose_dispatcher_died_before_publishing_it_goes_out_again(clien
     segments = plan.segments(LONG, settings)
     chunks = plan.chunks(segments, SynthesisOptions(), settings)
     encoded = [chunk.encode() for chunk in chunks]
-    assert store.chunks.save_plan(job_id, "anonymous", encoded, len(segments), 24000, "interactive", "")
+    assert store.chunks.save_plan(job_id, "anonymous", encoded, len(segments), 24000, "interactive", "", time.time())
     claimed = store.chunks.dispatch("anonymous", window=4, now=time.time(), stale_s=5)
-    assert len(claimed) == min(4, len(chunks) - 1) >= 2  # ... and never published
+    assert len(claimed) == min(3, len(chunks) - 1) >= 2  # (chunk 0 holds the fourth place) ... never published
     worker = Worker(redis_url, data_dir, tmp_path / "w.log", VOXQ_CHUNK_TIMEOUT_S=5)
     try:
         worker.wait_ready()

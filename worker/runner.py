@@ -105,7 +105,7 @@ class Runner:
         encoded = [dict(chunk.encode(), expected_s=round(chunk_seconds(chunk, options.speed, self.settings), 2))
                    for chunk in chunks]
         if self.store.chunks.save_plan(job_id, record.owner, encoded, len(segments),
-                                       options.sample_rate or self.engine.sample_rate, queue, key):
+                                       options.sample_rate or self.engine.sample_rate, queue, key, time.time()):
             log.info("job %s planned: %d segments in %d chunk(s)", job_id, len(segments), len(chunks))
         self._dispatch(record.owner)
         return self._speak(record, 0, early)

@@ -16,22 +16,27 @@ import json
 
 from shared.store import keyspace
 
-# KEYS: plan, job hash, tenant ring. ARGV: chunk count, segments total, output rate, queue, cache
-# key, then one JSON per chunk. Only the first planner writes: a redelivered planning task reuses
-# the plan, which lives as long as the job's record (and goes when the job ends). The job joins
-# its tenant's ring in the same step: a plan saved without it (a Redis refusing writes between
-# two commands) would never have its later chunks dispatched.
+# KEYS: plan, job hash, tenant ring, tenant in-flight. ARGV: chunk count, segments total, output
+# rate, queue, cache key, now, then one JSON per chunk. Only the first planner writes: a
+# redelivered planning task reuses the plan, which lives as long as the job's record (and goes
+# when the job ends). The job joins its tenant's ring in the same step: a plan saved without it
+# (a Redis refusing writes between two commands) would never have its later chunks dispatched.
+# Chunk 0, which the planning task speaks itself, is in flight from here like any dispatched
+# chunk: if that task's message is lost (kombu's Redis transport loses a message taken by a
+# worker killed before it recorded it as unacknowledged), the chunk goes out again after the
+# chunk timeout instead of leaving the job running for ever.
 _SAVE_PLAN = """
 if redis.call('HEXISTS', KEYS[2], 'record') == 0 then return -1 end
 if redis.call('HEXISTS', KEYS[2], 'chunks_total') == 1 then return 0 end
 local n = tonumber(ARGV[1])
-for i = 1, n do redis.call('HSET', KEYS[1], i - 1, ARGV[5 + i]) end
+for i = 1, n do redis.call('HSET', KEYS[1], i - 1, ARGV[6 + i]) end
 local ttl = redis.call('TTL', KEYS[2])
 if ttl > 0 then redis.call('EXPIRE', KEYS[1], ttl) end
 redis.call('HSET', KEYS[2], 'chunks_total', n, 'chunks_sent', 1, 'chunks_done', 0,
            'segments_total', ARGV[2], 'segments_done', 0, 'out_rate', ARGV[3], 'chunk_queue', ARGV[4],
            'cache_key', ARGV[5])
-if n > 1 then redis.call('RPUSH', KEYS[3], ARGV[6 + n]) end
+if n > 1 then redis.call('RPUSH', KEYS[3], ARGV[7 + n]) end
+redis.call('ZADD', KEYS[4], ARGV[6], ARGV[7 + n] .. ':0')
 return 1
 """
 
@@ -120,12 +125,14 @@ class ChunkStore:
         self._landed = client.register_script(_LANDED)
 
     def save_plan(self, job_id: str, owner: str, chunks: list[dict], segments_total: int, out_rate: int,
-                  queue: str, cache_key: str) -> bool:
-        """Store the plan (once) and, if chunks remain after the first, put the job in its tenant's
-        ring. False when the job already had a plan (a redelivered planning task) or is gone."""
+                  queue: str, cache_key: str, now: float) -> bool:
+        """Store the plan (once), count chunk 0 in flight and, if chunks remain after the first,
+        put the job in its tenant's ring. False when the job already had a plan (a redelivered
+        planning task) or is gone."""
         saved = self._save_plan(
-            keys=[keyspace.job_plan(job_id), keyspace.job(job_id), keyspace.tenant_ring(owner)],
-            args=[len(chunks), segments_total, out_rate, queue, cache_key,
+            keys=[keyspace.job_plan(job_id), keyspace.job(job_id), keyspace.tenant_ring(owner),
+                  keyspace.tenant_in_flight(owner)],
+            args=[len(chunks), segments_total, out_rate, queue, cache_key, now,
                   *(json.dumps(c, ensure_ascii=False) for c in chunks), job_id])
         return int(saved) == 1
 
