@@ -1,5 +1,5 @@
 """The Redis a cluster runs on: a given one that must answer, or a private redis-server in the
-data directory (or, with `--redis-ha`, a private master, replica and three sentinels), whose
+data directory (or, with `--redis-ha`, a private master, two replicas and three sentinels), whose
 unfinished jobs a start puts back in their queues."""
 from __future__ import annotations
 
@@ -65,19 +65,31 @@ def _write_private(path: Path, lines: list[str]) -> None:
     os.chmod(path, 0o600)
 
 
-def _node_lines(folder: Path, port: int, password: str) -> list[str]:
+def _node_lines(folder: Path, port: int, password: str, max_lag_s: int) -> list[str]:
     # masterauth on every node: any of them may be a replica after a failover.
     return [f"port {port}", "bind 127.0.0.1", f'dir "{folder}"', "appendonly yes", "appendfsync everysec",
-            'save ""', "maxmemory-policy noeviction", f"requirepass {password}", f"masterauth {password}"]
+            'save ""', "maxmemory-policy noeviction", f"requirepass {password}", f"masterauth {password}",
+            # A replica that comes back resyncs at once, not after Redis's default 5 s of waiting
+            # for others to share the transfer: until it has, the master has one replica fewer.
+            "repl-diskless-sync-delay 0",
+            # A master that heard from no replica for max_lag_s takes no writes (NOREPLICAS): an
+            # old master back from a pause (SIGSTOP, a partition) would otherwise take writes
+            # from clients still connected to it until the sentinels demote it, and they would go
+            # with its demotion. Clients reconnect on NOREPLICAS and find the new master.
+            "min-replicas-to-write 1", f"min-replicas-max-lag {max_lag_s}"]
 
 
 MASTER_NAME = "voxq"
 SENTINELS = 3
+# Two replicas, not one: voxq waits for one replica before it acknowledges a write, and after a
+# failover the new master still has one (a single replica would leave it none until the old
+# master is back as a replica, and every submit a 503 meanwhile: 15 s and more, measured).
+REPLICAS = 2
 
 
 def start_private_ha(supervisor: Supervisor, folder: Path, down_after_ms: int, failover_timeout_ms: int,
                      restart_after_s: float) -> RedisTarget:
-    """A private master, one replica and three sentinels (quorum 2) in `folder`, for trying
+    """A private master, two replicas and three sentinels (quorum 2) in `folder`, for trying
     failover on one machine and for the tests: the same engine as a production Sentinel set.
 
     The first start writes their config files and keeps the ports and password in ha.json; a
@@ -92,14 +104,14 @@ def start_private_ha(supervisor: Supervisor, folder: Path, down_after_ms: int, f
     if layout.exists():
         known = json.loads(layout.read_text())
     else:
-        known = {"password": secrets.token_urlsafe(24), "nodes": [free_port(), free_port()],
+        known = {"password": secrets.token_urlsafe(24), "nodes": [free_port() for _ in range(1 + REPLICAS)],
                  "sentinels": [free_port() for _ in range(SENTINELS)]}
         _write_private(layout, [json.dumps(known)])
         master = known["nodes"][0]
         for n, port in enumerate(known["nodes"]):
             node = folder / f"node-{n}"
             node.mkdir(exist_ok=True)
-            lines = _node_lines(node, port, known["password"])
+            lines = _node_lines(node, port, known["password"], max(2, round(down_after_ms / 1000)))
             if n:
                 lines.append(f"replicaof 127.0.0.1 {master}")
             _write_private(node / "redis.conf", lines)
@@ -132,7 +144,7 @@ def start_private_ha(supervisor: Supervisor, folder: Path, down_after_ms: int, f
         if any(name.startswith(("redis-", "sentinel-")) for name in supervisor.exited()):
             break
         time.sleep(0.05)
-    raise CliError(f"the private Redis master, replica and sentinels did not start; see the logs in {supervisor.logs}")
+    raise CliError(f"the private Redis master, replicas and sentinels did not start; see the logs in {supervisor.logs}")
 
 
 def start_private(supervisor: Supervisor, folder: Path) -> RedisTarget:

@@ -22,8 +22,8 @@ from voxq.supervisor import GRACE_S, Supervisor
 
 WORKER_NICE = 10
 # Stopped after everything else, so no one loses its broker mid-job: the private Redis, or the
-# private master, replica and sentinels of --redis-ha.
-REDIS_CHILDREN = ("redis", "redis-0", "redis-1", "sentinel-0", "sentinel-1", "sentinel-2")
+# private master, replicas and sentinels of --redis-ha.
+REDIS_CHILDREN = ("redis", "redis-0", "redis-1", "redis-2", "sentinel-0", "sentinel-1", "sentinel-2")
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class ClusterConfig:
     port: int = 5000
     workers: int = 1
     # None: a private redis-server in the data directory (with redis_ha: a private master,
-    # replica and three sentinels). A plain URL or a Sentinel target someone else runs.
+    # two replicas and three sentinels). A plain URL or a Sentinel target someone else runs.
     redis: RedisTarget | None = None
     redis_ha: bool = False
     # The private sentinels' timings (VOXQ_REDIS_HA_DOWN_AFTER_MS, ..._FAILOVER_TIMEOUT_MS).

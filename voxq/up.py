@@ -85,7 +85,7 @@ def cmd_up(args) -> int:
         api_url = f"{cluster.url}/"
         shown_host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
         if args.redis_ha:
-            shown_redis = (f"private master, replica and 3 sentinels (master name {redis.sentinel_master!r}, "
+            shown_redis = (f"private master, 2 replicas and 3 sentinels (master name {redis.sentinel_master!r}, "
                            f"sentinels on 127.0.0.1 ports {', '.join(str(p) for _, p in redis.sentinels)}), "
                            f"data in {data_dir / 'redis-ha'}")
         elif cluster.private_redis:
@@ -168,6 +168,6 @@ def add_parser(sub) -> None:
     up.add_argument("--redis-url", help="use this Redis (default REDIS_URL, else a private redis-server "
                                         "in the data directory)")
     up.add_argument("--redis-ha", action="store_true",
-                    help="start a private Redis master, a replica and three sentinels instead of one "
+                    help="start a private Redis master, two replicas and three sentinels instead of one "
                          "redis-server, to try failover on this machine (README, \"High availability\")")
     up.set_defaults(func=cmd_up)

@@ -53,6 +53,21 @@ Transient = (redis.ConnectionError, redis.TimeoutError)
 _REFUSALS = ("MISCONF", "OOM", "NOREPLICAS")
 
 
+class StaleMaster(redis.ConnectionError):
+    """A master behind Sentinel answers NOREPLICAS: it lost touch with its replicas (it was cut
+    off, and has been replaced, or is about to be). A ConnectionError, so redis-py drops the
+    connection and its Sentinel pool asks the sentinels for the master again, as it does on the
+    READONLY of a master already demoted."""
+
+
+def _stale_masters_reconnect() -> None:
+    # redis-py has no public hook for this: its table of reply codes is it.
+    from redis._parsers.base import BaseParser
+
+    if BaseParser.EXCEPTION_CLASSES.get("NOREPLICAS") is None:
+        BaseParser.EXCEPTION_CLASSES["NOREPLICAS"] = StaleMaster
+
+
 def refusals_are_outages() -> None:
     """Make a Redis that refuses writes raise WritesRefused, a ConnectionError, in this process
     and the ones it forks: then kombu's and Celery's consumers reconnect and wait, as they do for
@@ -90,7 +105,10 @@ def write_problem(where: RedisTarget | str) -> str | None:
 def connect(where: RedisTarget | str) -> redis.Redis:
     # Short timeouts: when Redis is down the API must answer 503 at once, not hang. The read
     # timeout stays above the longest wait for replicas (VOXQ_REDIS_WAIT_TIMEOUT_MS, at most 4 s).
-    return _client(where, socket_connect_timeout=1, socket_timeout=5, health_check_interval=30,
+    target = target_of(where)
+    if target.sentinel:
+        _stale_masters_reconnect()
+    return _client(target, socket_connect_timeout=1, socket_timeout=5, health_check_interval=30,
                    decode_responses=True)
 
 
