@@ -153,6 +153,10 @@ class Store:
         pool = self.client.connection_pool
         return pool.get_master_address() if hasattr(pool, "get_master_address") else None
 
+    def server_info(self, section: str) -> dict:
+        """The master's INFO section (its replicas, its process), for `voxq bench ha`."""
+        return self.client.info(section)
+
     def replicated(self) -> bool:
         """Whether every write made so far (by any connection of any process) has reached
         `wait_replicas` replicas, waiting up to `wait_timeout_ms`: the step before voxq tells
