@@ -33,6 +33,8 @@ def _cluster(workers: int, down_after_ms: int, wait_replicas: int) -> Cluster:
     cluster = Cluster(config)
     cluster.start()
     cluster.wait_ready()
+    # As under `voxq up`: a killed node is started again (as a replica), so the set heals.
+    threading.Thread(target=cluster.watch, name="supervise", daemon=True).start()
     return cluster
 
 
