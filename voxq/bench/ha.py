@@ -33,9 +33,18 @@ def _cluster(workers: int, down_after_ms: int, wait_replicas: int) -> Cluster:
     cluster = Cluster(config)
     cluster.start()
     cluster.wait_ready()
-    # As under `voxq up`: a killed node is started again (as a replica), so the set heals.
-    threading.Thread(target=cluster.watch, name="supervise", daemon=True).start()
     return cluster
+
+
+def _revive(cluster: Cluster, pid: int) -> None:
+    """Start a killed Redis node again, as `voxq up`'s supervisor does (after its restart delay,
+    so it comes back as a replica). Not Supervisor.watch in a thread: it would race the stop."""
+    supervisor = cluster.supervisor
+    name, proc = next((n, p) for n, p in supervisor.children if p.pid == pid)
+    proc.wait(10)
+    spec = supervisor.specs[name]
+    time.sleep(spec.restart_after_s)
+    supervisor.spawn(name, spec.cmd, spec.env, restart_after_s=spec.restart_after_s)
 
 
 def _master_pid(store) -> tuple[int, int]:
@@ -103,6 +112,7 @@ def cmd_ha(args) -> int:
             outages.append((after[0] if after else float("inf")) - (before[-1] if before else killed))
             print(f"failover {k + 1}: master on port {port} killed; the API answered 202 again after "
                   f"{outages[-1]:.2f} s", flush=True)
+            _revive(cluster, pid)
         stopping.set()
         thread.join(40)
         accepted = [job for _, code, job in answers if code == 202]
