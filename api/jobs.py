@@ -54,13 +54,15 @@ def create_job():
         if existing is not None:
             return _accepted(existing, 200)
         auth.charge(owner, len(job.text))
-        record = submission.submit(job, owner)
+        record = submission.submit(job, owner, replicate=False)
         if not svc.store.idempotency.remember(owner, key, digest, record.id, svc.settings.limits.idempotency_ttl_s):
             # Lost a race with an identical request: answer with the winner's job.
             existing = _idempotent(owner, key, digest)
             if existing is not None:
                 submission.cancel(record.id)
                 return _accepted(existing, 200)
+        # One wait for the job and its key: a retry after a failover finds the same job.
+        submission.replicated(record)
         return _accepted(record)
     auth.charge(owner, len(job.text))
     return _accepted(submission.submit(job, owner))

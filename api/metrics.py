@@ -29,6 +29,8 @@ LATENCY = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
 JOBS_SUBMITTED = Counter("voxq_api_jobs_submitted_total", "Jobs stored and queued", ["priority", "via"])
+JOBS_UNREPLICATED = Counter("voxq_api_jobs_unreplicated_total",
+                            "Jobs withdrawn (503) because too few Redis replicas confirmed them in time")
 FIRST_BYTE = Histogram(
     "voxq_api_first_byte_seconds", "From a job's acceptance to its first audio byte sent to a client",
     buckets=(0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0, 10.0),
@@ -43,6 +45,10 @@ def first_byte(record, at: float) -> None:
     accepted = record.timings.get("accepted")
     if services.get().store.jobs.mark(record.id, "first_byte", at) and accepted is not None:
         FIRST_BYTE.observe(max(0.0, at - accepted))
+
+
+def job_unreplicated() -> None:
+    JOBS_UNREPLICATED.inc()
 
 
 def job_submitted(priority: str) -> None:

@@ -26,7 +26,7 @@ class Services:
     @property
     def store(self) -> Store:
         if self._store is None:
-            self._store = Store.open(self.settings.redis_url, self.settings.jobs.result_ttl_s)
+            self._store = Store.open(self.settings.redis, self.settings.jobs.result_ttl_s)
         return self._store
 
     @property

@@ -15,8 +15,11 @@ from shared.jobs import JobRecord, JobRequest
 log = logging.getLogger(__name__)
 
 
-def submit(job: JobRequest, owner: str) -> JobRecord:
-    """Store the job, then publish it. The record exists before anyone hears of the job."""
+def submit(job: JobRequest, owner: str, replicate: bool = True) -> JobRecord:
+    """Store the job, then publish it. The record exists before anyone hears of the job.
+
+    `replicate`: wait for the job to reach the replicas (see `replicated`); False for a caller
+    that writes more first (an Idempotency-Key record), then waits for all of it."""
     svc = services.get()
     record = svc.store.jobs.create(job, owner)
     settings = svc.settings
@@ -28,10 +31,28 @@ def submit(job: JobRequest, owner: str) -> JobRecord:
         svc.store.jobs.discard(record)
         raise ApiError(503, "unavailable", "the queue is unavailable; retry shortly", headers={"Retry-After": "5"})
     svc.store.jobs.mark(record.id, "published")
+    if replicate:
+        replicated(record)
     log.info("job %s queued: %d chars, priority %s", record.id, record.text_chars, record.priority,
              extra=logs.job_fields(record, status="queued"))
     metrics.job_submitted(record.priority)
     return record
+
+
+def replicated(record: JobRecord) -> None:
+    """Before a 202: wait until the job (its record, its message, anything written before) is on
+    the replicas VOXQ_REDIS_WAIT_REPLICAS asks for, so a failover right after cannot lose it. When
+    too few confirm within VOXQ_REDIS_WAIT_TIMEOUT_MS the job is withdrawn and the caller gets a
+    503 to retry: a job we cannot keep is no job (README, "High availability")."""
+    svc = services.get()
+    if svc.store.replicated():
+        return
+    log.warning("job %s withdrawn: fewer than %d Redis replica(s) confirmed it within %d ms", record.id,
+                svc.store.wait_replicas, svc.store.wait_timeout_ms)
+    metrics.job_unreplicated()
+    svc.store.jobs.discard(record)
+    raise ApiError(503, "unavailable", "the job store could not copy the job to a replica in time; retry shortly",
+                   headers={"Retry-After": "2"})
 
 
 def cancel(job_id: str) -> tuple[bool, str]:

@@ -39,6 +39,9 @@ def celery_config(settings: Settings, worker: bool = False) -> dict:
             # up, once it resumes: nobody holds it, and no message was restored for 5 minutes.
             # The sweep takes milliseconds, so a visibility timeout is a generous expiry.
             "unacked_mutex_expire": visibility,
+            # With Sentinel: the master's name and the sentinels' password (kombu's Sentinel
+            # transport asks them for the master on each connection, and again after a failover).
+            **settings.redis.transport_options(),
         },
         "broker_connection_retry_on_startup": True,
         # The API must answer 503 quickly when Redis is down, not retry the publish for minutes.

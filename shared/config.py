@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import dataclass, field as dataclass_field
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import unquote, urlsplit
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -217,6 +219,10 @@ class CliSettings(BaseSettings):
     # REDIS_URL as given, None when unset: `voxq up` then starts a private Redis, never the
     # process default (whatever listens on 6379).
     redis_url: str | None = Field(None, validation_alias=_env("REDIS_URL", "redis_url"))
+    # `voxq up --redis-ha`: how long its sentinels wait before they call the master down, and
+    # their failover timeout (Sentinel's down-after-milliseconds and failover-timeout).
+    redis_ha_down_after_ms: int = Field(5000, ge=100)
+    redis_ha_failover_timeout_ms: int = Field(15000, ge=1000)
     # Unset: `voxq up` makes a one-off Flower login rather than run Flower open.
     flower_basic_auth: str | None = Field(None, repr=False,
                                           validation_alias=_env("FLOWER_BASIC_AUTH", "flower_basic_auth"))
@@ -257,12 +263,43 @@ class ProcessSettings(BaseSettings):
     data_dir: Path = Path("./data")
     log_level: str = "INFO"
 
+    # Sentinel (README, "High availability"): REDIS_URL lists the sentinels in Celery's form,
+    # `sentinel://:PASSWORD@host:26379/0;sentinel://host2:26379;...` (the password and database
+    # are the master's, from the first entry), and these name the master and the sentinels' own
+    # password, if they have one.
+    redis_sentinel_master: str | None = Field(None, validate_default=True)
+    redis_sentinel_password: str | None = Field(None, repr=False)
+    # Replicas that must hold a write before voxq acknowledges it (a 202, a chunk that landed):
+    # None is 1 with Sentinel, 0 (no wait) with a plain URL. The wait is bounded by the timeout.
+    redis_wait_replicas: int | None = Field(None, ge=0)
+    # At most 4 s: under the store's 5 s read timeout (shared/store/__init__.py, connect).
+    redis_wait_timeout_ms: int = Field(1000, ge=1, le=4000)
+
     @field_validator("redis_url")
     @classmethod
     def _redis_url(cls, value: str) -> str:
+        if value.startswith("sentinel://"):
+            for entry in value.split(";"):
+                parts = urlsplit(entry)
+                if parts.scheme != "sentinel" or not parts.hostname:
+                    raise ValueError("each ;-separated entry must be sentinel://[:password@]host:port[/db]")
+                try:
+                    parts.port  # noqa: B018 - raises on a port that is not a number
+                except ValueError:
+                    raise ValueError("each ;-separated entry must be sentinel://[:password@]host:port[/db]") from None
+            return value
         if not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("must start with redis://, rediss:// or unix://")
+            raise ValueError("must start with redis://, rediss://, unix:// or sentinel://")
         return value
+
+    @field_validator("redis_sentinel_master")
+    @classmethod
+    def _sentinel_master(cls, value: str | None, info: ValidationInfo) -> str | None:
+        url = info.data.get("redis_url") or ""
+        if url.startswith("sentinel://") and not value:
+            raise ValueError("must name the master (as in the sentinels' `sentinel monitor NAME ...`) "
+                             "when REDIS_URL is a sentinel:// URL")
+        return value or None
 
     @field_validator("log_level")
     @classmethod
@@ -283,6 +320,10 @@ class Settings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     redis_url: str = ProcessSettings.model_fields["redis_url"].default
+    redis_sentinel_master: str | None = None
+    redis_sentinel_password: str | None = Field(None, repr=False)
+    redis_wait_replicas: int | None = None
+    redis_wait_timeout_ms: int = ProcessSettings.model_fields["redis_wait_timeout_ms"].default
     data_dir: Path = Path("./data")
     log_level: str = "INFO"
     engine: EngineSettings
@@ -293,6 +334,12 @@ class Settings(BaseModel):
     webhooks: WebhookSettings
     metrics: MetricsSettings
     cli: CliSettings
+
+    @property
+    def redis(self) -> "RedisTarget":
+        """Where Redis is, as every client of it needs it (shared/store/connection.py)."""
+        return RedisTarget(self.redis_url, self.redis_sentinel_master, self.redis_sentinel_password,
+                           self.redis_wait_replicas, self.redis_wait_timeout_ms)
 
     @classmethod
     def load(cls, **overrides: Any) -> "Settings":
@@ -318,6 +365,65 @@ class Settings(BaseModel):
         if problems:
             raise SettingsError("\n".join(problems))
         return cls(**process.model_dump(), **values)
+
+
+@dataclass(frozen=True)
+class RedisTarget:
+    """One Redis, plain or behind Sentinel: a URL and, for Sentinel, the master's name and the
+    sentinels' password. Plain data: shared/store/connection.py makes clients of it, and
+    shared/broker.py Celery's options. `wait_replicas` None means the default (1 with Sentinel)."""
+
+    url: str
+    sentinel_master: str | None = None
+    sentinel_password: str | None = dataclass_field(default=None, repr=False)
+    wait_replicas: int | None = None
+    wait_timeout_ms: int = 1000
+
+    @property
+    def sentinel(self) -> bool:
+        return self.url.startswith("sentinel://")
+
+    @property
+    def sentinels(self) -> list[tuple[str, int]]:
+        """Each sentinel's (host, port), in the URL's order."""
+        return [(urlsplit(entry).hostname, urlsplit(entry).port or 26379) for entry in self.url.split(";")]
+
+    @property
+    def password(self) -> str | None:
+        """The master's password: the first entry's, as kombu reads it."""
+        found = urlsplit(self.url.split(";")[0]).password
+        return unquote(found) if found else None
+
+    @property
+    def db(self) -> int:
+        path = urlsplit(self.url.split(";")[0]).path.strip("/")
+        return int(path) if path.isdigit() else 0
+
+    @property
+    def replicas_to_wait(self) -> int:
+        if self.wait_replicas is not None:
+            return self.wait_replicas
+        return 1 if self.sentinel else 0
+
+    def transport_options(self) -> dict:
+        """What kombu's (and Flower's) Sentinel transport needs beside the URL; {} for a plain URL."""
+        if not self.sentinel:
+            return {}
+        # Short timeouts for the sentinels too: given sentinel_kwargs, redis-py takes none from
+        # the connection's own.
+        sentinel_kwargs: dict = {"socket_connect_timeout": 1, "socket_timeout": 1}
+        if self.sentinel_password:
+            sentinel_kwargs["password"] = self.sentinel_password
+        return {"master_name": self.sentinel_master, "sentinel_kwargs": sentinel_kwargs}
+
+    def environment(self) -> dict[str, str]:
+        """The variables that make a child process reach this Redis."""
+        env = {"REDIS_URL": self.url}
+        if self.sentinel_master:
+            env["VOXQ_REDIS_SENTINEL_MASTER"] = self.sentinel_master
+        if self.sentinel_password:
+            env["VOXQ_REDIS_SENTINEL_PASSWORD"] = self.sentinel_password
+        return env
 
 
 def _build(section: type[BaseSettings], given: dict) -> BaseSettings:

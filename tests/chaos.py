@@ -41,7 +41,7 @@ def text_of(n: int) -> str:
 class UpCluster:
     """`voxq up` with its own data directory; env overrides on top of CHAOS_ENV."""
 
-    def __init__(self, data_dir: Path, workers: int = 2, redis_url: str | None = None, **env):
+    def __init__(self, data_dir: Path, workers: int = 2, redis_url: str | None = None, args: tuple = (), **env):
         self.data_dir = data_dir
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
@@ -52,6 +52,7 @@ class UpCluster:
                "--workers", str(workers), "--data-dir", str(data_dir)]
         if redis_url:
             cmd += ["--redis-url", redis_url]
+        cmd += list(args)
         self.out_path = data_dir.parent / "up.out"
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=full, stdout=open(self.out_path, "ab"),
                                      stderr=subprocess.STDOUT)
@@ -73,9 +74,16 @@ class UpCluster:
         raise AssertionError(f"cluster never became ready:\n{self.output()}")
 
     @property
+    def state(self) -> dict:
+        return json.loads((self.data_dir / "up.json").read_text())
+
+    @property
     def redis(self) -> redis.Redis:
-        state = json.loads((self.data_dir / "up.json").read_text())
-        return redis.Redis.from_url(state["redis_url"], decode_responses=True)
+        """A client of the cluster's Redis (its master now, behind Sentinel with --redis-ha)."""
+        from shared.store.connection import client
+        from voxq.status import _target
+
+        return client(_target(self.state), decode_responses=True)
 
     def child(self, name: str) -> psutil.Process | None:
         """The main process of one of voxq up's children, by the log it writes to."""

@@ -14,13 +14,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shared.config import environment
+from shared.config import RedisTarget, environment
 from voxq import broker
 from voxq.errors import CliError
 from voxq.network import free_port
 from voxq.supervisor import GRACE_S, Supervisor
 
 WORKER_NICE = 10
+# Stopped after everything else, so no one loses its broker mid-job: the private Redis, or the
+# private master, replicas and sentinels of --redis-ha.
+REDIS_CHILDREN = ("redis", "redis-0", "redis-1", "redis-2", "sentinel-0", "sentinel-1", "sentinel-2")
 
 
 @dataclass(frozen=True)
@@ -31,8 +34,13 @@ class ClusterConfig:
     host: str = "127.0.0.1"
     port: int = 5000
     workers: int = 1
-    # None: a private redis-server in the data directory.
-    redis_url: str | None = None
+    # None: a private redis-server in the data directory (with redis_ha: a private master,
+    # two replicas and three sentinels). A plain URL or a Sentinel target someone else runs.
+    redis: RedisTarget | None = None
+    redis_ha: bool = False
+    # The private sentinels' timings (VOXQ_REDIS_HA_DOWN_AFTER_MS, ..._FAILOVER_TIMEOUT_MS).
+    ha_down_after_ms: int = 5000
+    ha_failover_timeout_ms: int = 15000
     # None: no Flower. Its login goes to Flower through the environment, never its command line.
     flower_port: int | None = None
     flower_auth: str | None = None
@@ -46,6 +54,8 @@ class ClusterConfig:
     def __post_init__(self):
         if self.flower_port is not None and not self.flower_auth:
             raise ValueError("Flower never runs open: give flower_auth with flower_port")
+        if self.redis_ha and self.redis is not None:
+            raise ValueError("redis_ha starts a private Redis: give no redis with it")
 
     @classmethod
     def private(cls, data_dir: Path, **fields) -> "ClusterConfig":
@@ -59,21 +69,27 @@ class Cluster:
     def __init__(self, config: ClusterConfig):
         self.config = config
         self.data_dir = Path(config.data_dir).resolve()
-        self.supervisor = Supervisor(self.data_dir / "logs", config.grace_s, stop_last=("redis",),
+        self.supervisor = Supervisor(self.data_dir / "logs", config.grace_s, stop_last=REDIS_CHILDREN,
                                      excuse=self.redis_trouble)
-        self.redis_url: str | None = None
-        self.private_redis = config.redis_url is None
+        self.redis: RedisTarget | None = None
+        self.private_redis = config.redis is None
         shown = "127.0.0.1" if config.host in ("0.0.0.0", "::") else config.host
         self.url = f"http://{shown}:{config.port}"
 
     def start(self) -> None:
         """Redis first (a private one answers before anything that needs it starts), then the rest."""
         config = self.config
-        if self.private_redis:
-            self.redis_url = broker.start_private(self.supervisor, self.data_dir / "redis")
+        if config.redis_ha:
+            # A dead node comes back only once the sentinels had time to promote the other
+            # (down-after, then an election of a second or two), so it returns as a replica.
+            self.redis = broker.start_private_ha(self.supervisor, self.data_dir / "redis-ha",
+                                                 config.ha_down_after_ms, config.ha_failover_timeout_ms,
+                                                 restart_after_s=2 * config.ha_down_after_ms / 1000 + 3)
+        elif self.private_redis:
+            self.redis = broker.start_private(self.supervisor, self.data_dir / "redis")
         else:
-            self.redis_url = broker.given(config.redis_url)
-        env = environment(REDIS_URL=self.redis_url, VOXQ_DATA_DIR=str(self.data_dir), PYTHONUNBUFFERED="1")
+            self.redis = broker.given(config.redis)
+        env = environment(**self.redis.environment(), VOXQ_DATA_DIR=str(self.data_dir), PYTHONUNBUFFERED="1")
         python = sys.executable
         self.supervisor.spawn("api", [python, "-m", "gunicorn", "-c", "python:api.gunicorn_conf",
                                       "--bind", f"{config.host}:{config.port}",
@@ -100,27 +116,33 @@ class Cluster:
                                                "-n", f"webhooks-{config.port}@%h", "--loglevel", config.log_level],
                                   dict(env, **config.worker_env), stop_at_once=signal.SIGKILL)
         if config.flower_port is not None:
-            # Flower reads its options and Celery its broker from the environment: the password
-            # and the Redis URL stay out of the command line, which every local user can read.
+            # Flower reads its options and its app's Celery settings from the environment: the
+            # password and the Redis URL stay out of the command line, which every local user can
+            # read. Its app (shared/flower_app.py) gives Celery the settings' broker options
+            # (Sentinel's master name among them).
             # Flower keeps the events of its last --max_tasks tasks in memory: 2,000 (not its
             # 10,000), so its memory stays small and flat under a steady load.
-            self.supervisor.spawn("flower", [python, "-m", "celery", "flower", f"--address={config.host}",
-                                             f"--port={config.flower_port}", "--max_tasks=2000"],
-                                  dict(env, FLOWER_BASIC_AUTH=config.flower_auth,
-                                       CELERY_BROKER_URL=self.redis_url), stop_at_once=signal.SIGKILL)
+            self.supervisor.spawn("flower", [python, "-m", "celery", "-A", "shared.flower_app", "flower",
+                                             f"--address={config.host}", f"--port={config.flower_port}",
+                                             "--max_tasks=2000"],
+                                  dict(env, FLOWER_BASIC_AUTH=config.flower_auth), stop_at_once=signal.SIGKILL)
 
     def wait_ready(self, timeout: float = 120) -> None:
         """Until the API's /readyz says a worker serves; CliError when a child exits or time runs out."""
         wait_ready(self.url, timeout, self.supervisor.exited, f"logs in {self.supervisor.logs}")
 
+    @property
+    def redis_url(self) -> str | None:
+        return self.redis.url if self.redis else None
+
     def redis_trouble(self) -> str | None:
-        """Why Redis takes no writes now (down, disk full, maxmemory), or None: a child that keeps
-        dying then is waiting for Redis, not broken."""
-        if not self.redis_url:
+        """Why Redis takes no writes now (down, disk full, maxmemory, no master), or None: a
+        child that keeps dying then is waiting for Redis, not broken."""
+        if not self.redis:
             return None
         from shared.store import write_problem
 
-        return write_problem(self.redis_url)
+        return write_problem(self.redis)
 
     @property
     def resumes(self) -> str:
@@ -129,12 +151,12 @@ class Cluster:
 
     def jobs_in_flight(self) -> list[str] | None:
         """The jobs being spoken now, for a message; None when Redis cannot say."""
-        if not self.redis_url:
+        if not self.redis:
             return None
         from voxq import status
 
         try:
-            return [taken.first_arg for taken in status.synthesis_in_flight(status.open_store(self.redis_url))]
+            return [taken.first_arg for taken in status.synthesis_in_flight(status.open_store(self.redis))]
         except Exception:  # noqa: BLE001 - only for the message: Redis may already be gone
             return None
 
@@ -144,7 +166,7 @@ class Cluster:
         from voxq import status
 
         try:
-            store = status.open_store(self.redis_url)
+            store = status.open_store(self.redis)
             return sum(1 for job_id in job_ids if (record := store.jobs.get(job_id)) and record.status not in TERMINAL)
         except Exception:  # noqa: BLE001 - only for the message
             return None

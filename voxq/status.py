@@ -22,23 +22,32 @@ def synthesis_in_flight(store) -> list:
     return list(jobs.values())
 
 
-def open_store(url: str):
+def open_store(where):
+    """A store of the Redis `where` (a RedisTarget, or a plain URL)."""
     from shared.store import Store
 
-    return Store.open(url, result_ttl_s=60)
+    return Store.open(where, result_ttl_s=60)
 
 
-def _resolve(args, settings) -> tuple[str, dict]:
+def _target(state: dict):
+    """The Redis a `voxq up` recorded: its URL and, for a Sentinel set, its master's name."""
+    from shared.config import RedisTarget
+
+    return RedisTarget(state["redis_url"], state.get("redis_sentinel_master"), state.get("redis_sentinel_password"))
+
+
+def _resolve(args, settings) -> tuple:
     """The Redis to read: --redis-url or REDIS_URL; else the `voxq up` of --data-dir; else the one
     in VOXQ_DATA_DIR (./data), or the one recorded in the user's state directory (voxq/registry.py)."""
     given = args.redis_url or settings.cli.redis_url
     if given:
-        return given, {}
+        # Read again with this URL: a Sentinel URL needs VOXQ_REDIS_SENTINEL_MASTER beside it.
+        return load_settings(redis_url=given).redis, {}
     data_dir = Path(args.data_dir or settings.data_dir).resolve()
     state = datadir.read_state(data_dir)
     # No state, or a state file left by a `voxq up` that was killed: nothing runs there.
     if state is not None and datadir.held(data_dir):
-        return state["redis_url"], state
+        return _target(state), state
     if args.data_dir:
         raise CliError(f"no running `voxq up` found in {data_dir}: give --data-dir, --redis-url or REDIS_URL")
     state_dir = settings.cli.state_dir
@@ -47,12 +56,21 @@ def _resolve(args, settings) -> tuple[str, dict]:
         print(f"voxq: ignoring a stale record in {state_dir}: the `voxq up` of {gone.data_dir} "
               f"(pid {gone.pid}) is no longer running", file=sys.stderr)
     if len(live) == 1:
-        return live[0].state["redis_url"], live[0].state
+        return _target(live[0].state), live[0].state
     if live:
         shown = ", ".join(str(found.data_dir) for found in live)
         raise CliError(f"{len(live)} `voxq up`s are running (data in {shown}): give --data-dir")
     raise CliError(f"no running `voxq up` found in {data_dir}, nor recorded in {state_dir}: "
                    "give --data-dir, --redis-url or REDIS_URL")
+
+
+def _master_address(store) -> str:
+    """Where the sentinels say the master is now, for the status line."""
+    try:
+        host, port = store.master_address()
+    except Exception:  # noqa: BLE001 - only for the line: the reads above already answered
+        return "?"
+    return f"{host}:{port}"
 
 
 def _api_ready(url: str) -> str:
@@ -75,9 +93,10 @@ def cmd_status(args) -> int:
     from shared.tasks import DELIVER_WEBHOOK, SYNTHESIS_QUEUES, WEBHOOKS
 
     settings = load_settings()
-    url, state = _resolve(args, settings)
+    target, state = _resolve(args, settings)
+    url = target.url
     ttl = settings.jobs.heartbeat_ttl_s
-    store = open_store(url)
+    store = open_store(target)
     try:
         store.ping()
         names = store.workers.alive(ttl)
@@ -89,7 +108,10 @@ def cmd_status(args) -> int:
     except Unavailable as exc:
         raise CliError(f"Redis at {redacted(url)} does not answer: {exc}") from exc
 
-    lines = [f"Redis      {redacted(url)}" + (" (private, started by voxq up)" if state.get("private") else "")]
+    shown = redacted(url)
+    if target.sentinel:
+        shown = f"{shown} (Sentinel, master {target.sentinel_master!r} at {_master_address(store)})"
+    lines = [f"Redis      {shown}" + (" (private, started by voxq up)" if state.get("private") else "")]
     if state.get("api_url"):
         lines.append(f"API        {state['api_url']}  {_api_ready(state['api_url'])}")
     if state.get("pid"):

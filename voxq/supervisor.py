@@ -69,6 +69,8 @@ class ChildSpec:
     nice: int = 0
     death_signal: int = signal.SIGTERM
     stop_at_once: int = signal.SIGQUIT
+    # The least time before it starts again after it dies (a Redis node behind Sentinel).
+    restart_after_s: float = 0
 
 
 class Supervisor:
@@ -89,9 +91,11 @@ class Supervisor:
         self.quick_deaths: dict[str, int] = {}
 
     def spawn(self, name: str, cmd: Sequence[str], env: Mapping[str, str], nice: int = 0,
-              death_signal: int = signal.SIGTERM, stop_at_once: int = signal.SIGQUIT) -> subprocess.Popen:
+              death_signal: int = signal.SIGTERM, stop_at_once: int = signal.SIGQUIT,
+              restart_after_s: float = 0) -> subprocess.Popen:
         """Start `name`; a stop sends it SIGTERM, and `stop_at_once` when it must hurry (SIGKILL
-        goes to its whole process group)."""
+        goes to its whole process group). When it dies it starts again after the back-off, and
+        never sooner than `restart_after_s`."""
         self.logs.mkdir(parents=True, exist_ok=True)
         log = open(self.log(name), "ab")
         die_with_us = _parent_death_signal(death_signal, os.getpid())
@@ -106,7 +110,7 @@ class Supervisor:
         proc = subprocess.Popen(list(cmd), env=dict(env), stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True, preexec_fn=prepare)
         log.close()
-        self.specs[name] = ChildSpec(tuple(cmd), dict(env), nice, death_signal, stop_at_once)
+        self.specs[name] = ChildSpec(tuple(cmd), dict(env), nice, death_signal, stop_at_once, restart_after_s)
         self.started[name] = time.monotonic()
         self.children = [(n, p) for n, p in self.children if n != name] + [(name, proc)]
         return proc
@@ -137,7 +141,7 @@ class Supervisor:
                 log = self.log(name)
                 if not quick:
                     self.excused.discard(name)
-                delay = min(RESTART_MAX_S, RESTART_FIRST_S * 2 ** (deaths - 1))
+                delay = max(self.specs[name].restart_after_s, min(RESTART_MAX_S, RESTART_FIRST_S * 2 ** (deaths - 1)))
                 if deaths >= CRASH_LOOP_DEATHS:
                     reason = self.excuse()
                     if reason is None:
@@ -161,7 +165,7 @@ class Supervisor:
                     del restart_at[name]
                     spec = self.specs[name]
                     self.spawn(name, spec.cmd, spec.env, nice=spec.nice, death_signal=spec.death_signal,
-                               stop_at_once=spec.stop_at_once)
+                               stop_at_once=spec.stop_at_once, restart_after_s=spec.restart_after_s)
             time.sleep(0.2)
 
     def stop(self, stopping: Callable[[], str] = lambda: "voxq: stopping",

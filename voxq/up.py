@@ -44,6 +44,14 @@ def cmd_up(args) -> int:
     datadir.check_writable(data_dir)
     _check_engine(settings)
     given_redis = args.redis_url or settings.cli.redis_url
+    given = None
+    if given_redis:
+        if args.redis_ha:
+            raise CliError("--redis-ha starts a private Redis set: give it without --redis-url or REDIS_URL")
+        try:  # read again with this URL: a Sentinel URL needs VOXQ_REDIS_SENTINEL_MASTER
+            given = Settings.load(redis_url=given_redis).redis
+        except SettingsError as exc:
+            raise CliError(f"invalid settings: {exc}") from None
     flower_auth = settings.cli.flower_basic_auth
     shown_auth = "(from FLOWER_BASIC_AUTH)"
     if not flower_auth:
@@ -51,7 +59,9 @@ def cmd_up(args) -> int:
         flower_auth = f"admin:{secrets.token_urlsafe(12)}"
         shown_auth = flower_auth
     cluster = Cluster(ClusterConfig(
-        data_dir=data_dir, host=args.host, port=args.port, workers=args.workers, redis_url=given_redis,
+        data_dir=data_dir, host=args.host, port=args.port, workers=args.workers, redis=given,
+        redis_ha=args.redis_ha, ha_down_after_ms=settings.cli.redis_ha_down_after_ms,
+        ha_failover_timeout_ms=settings.cli.redis_ha_failover_timeout_ms,
         flower_port=args.flower_port, flower_auth=flower_auth, grace_s=settings.jobs.stop_grace_s,
     ))
     held = datadir.lock(data_dir)  # noqa: F841 (held by this frame, so for as long as `voxq up` runs)
@@ -70,15 +80,22 @@ def cmd_up(args) -> int:
     try:
         cluster.start()
         running = True
-        redis_url = cluster.redis_url
+        redis = cluster.redis
+        redis_url = redis.url
         api_url = f"{cluster.url}/"
         shown_host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
-        if cluster.private_redis:
+        if args.redis_ha:
+            shown_redis = (f"private master, 2 replicas and 3 sentinels (master name {redis.sentinel_master!r}, "
+                           f"sentinels on 127.0.0.1 ports {', '.join(str(p) for _, p in redis.sentinels)}), "
+                           f"data in {data_dir / 'redis-ha'}")
+        elif cluster.private_redis:
             shown_redis = f"private redis-server on 127.0.0.1:{port_of(redis_url)}, data in {data_dir / 'redis'}"
         else:
             shown_redis = f"{redacted(redis_url)} (from {'--redis-url' if args.redis_url else 'REDIS_URL'})"
         datadir.write_state(data_dir, {
             "pid": os.getpid(), "started": time.time(), "redis_url": redis_url, "private": cluster.private_redis,
+            # What else `voxq status` needs to reach a Sentinel set (None for a plain Redis).
+            "redis_sentinel_master": redis.sentinel_master, "redis_sentinel_password": redis.sentinel_password,
             "api_url": api_url, "flower_url": f"http://{shown_host}:{args.flower_port}/", "data_dir": str(data_dir),
         })
         try:
@@ -150,4 +167,7 @@ def add_parser(sub) -> None:
     up.add_argument("--data-dir", help="audio and logs (default VOXQ_DATA_DIR, else ./data)")
     up.add_argument("--redis-url", help="use this Redis (default REDIS_URL, else a private redis-server "
                                         "in the data directory)")
+    up.add_argument("--redis-ha", action="store_true",
+                    help="start a private Redis master, two replicas and three sentinels instead of one "
+                         "redis-server, to try failover on this machine (README, \"High availability\")")
     up.set_defaults(func=cmd_up)

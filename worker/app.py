@@ -96,7 +96,7 @@ def _renew_leases(**_):
     from worker.leases import Renewer
 
     current = settings()
-    _renewer = Renewer(Store.open(current.redis_url, current.jobs.result_ttl_s), current.jobs.visibility_timeout_s)
+    _renewer = Renewer(Store.open(current.redis, current.jobs.result_ttl_s), current.jobs.visibility_timeout_s)
     _renewer.start()
 
 

@@ -43,7 +43,7 @@ def start(settings: Settings, celery, load_engine: bool, queues: list[str]) -> C
     from shared.webhook_publisher import WebhookPublisher
     from worker.heartbeat import Heartbeat, capabilities
 
-    store = Store.open(settings.redis_url, settings.jobs.result_ttl_s)
+    store = Store.open(settings.redis, settings.jobs.result_ttl_s)
     storage = Storage(settings.data_dir)
     ctx = Context(settings, store, storage)
     caps = None

@@ -62,7 +62,7 @@ class ClusterState:
     def collect(self):
         try:
             if self._store is None:
-                self._store = Store.open(self.settings.redis_url, self.settings.jobs.result_ttl_s)
+                self._store = Store.open(self.settings.redis, self.settings.jobs.result_ttl_s)
             store = self._store
             depths = store.queues.depths(QUEUES)
             oldest = {queue: self._oldest_age(store, tails)

@@ -282,8 +282,14 @@ class Runner:
             # Else another attempt assembled it first: the file is the same audio, and stays.
             return status or "canceled"
         # The PCM pieces are the file now; compressed pieces stay for streams still reading them,
-        # until the retention sweep (worker/retention.py).
-        files.delete((PCM, META))
+        # until the retention sweep (worker/retention.py). Only once the success is on a replica:
+        # a failover that lost it runs the last chunk again, and the assembly needs them then
+        # (the sweep removes them later either way).
+        if self.store.replicated():
+            files.delete((PCM, META))
+        else:
+            log.warning("job %s: Redis replicas did not confirm its success in time; its chunk pieces "
+                        "stay until the retention sweep", job_id)
         if key:
             self.cache.remember(key, job_id)
         log.info("job %s succeeded: %.2f s audio in %d chunk(s)", job_id, result.duration_s, total)

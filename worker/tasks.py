@@ -60,7 +60,9 @@ def _through_outages(step: Callable[[], str]) -> str:
     delay, waited = 0.5, 0.0
     while True:
         try:
-            return step()
+            status = step()
+            _replicated("its chunk")
+            return status
         except Transient:
             if waited >= OUTAGE_WAIT_S:
                 raise
@@ -68,6 +70,17 @@ def _through_outages(step: Callable[[], str]) -> str:
             time.sleep(delay)
             waited += delay
             delay = min(5.0, delay * 2)
+
+
+def _replicated(what: str) -> None:
+    """Before the message is acknowledged: wait until what the step wrote (a chunk that landed,
+    a job that ended, a delivery recorded) is on the replicas VOXQ_REDIS_WAIT_REPLICAS asks for.
+    A failover then cannot lose it while the broker forgets the message, which would leave work
+    done and unrecorded. Too few replicas in time: acknowledged anyway (the master has it), and a
+    failover now would lose the record and run the work again, which chunks and deliveries
+    allow (README, "High availability")."""
+    if not context.current().store.replicated():
+        log.warning("Redis replicas did not confirm %s in time; acknowledging anyway", what)
 
 
 def _end(job_id: str, status: str, started: float, what: str) -> str:
@@ -88,6 +101,7 @@ def _end(job_id: str, status: str, started: float, what: str) -> str:
 def deliver_webhook(self, job_id: str, webhook_id: str, generation: int = 0) -> str:
     outcome, retry_in = context.current().delivery.run(job_id, webhook_id, generation, self.request.retries)
     metrics.WEBHOOK_DELIVERIES.labels(outcome).inc()
+    _replicated("the delivery")
     if retry_in is not None:
         raise self.retry(countdown=retry_in, argsrepr=repr([job_id]), kwargsrepr="{}")
     return outcome

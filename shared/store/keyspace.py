@@ -130,3 +130,7 @@ def broker_queue(queue: str, priority: int = 0) -> str:
 
 # String, a second long: what the supervisor writes to learn whether Redis takes writes.
 WRITE_PROBE = f"{PREFIX}:probe:writes"
+
+# String, a minute long: what a wait for replicas writes first, so the WAIT that follows on the
+# same connection covers every write before it, from any connection (replication is in order).
+REPLICA_PROBE = f"{PREFIX}:probe:replicas"

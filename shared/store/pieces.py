@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import redis
 
 from shared.store import keyspace
+from shared.store.connection import undecoded
 
 # Far more pieces than a first chunk has (a few per segment); the bound only stops a runaway.
 MAX_ENTRIES = 2000
@@ -35,10 +36,8 @@ class Piece:
 
 class PieceStore:
     def __init__(self, client: redis.Redis):
-        # The pieces are bytes: a client of the same pool settings that does not decode them.
-        pool = client.connection_pool
-        kwargs = dict(pool.connection_kwargs, decode_responses=False)
-        self.client = redis.Redis(connection_pool=type(pool)(connection_class=pool.connection_class, **kwargs))
+        # The pieces are bytes: a client of the same Redis and options that does not decode them.
+        self.client = undecoded(client)
 
     def _add(self, job_id: str, fields: dict) -> None:
         key = keyspace.job_pieces(job_id)

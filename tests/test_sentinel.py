@@ -1,0 +1,319 @@
+"""Redis behind Sentinel, on real processes: `voxq up --redis-ha` (a master, two replicas, three
+sentinels) with its master SIGKILLed or SIGSTOPped under a steady load of submissions, each run
+against a ledger of every accepted job (tests/chaos.py); and the settings that reach it.
+
+Sentinel's timings are short here (down-after 1 s), so a failover takes seconds, not the
+production defaults' tens of seconds."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import psutil
+import pytest
+import redis
+import requests
+
+from shared.config import RedisTarget, Settings, SettingsError
+from shared.store import Store, Unavailable
+from tests.chaos import Ledger, UpCluster, text_of
+from tests.receiver import Receiver
+from tests.support import ROOT, wait_until
+
+DOWN_AFTER_MS = 1000
+# A chunk dispatched whose message went with a lost master is dispatched again after
+# VOXQ_CHUNK_TIMEOUT_S (README, "High availability"): 30 s here, not 300 s, to fit the test.
+HA_ENV = {"VOXQ_REDIS_HA_DOWN_AFTER_MS": str(DOWN_AFTER_MS), "VOXQ_REDIS_HA_FAILOVER_TIMEOUT_MS": "3000",
+          "VOXQ_CHUNK_TIMEOUT_S": "30"}
+# What the API may take to answer 202s again after the master dies: Sentinel's down-after, its
+# vote and promotion, and the clients' reconnect (measured: 2 to 4 s).
+FAILOVER_BOUND_S = DOWN_AFTER_MS / 1000 + 9
+
+
+def test_a_sentinel_url_needs_the_master_name_in_one_clear_line(tmp_path):
+    url = "sentinel://:pw@127.0.0.1:26379/0;sentinel://127.0.0.1:26380/0"
+    with pytest.raises(SettingsError, match="^VOXQ_REDIS_SENTINEL_MASTER: must name the master"):
+        Settings.load(redis_url=url)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VOXQ_", "REDIS_URL"))}
+    done = subprocess.run([sys.executable, "-m", "voxq", "up", "--data-dir", str(tmp_path), "--redis-url", url],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0 and "Traceback" not in done.stderr, done.stderr
+    assert "VOXQ_REDIS_SENTINEL_MASTER: must name the master" in done.stderr
+    assert "pw" not in done.stderr.replace("password", "")  # the URL's password is not shown
+
+
+def test_the_settings_make_celery_and_the_store_sentinel_aware():
+    from shared.broker import celery_config
+
+    plain = Settings.load(redis_url="redis://127.0.0.1:6379/0")
+    assert plain.redis.replicas_to_wait == 0 and plain.redis.transport_options() == {}
+    assert "master_name" not in celery_config(plain)["broker_transport_options"]
+    ha = Settings.load(redis_url="sentinel://:p%40ss@10.0.0.1:26379/2;sentinel://10.0.0.2:26379/2",
+                       redis_sentinel_master="mymaster", redis_sentinel_password="s3")
+    target = ha.redis
+    assert target.sentinels == [("10.0.0.1", 26379), ("10.0.0.2", 26379)]
+    assert (target.password, target.db, target.replicas_to_wait) == ("p@ss", 2, 1)
+    options = celery_config(ha, worker=True)["broker_transport_options"]
+    assert options["master_name"] == "mymaster" and options["sentinel_kwargs"]["password"] == "s3"
+    assert "s3" not in repr(ha) and "s3" not in repr(target)
+    assert Settings.load(redis_url=ha.redis_url, redis_sentinel_master="m", redis_wait_replicas=0).redis \
+        .replicas_to_wait == 0
+
+
+# --- voxq up --redis-ha, its master killed or paused under load -------------------------------
+
+class HaSet:
+    """What the sentinels of a `voxq up --redis-ha` say, and its Redis nodes by port."""
+
+    def __init__(self, up: UpCluster):
+        state = up.state
+        self.target = RedisTarget(state["redis_url"], state["redis_sentinel_master"], state["redis_sentinel_password"])
+        self.password = self.target.sentinel_password
+        self.sentinels = [redis.Redis(host=h, port=p, password=self.password, socket_timeout=1, decode_responses=True)
+                          for h, p in self.target.sentinels]
+
+    def master_port(self) -> int | None:
+        for sentinel in self.sentinels:
+            try:
+                return int(sentinel.sentinel_get_master_addr_by_name(self.target.sentinel_master)[1])
+            except (redis.RedisError, TypeError):
+                continue
+        return None
+
+    def node(self, port: int) -> redis.Redis:
+        return redis.Redis(port=port, password=self.password, socket_timeout=1, decode_responses=True)
+
+    def process(self, port: int) -> psutil.Process:
+        return psutil.Process(int(self.node(port).info("server")["process_id"]))
+
+    def role(self, port: int) -> str | None:
+        try:
+            return self.node(port).info("replication")["role"]
+        except redis.RedisError:
+            return None
+
+    def replicas_of(self, port: int) -> int:
+        try:
+            return int(self.node(port).info("replication")["connected_slaves"])
+        except redis.RedisError:
+            return 0
+
+
+class Load:
+    """Submissions one after another from a thread, each answer noted: (time, status, job ID)."""
+
+    def __init__(self, up: UpCluster, every_s: float = 0.1, **extra):
+        self.up, self.every_s, self.extra = up, every_s, extra
+        self.answers: list[tuple[float, int | str, str | None]] = []
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        session = requests.Session()
+        session.headers.update(self.up.session.headers)
+        n = 0
+        while not self.stopping.is_set():
+            n += 1
+            try:
+                answer = session.post(f"{self.up.base}/v1/jobs", json={"text": text_of(n), **self.extra}, timeout=30)
+                job = answer.json().get("id") if answer.status_code == 202 else None
+                self.answers.append((time.monotonic(), answer.status_code, job))
+            except requests.RequestException as exc:
+                self.answers.append((time.monotonic(), type(exc).__name__, None))
+            self.stopping.wait(self.every_s)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.thread.join(40)
+
+    def accepted(self) -> list[str]:
+        return [job for _, status, job in self.answers if status == 202]
+
+    def codes(self) -> dict:
+        counts: dict = {}
+        for _, status, _ in self.answers:
+            counts[status] = counts.get(status, 0) + 1
+        return counts
+
+    def outage_s(self, since: float) -> float:
+        """From the last 202 before `since` to the first 202 after the first refusal after it."""
+        before = [t for t, status, _ in self.answers if t < since and status == 202]
+        refused = [t for t, status, _ in self.answers if t >= since and status != 202]
+        if not refused:
+            return 0.0
+        after = [t for t, status, _ in self.answers if t > refused[0] and status == 202]
+        return (after[0] if after else float("inf")) - (before[-1] if before else since)
+
+
+@pytest.fixture
+def ha(tmp_path):
+    made = []
+
+    def make(**env) -> UpCluster:
+        up = UpCluster(tmp_path / "data", workers=2, args=("--redis-ha",), **HA_ENV, **env)
+        made.append(up)
+        up.wait_ready()
+        return up
+
+    yield make
+    for up in made:
+        up.stop()
+
+
+def _all_replicated(ha_set: HaSet) -> bool:
+    port = ha_set.master_port()
+    return port is not None and ha_set.replicas_of(port) == 2
+
+
+@pytest.mark.slow
+def test_sigkill_of_the_master_under_load_loses_no_accepted_job(ha):
+    up = ha()
+    nodes = HaSet(up)
+    wait_until(lambda: _all_replicated(nodes), 30, 0.2, "both replicas in sync")
+    old = nodes.master_port()
+    load = Load(up)
+    wait_until(lambda: len(load.accepted()) >= 10, 30, 0.1, "a steady load")
+    killed_at = time.monotonic()
+    nodes.process(old).send_signal(signal.SIGKILL)
+    wait_until(lambda: (p := nodes.master_port()) not in (None, old) and p, 20, 0.1, "a new master")
+    wait_until(lambda: any(t > killed_at + 1 and s == 202 for t, s, _ in load.answers), FAILOVER_BOUND_S + 5, 0.1,
+               "submissions accepted again")
+    # The old master comes back (voxq up starts it again) as a replica of the new one.
+    wait_until(lambda: nodes.role(old) == "slave" and nodes.replicas_of(nodes.master_port()) == 2, 45, 0.3,
+               "the old master back as a replica")
+    time.sleep(2)  # a little load on the healed set too
+    load.stop()
+    ledger = Ledger("sentinel-sigkill")
+    for job in load.accepted():
+        ledger.accept(job)
+    took = ledger.settle(up, timeout=240)
+    outage = load.outage_s(killed_at)
+    ledger.summary(answers=load.codes(), api_failover_s=round(outage, 2), settled_s=round(took, 1))
+    assert set(load.codes()) <= {202, 503}, load.codes()  # never a 500, never a dropped connection
+    assert outage <= FAILOVER_BOUND_S, outage
+    assert ledger.lost == 0 and ledger.not_succeeded == 0, {j: f for j, f in ledger.jobs.items()
+                                                            if f["status"] != "succeeded"}
+    assert ledger.run_twice == 0, {j: f["renders"] for j, f in ledger.jobs.items()}
+    assert "crash loop" not in up.output() and up.proc.poll() is None
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=False, reason="known gap (README, High availability): in the instant after SIGCONT "
+                   "the API can publish a job's first message to the old master while the job's record, on the "
+                   "new master, is acknowledged; that job stays queued")
+def test_a_paused_master_split_brain_loses_no_accepted_job(ha):
+    up = ha()
+    nodes = HaSet(up)
+    wait_until(lambda: _all_replicated(nodes), 30, 0.2, "both replicas in sync")
+    old = nodes.master_port()
+    load = Load(up)
+    wait_until(lambda: len(load.accepted()) >= 10, 30, 0.1, "a steady load")
+    paused = nodes.process(old)
+    paused.suspend()  # SIGSTOP: to the sentinels, and the clients, a master cut off the network
+    paused_at = time.monotonic()
+    try:
+        wait_until(lambda: (p := nodes.master_port()) not in (None, old) and p, 20, 0.1, "a new master")
+        time.sleep(2 * DOWN_AFTER_MS / 1000)
+    finally:
+        paused.resume()  # SIGCONT: it still thinks it is the master, until the sentinels say not
+    wait_until(lambda: nodes.role(old) == "slave", 45, 0.2, "the old master turned replica")
+    time.sleep(2)
+    load.stop()
+    ledger = Ledger("sentinel-sigstop")
+    for job in load.accepted():
+        ledger.accept(job)
+    took = ledger.settle(up, timeout=240)
+    ledger.summary(answers=load.codes(), api_failover_s=round(load.outage_s(paused_at), 2), settled_s=round(took, 1))
+    assert set(load.codes()) <= {202, 503}, load.codes()
+    assert ledger.lost == 0 and ledger.not_succeeded == 0, {j: f for j, f in ledger.jobs.items()
+                                                            if f["status"] != "succeeded"}
+    assert ledger.run_twice == 0, {j: f["renders"] for j, f in ledger.jobs.items()}
+
+
+@pytest.mark.slow
+def test_a_failover_while_a_webhook_waits_for_its_retry_delivers_it_once(ha, tmp_path):
+    from shared import keys
+
+    plain, secret = keys.new_key(), keys.new_secret()
+    keys_file = tmp_path / "keys.toml"
+    keys_file.write_text(f'[[keys]]\ntenant = "hooked"\nsha256 = "{keys.hash_key(plain)}"\n'
+                         f'webhook_secrets = ["{secret}"]\n')
+    refused: set[str] = set()
+
+    def answer(request):  # each webhook's first attempt gets a 503: every delivery waits for a retry
+        webhook_id = request.headers["webhook-id"]
+        if webhook_id in refused:
+            return 200, {}
+        refused.add(webhook_id)
+        return 503, {}
+
+    receiver = Receiver(answer=answer)
+    try:
+        up = ha(VOXQ_API_KEYS_FILE=str(keys_file), VOXQ_WEBHOOK_ALLOW_NETWORKS="127.0.0.1/32",
+                VOXQ_WEBHOOK_PORTS="1024-65535", VOXQ_WEBHOOK_RETRY_SCHEDULE="0,10,10")
+        up.session.headers["Authorization"] = f"Bearer {plain}"
+        nodes = HaSet(up)
+        wait_until(lambda: _all_replicated(nodes), 30, 0.2, "both replicas in sync")
+        jobs = [up.submit(f"第{n + 1}位客户，您的订单已发货。", callback_url=receiver.url) for n in range(4)]
+        wait_until(lambda: len(refused) == len(jobs), 90, 0.1, "every first attempt refused")
+        old = nodes.master_port()
+        nodes.process(old).send_signal(signal.SIGKILL)
+
+        def settled():
+            try:
+                return all(up.job(j)["webhook"]["status"] in ("delivered", "failed", "disabled") for j in jobs)
+            except (requests.RequestException, KeyError, ValueError):
+                return False
+
+        wait_until(settled, 90, 0.3, "every webhook delivered")
+        time.sleep(3)  # a second delivery, had there been one, would come now
+        by_id: dict[str, int] = {}
+        for request in receiver.requests:
+            by_id[request.headers["webhook-id"]] = by_id.get(request.headers["webhook-id"], 0) + 1
+        print(f"LEDGER sentinel-webhooks: webhooks {len(by_id)}, requests {len(receiver.requests)}")
+        assert all(up.job(j)["webhook"]["status"] == "delivered" for j in jobs)
+        assert len(by_id) == len(jobs) and set(by_id.values()) == {2}, by_id  # refused once, delivered once
+    finally:
+        receiver.stop()
+
+
+def test_the_store_follows_a_failover_and_keeps_what_it_waited_for(tmp_path):
+    """The store alone, on the processes `voxq up --redis-ha` starts: a write confirmed by
+    `replicated()` survives the master's SIGKILL, and the same Store object serves the new master."""
+    from voxq import broker
+    from voxq.supervisor import Supervisor
+
+    supervisor = Supervisor(tmp_path / "logs")
+    try:
+        target = broker.start_private_ha(supervisor, tmp_path / "ha", DOWN_AFTER_MS, 3000, restart_after_s=60)
+        store = Store.open(target, result_ttl_s=60)
+        assert store.wait_replicas == 1
+        wait_until(lambda: store.replicated(), 20, 0.1, "a replica in sync")
+        from shared.jobs import JobRequest
+
+        record = store.jobs.create(JobRequest(text="你好。"), "tenant")
+        assert store.replicated()
+        host, port = store.master_address()
+        master = redis.Redis(host=host, port=port, password=target.password)
+        os.kill(int(master.info("server")["process_id"]), signal.SIGKILL)
+        failed = 0
+        deadline = time.monotonic() + FAILOVER_BOUND_S + 5
+
+        def serves():
+            nonlocal failed
+            try:
+                return store.jobs.get(record.id)
+            except Unavailable:
+                failed += 1
+                return None
+
+        found = wait_until(serves, deadline - time.monotonic(), 0.1, "the store on the new master")
+        assert found.id == record.id and store.master_address()[1] != port
+        assert store.replicated()  # the other replica follows the new master
+    finally:
+        supervisor.stop()
