@@ -22,11 +22,8 @@ def submit(job: JobRequest, owner: str, replicate: bool = True) -> JobRecord:
     that writes more first (an Idempotency-Key record), then waits for all of it."""
     svc = services.get()
     record = svc.store.jobs.create(job, owner)
-    settings = svc.settings
-    bound = settings.jobs.first_task_bound_s(record.text_chars, settings.text.first_chunk_s)
     try:
-        tasks.send_job(svc.celery, record.id, svc.store.workers.queue_for(job.priority, settings.jobs.heartbeat_ttl_s),
-                       time_limit=bound)
+        tasks.send_first_task(svc.celery, svc.store, svc.settings, record.id, record.priority, record.text_chars)
     except OperationalError:
         svc.store.jobs.discard(record)
         raise ApiError(503, "unavailable", "the queue is unavailable; retry shortly", headers={"Retry-After": "5"})

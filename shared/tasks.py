@@ -39,6 +39,14 @@ def send_job(celery, job_id: str, queue: str, time_limit: int | None = None) -> 
                      argsrepr=repr([job_id]), kwargsrepr="{}", retry=False, time_limit=time_limit)
 
 
+def send_first_task(celery, store, settings, job_id: str, priority: str, text_chars: int) -> None:
+    """A job's first task, to the queue a live pool of its priority serves, with its hang bound:
+    the API sends it once for a job accepted, and the redispatch again for a job whose message was
+    lost (worker/runner.py). The same message either way; a duplicate is skipped (Runner.run)."""
+    queue = store.workers.queue_for(priority, settings.jobs.heartbeat_ttl_s)
+    send_job(celery, job_id, queue, time_limit=settings.jobs.first_task_bound_s(text_chars, settings.text.first_chunk_s))
+
+
 def send_chunk(celery, job_id: str, index: int, owner: str, queue: str, time_limit: int | None = None) -> None:
     celery.send_task(SYNTHESIZE_CHUNK, args=[job_id, index, owner], queue=queue or INTERACTIVE,
                      priority=CONTINUATION_PRIORITY, argsrepr=repr([job_id, index]), kwargsrepr="{}", retry=False,

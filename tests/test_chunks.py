@@ -17,7 +17,7 @@ from shared.jobs import JobRequest
 from shared.options import SynthesisOptions
 from shared.storage import Storage
 from shared.store import Store
-from tests.support import Worker, wait_for
+from tests.support import Worker, wait_for, wait_until
 from worker.pipeline import Pipeline
 
 LONG = "随着人工智能技术的快速发展，越来越多的企业开始使用智能语音助手。今天的天气非常好，我们一起去公园散步吧。" * 6
@@ -211,6 +211,62 @@ def test_a_chunk_whose_dispatcher_died_before_publishing_it_goes_out_again(clien
         assert body["status"] == "succeeded", body
         assert store.chunks.renders(job_id) == {i: 1 for i in range(len(chunks))}
         assert store.chunks.owners() == set()  # nothing left waiting or in flight
+    finally:
+        worker.stop()
+
+
+def test_a_job_whose_first_message_was_lost_is_sent_again_and_succeeds(client, redis_url, data_dir, tmp_path):
+    # The state a lost first message leaves: the record queued, and no message for it (published to
+    # an old master that lost it in a split brain, or taken by a worker main SIGKILLed before kombu
+    # recorded it unacknowledged). Only the redispatch's sweep of queued jobs can run it now.
+    store = client.application.extensions["voxq"].store
+    record = store.jobs.create(JobRequest(text="今天的天气非常好，我们一起去公园散步吧。"), "anonymous")
+    # Recorded as queued with the record (asking moves its due time to now: the wait starts here).
+    assert store.jobs.due_queued(0.0) == [record.id]
+    accepted = time.monotonic()
+    worker = Worker(redis_url, data_dir, tmp_path / "w.log", VOXQ_CHUNK_TIMEOUT_S=5)
+    try:
+        worker.wait_ready()
+        body = wait_for(client, record.id, timeout=60)
+        took = time.monotonic() - accepted
+        assert body["status"] == "succeeded", body
+        # Sent again after the timeout, by the redispatch a few times per timeout (and the
+        # worker's start): about 1.25 x 5 s, with room for a slow machine.
+        assert took < 5 * 1.25 + 20, took
+        assert store.jobs.get(record.id).attempts == 1
+        assert store.jobs.due_queued(0.0) == []  # nothing left to re-send
+        assert "sent again" in (tmp_path / "w.log").read_text()
+    finally:
+        worker.stop()
+
+
+def test_a_duplicate_first_task_is_harmless(client, redis_url, data_dir, tmp_path, settings):
+    # Two copies of a job's first task (the sweep re-sent a message that was only late): one plans
+    # and speaks the job, the other is skipped, whether it comes at the same time, while the job
+    # runs or after it ended; every chunk is spoken to success once.
+    from shared import tasks
+
+    svc = client.application.extensions["voxq"]
+    store = svc.store
+    job_id = client.post("/v1/jobs", json={"text": LONG}).get_json()["id"]
+    record = store.jobs.get(job_id)
+    tasks.send_first_task(svc.celery, store, svc.settings, job_id, record.priority, record.text_chars)
+    worker = Worker(redis_url, data_dir, tmp_path / "w.log", concurrency=2)
+    try:
+        worker.wait_ready()
+        wait_until(lambda: store.jobs.status(job_id) == "running", 60, 0.02, "the job running")
+        tasks.send_first_task(svc.celery, store, svc.settings, job_id, record.priority, record.text_chars)
+        body = wait_for(client, job_id, timeout=120)
+        assert body["status"] == "succeeded", body
+        tasks.send_first_task(svc.celery, store, svc.settings, job_id, record.priority, record.text_chars)
+        log_text = lambda: (tmp_path / "w.log").read_text()  # noqa: E731
+        wait_until(lambda: log_text().count("planned and spoke chunk 0: skipped") == 3, 30, 0.1,
+                   "the three copies skipped")
+        assert log_text().count("a duplicate first task, skipped") >= 1  # one came while the job ran
+        assert store.jobs.get(job_id).attempts == 1  # planned once: no copy counted as an attempt
+        total = store.jobs.get(job_id).progress.chunks_total
+        assert store.chunks.renders(job_id) == {i: 1 for i in range(total)}
+        assert client.get(f"/v1/jobs/{job_id}").get_json()["status"] == "succeeded"
     finally:
         worker.stop()
 

@@ -60,7 +60,9 @@ def start(settings: Settings, celery, load_engine: bool, queues: list[str]) -> C
         publisher = WebhookPublisher(celery, store.jobs, settings.webhooks.retry_schedule[0])
 
         ctx.runner = Runner(settings, store, storage, engine, notify=publisher.notify,
-                            publish=functools.partial(tasks.send_chunk, celery), batcher=batcher)
+                            publish=functools.partial(tasks.send_chunk, celery), batcher=batcher,
+                            publish_job=lambda record: tasks.send_first_task(celery, store, settings, record.id,
+                                                                             record.priority, record.text_chars))
         # Before the heartbeat says this process serves: its first job is as quick as its tenth.
         ctx.runner.pipeline.warm_up()
         caps = capabilities(engine, settings)

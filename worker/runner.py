@@ -30,7 +30,8 @@ EARLY_FIRST_CHUNK = False
 
 class Runner:
     def __init__(self, settings: Settings, store: Store, storage: Storage, engine,
-                 notify: Callable[[str], object], publish: Callable[[str, int, str, str, int], None], batcher=None):
+                 notify: Callable[[str], object], publish: Callable[[str, int, str, str, int], None], batcher=None,
+                 publish_job: Callable[[JobRecord], None] | None = None):
         self.settings = settings
         self.store = store
         self.jobs = store.jobs
@@ -42,12 +43,16 @@ class Runner:
         # Called with (job ID, chunk index, owner, queue, time limit) for each chunk the dispatch
         # hands out.
         self.publish = publish
+        # Called with a job whose first message was lost, to send its first task again
+        # (shared/tasks.py, send_first_task); None: nothing is re-sent.
+        self.publish_job = publish_job
         self.cache = ResultCache(store, storage, settings.jobs.result_ttl_s)
 
     # the job's first task
-    def run(self, job_id: str) -> str:
+    def run(self, job_id: str, fresh: bool = False) -> str:
         """Plan the job and speak its first chunk; return its status after that (or why nothing
-        was done)."""
+        was done). `fresh`: this message was sent, not handed back by the broker (a redelivery
+        after a worker died) nor retried by Celery."""
         jobs = self.jobs
         record = jobs.get(job_id)
         if record is None:
@@ -55,12 +60,22 @@ class Runner:
         if record.status in TERMINAL:
             # A redelivery of a job that already ended (or was canceled): nothing to do twice.
             return "skipped"
+        if fresh and not jobs.mark_running(job_id, only_queued=True):
+            # A second first task of a job a worker has (the redispatch re-sent it while the first
+            # was late, not lost; or both copies arrived at once, and the other took it): that
+            # worker plans and speaks it. One that dies on it gives its message back redelivered,
+            # and that one runs again. Taken from `queued` in one step, so one copy wins.
+            status = jobs.status(job_id)
+            if status == "running":
+                log.info("job %s: a duplicate first task, skipped (the job is running)", job_id)
+                return "skipped"
+            return "skipped" if status else "missing"
         jobs.mark(job_id, "picked_up")
         attempts = jobs.start_attempt(job_id)
         if attempts > self.settings.jobs.max_attempts:
             return self._fail(record, "worker_lost",
                               f"the job was interrupted {attempts - 1} times (a worker died while planning it)")
-        if not jobs.mark_running(job_id):
+        if not fresh and not jobs.mark_running(job_id):
             return jobs.status(job_id) or "missing"
         text = jobs.text(job_id)
         if text is None:
@@ -315,6 +330,25 @@ class Runner:
         tenant sends nothing more (the heartbeat calls this, one worker at a time)."""
         for owner in self.store.chunks.owners():
             self._dispatch(owner)
+        self._resend_lost()
+
+    def _resend_lost(self) -> None:
+        """Send again the first task of every job still queued chunk_timeout_s after it was
+        accepted: its message was lost (a split brain's old master took it; a worker main killed
+        before kombu recorded it unacknowledged), and nothing else would ever run the job. Once per
+        chunk_timeout_s per job; a copy of a message that was only late is skipped (run)."""
+        if self.publish_job is None:
+            return
+        due = self.jobs.due_queued(self.settings.jobs.chunk_timeout_s)
+        for record in self.jobs.get_many(due):
+            if record.status != "queued":
+                continue
+            try:
+                self.publish_job(record)
+                log.warning("job %s still queued after %d s: its first task is sent again",
+                            record.id, self.settings.jobs.chunk_timeout_s)
+            except Exception:  # noqa: BLE001 - still queued: the next redispatch sends it
+                log.exception("job %s: could not send its first task again", record.id)
 
     def _let_go(self, job_id: str, owner: str, index: int) -> None:
         """Free a chunk's dispatch slot without it landing, and hand the slot on. A canceled (or

@@ -34,11 +34,16 @@ SPEECH_TASK = dict(acks_late=True, reject_on_worker_lost=True, acks_on_timeout=F
                    retry_backoff=True, max_retries=5, throws=(JobFailed,))
 
 
-@shared_task(name=tasks.SYNTHESIZE, **SPEECH_TASK)
-def synthesize(job_id: str) -> str:
+@shared_task(bind=True, name=tasks.SYNTHESIZE, **SPEECH_TASK)
+def synthesize(self, job_id: str) -> str:
     """A job's first task: plan it, dispatch its chunks, speak chunk 0."""
     started = time.perf_counter()
-    status = _through_outages(lambda: context.runner().run(job_id))
+    # kombu marks a message it hands back (its worker died, or its time limit killed the process)
+    # redelivered, and Celery's retry counts: either is this job again, to run even though it is
+    # `running`. Any other is fresh, and a fresh one for a running job is a duplicate.
+    request = self.request
+    fresh = not (request.delivery_info or {}).get("redelivered") and not request.retries
+    status = _through_outages(lambda: context.runner().run(job_id, fresh=fresh))
     return _end(job_id, status, started, "planned and spoke chunk 0")
 
 

@@ -32,9 +32,9 @@ return {0, current}
 # counts from a job's end, and a backlog longer than the TTL must not expire work that was accepted.
 UNFINISHED_TTL_S = 7 * 24 * 3600
 
-# KEYS: job hash, text, plan, chunks done, retained. ARGV: TTL, now, job ID, keep the text (1/0).
-# A job's end: its retention starts now, its plan goes, and its owner-index entry is due to go
-# when the record does.
+# KEYS: job hash, text, plan, chunks done, retained, queued. ARGV: TTL, now, job ID, keep the text
+# (1/0). A job's end: its retention starts now, its plan goes, its owner-index entry is due to go
+# when the record does, and it is no longer waiting for its first task.
 _ENDED = """
 local record = redis.call('HGET', KEYS[1], 'record')
 if not record then return 0 end
@@ -42,6 +42,7 @@ local ttl = tonumber(ARGV[1])
 redis.call('EXPIRE', KEYS[1], ttl)
 if ARGV[4] == '1' then redis.call('EXPIRE', KEYS[2], ttl) else redis.call('DEL', KEYS[2]) end
 redis.call('DEL', KEYS[3], KEYS[4])
+redis.call('ZREM', KEYS[6], ARGV[3])
 redis.call('ZADD', KEYS[5], tonumber(ARGV[2]) + ttl, ARGV[3] .. cjson.decode(record).owner)
 return 1
 """
@@ -55,6 +56,24 @@ for _, member in ipairs(gone) do
   redis.call('ZREM', KEYS[1], member)
 end
 return #gone
+"""
+
+# KEYS: queued. ARGV: now, how old an entry must be, how many at most, the job key prefix. The
+# jobs queued for longer than that: each one's score moves to now (so it is due again only after
+# another wait), and an entry whose job is no longer queued (running, ended, deleted, expired) goes.
+_DUE_QUEUED = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', tonumber(ARGV[1]) - tonumber(ARGV[2]),
+                       'LIMIT', 0, tonumber(ARGV[3]))
+local out = {}
+for _, id in ipairs(due) do
+  if redis.call('HGET', ARGV[4] .. id, 'status') == 'queued' then
+    redis.call('ZADD', KEYS[1], tonumber(ARGV[1]), id)
+    table.insert(out, id)
+  else
+    redis.call('ZREM', KEYS[1], id)
+  end
+end
+return out
 """
 
 # Both run only while the job record exists, so a deleted job never comes back as a stray key.
@@ -102,6 +121,7 @@ class JobStore:
         self._claim_webhook = client.register_script(_CLAIM_WEBHOOK)
         self._save_webhook = client.register_script(_SAVE_WEBHOOK)
         self._mark = client.register_script(_MARK)
+        self._due_queued = client.register_script(_DUE_QUEUED)
 
     job_key = staticmethod(keyspace.job)
     text_key = staticmethod(keyspace.job_text)
@@ -139,6 +159,9 @@ class JobStore:
         pipe.expire(self.job_key(record.id), self.unfinished_ttl_s)
         pipe.set(self.text_key(record.id), request.text, ex=self.unfinished_ttl_s)
         pipe.zadd(self.owner_key(owner), {record.id: record.created_at.timestamp()})
+        # In the same step as the record: a job that exists is a job the sweep can find if its
+        # first message never reaches a worker (due_queued).
+        pipe.zadd(keyspace.QUEUED, {record.id: fields["t:accepted"]})
         # A tenant who stops submitting leaves no index behind once its last job could be gone.
         pipe.expire(self.owner_key(owner), self.horizon_s)
         self.forget_expired(pipe)
@@ -152,6 +175,7 @@ class JobStore:
                     keyspace.job_chunks_done(record.id))
         pipe.zrem(self.owner_key(record.owner), record.id)
         pipe.zrem(keyspace.RETAINED, record.id + record.owner)
+        pipe.zrem(keyspace.QUEUED, record.id)
         pipe.execute()
 
     # read
@@ -253,9 +277,21 @@ class JobStore:
         """Count a delivery of the job to a worker; the count survives worker crashes."""
         return int(self.redis.hincrby(self.job_key(job_id), "attempts", 1))
 
-    def mark_running(self, job_id: str) -> bool:
-        ok, _ = self.transition(job_id, ("queued", "running"), "running", started_at=now())
+    def mark_running(self, job_id: str, only_queued: bool = False) -> bool:
+        """`only_queued`: take the job only from `queued` (a fresh first task: exactly one copy wins)."""
+        ok, _ = self.transition(job_id, ("queued",) if only_queued else ("queued", "running"), "running",
+                                started_at=now())
+        if ok:
+            # A worker has it: no longer the sweep's (which also drops it, should this not run).
+            self.redis.zrem(keyspace.QUEUED, job_id)
         return ok
+
+    def due_queued(self, older_than_s: float, at: float | None = None, most: int = 1000) -> list[str]:
+        """Jobs still queued `older_than_s` after they were accepted (or last returned here): their
+        first task is presumed lost and is due to be sent again. Each is returned at most once per
+        `older_than_s`."""
+        return list(self._due_queued(keys=[keyspace.QUEUED],
+                                     args=[time.time() if at is None else at, older_than_s, most, keyspace.job("")]))
 
     def set_progress(self, job_id: str, done: int, total: int) -> None:
         self.redis.hset(self.job_key(job_id), mapping={"segments_done": done, "segments_total": total})
@@ -318,7 +354,7 @@ class JobStore:
         # text cut into chunks: it goes now.
         pipe = self.redis.pipeline(transaction=False)
         self._ended(keys=[self.job_key(job_id), self.text_key(job_id), keyspace.job_plan(job_id),
-                          keyspace.job_chunks_done(job_id), keyspace.RETAINED],
+                          keyspace.job_chunks_done(job_id), keyspace.RETAINED, keyspace.QUEUED],
                     args=[self.ttl_s, int(time.time()), job_id, int(keep_text)], client=pipe)
         self.forget_expired(pipe)
         pipe.execute()

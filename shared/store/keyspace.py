@@ -100,6 +100,11 @@ def webhook_attempt(job_id: str, generation: int, attempt: int) -> str:
 # zset: "<job ID><owner>" -> when the ended job's record expires, so its owner-index entry goes
 # with it (shared/store/jobs.py).
 RETAINED = f"{PREFIX}:retained"
+# zset: job ID -> when it was accepted (then when its first task was last re-sent), for every job
+# still queued. A job whose first message was lost (published to a master that lost it in a split
+# brain; taken by a worker killed before kombu recorded it unacknowledged) is found here and its
+# first task re-sent (worker/runner.py, `redispatch`).
+QUEUED = f"{PREFIX}:queued"
 WORKERS = f"{PREFIX}:workers"  # zset: worker name -> last heartbeat (unix time)
 ENGINES = f"{PREFIX}:engines"  # hash: engine name -> capabilities JSON
 WORKER_QUEUES = f"{PREFIX}:worker-queues"  # hash: worker name -> JSON list of queues it consumes
