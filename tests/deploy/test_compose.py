@@ -65,6 +65,27 @@ def gpu(tmp_path_factory):
     return config(tmp_path_factory.mktemp("compose"), "--profile", "gpu")
 
 
+HA_SERVICES = {"redis-replica", "sentinel-1", "sentinel-2", "sentinel-3"}
+# The .env.example lines the ha profile asks to uncomment.
+HA_LINES = ("VOXQ_COMPOSE_REDIS_URL", "VOXQ_REDIS_SENTINEL_MASTER", "VOXQ_REDIS_SENTINEL_PASSWORD",
+            "VOXQ_REDIS_WAIT_REPLICAS")
+
+
+def ha_env_file(folder: Path) -> Path:
+    """.env.example with its "High availability" lines uncommented, as an operator would."""
+    lines = [re.sub(rf"^# ({'|'.join(HA_LINES)})=", r"\1=", line) for line in ENV_EXAMPLE.read_text().splitlines()]
+    path = folder / "env-ha"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def ha(tmp_path_factory):
+    """The file with --profile ha and the HA lines of .env.example set."""
+    folder = tmp_path_factory.mktemp("compose")
+    return config(folder, "--profile", "ha", env_file=ha_env_file(folder))
+
+
 @pytest.fixture(scope="module")
 def raw():
     return yaml.safe_load(COMPOSE_FILE.read_text())
@@ -116,6 +137,47 @@ def test_compose_refuses_to_start_without_a_secret(tmp_path, variable):
     assert variable in result.stderr
 
 
+def test_compose_adds_a_replica_and_three_sentinels_only_under_the_ha_profile(cpu, ha):
+    assert set(ha["services"]) == BASE_SERVICES | HA_SERVICES
+    assert not HA_SERVICES & set(cpu["services"])
+    assert {"redis-replica-data", "sentinel-1-data"} <= set(ha["volumes"])
+
+
+def test_the_ha_profile_points_every_app_service_at_the_sentinels(cpu, ha):
+    services = ha["services"]
+    url = services["api"]["environment"]["REDIS_URL"]
+    for name in ("api", "worker-cpu", "webhooks", "flower"):
+        environment = services[name]["environment"]
+        assert environment["REDIS_URL"] == url, name
+        # Passed through from .env when it sets them (compose's own environment at run time).
+        assert {"VOXQ_REDIS_SENTINEL_MASTER", "VOXQ_REDIS_SENTINEL_PASSWORD"} <= set(environment), name
+    assert "VOXQ_REDIS_WAIT_REPLICAS" in services["api"]["environment"]
+    # The URL and the master's name .env.example gives are what voxq's settings accept, and name
+    # the sentinels this profile starts, with the master they monitor.
+    values = env_example_values()
+    master = values["VOXQ_REDIS_SENTINEL_MASTER"]
+    target = Settings.load(redis_url=url, redis_sentinel_master=master, redis_sentinel_password="change-me").redis
+    assert target.sentinels == [(f"sentinel-{n}", 26379) for n in (1, 2, 3)]
+    assert target.password == "change-me" and target.replicas_to_wait == 1
+    for n in (1, 2, 3):
+        script = " ".join(services[f"sentinel-{n}"]["command"])
+        assert f"sentinel monitor {master} redis 6379 2" in script
+        assert "resolve-hostnames yes" in script and "--sentinel" in script
+        assert services[f"sentinel-{n}"]["environment"]["SENTINEL_NAME"] == f"sentinel-{n}"
+        assert f"sentinel-{n}-data:/data" in services[f"sentinel-{n}"]["volumes"]
+    replica = " ".join(services["redis-replica"]["command"])
+    assert "replicaof redis 6379" in replica and "masterauth" in replica and "--appendonly yes" in replica
+    # Without the ha lines the same services keep the single Redis.
+    assert cpu["services"]["api"]["environment"]["REDIS_URL"] == "redis://:change-me@redis:6379/0"
+
+
+def test_the_ha_services_keep_their_password_off_the_command_line(ha, raw):
+    for name in HA_SERVICES:
+        script = " ".join(ha["services"][name]["command"])
+        assert "change-me" not in script and "$REDIS_PASSWORD" in script, name
+        assert raw["services"][name]["profiles"] == ["ha"], name
+
+
 # --- the Compose specification ---------------------------------------------------------------
 
 
@@ -123,17 +185,20 @@ def test_file_matches_the_compose_spec_schema(raw, compose_schema):
     assert schema_errors(compose_schema, raw) == []
 
 
-def test_interpolated_file_matches_the_compose_spec_schema(cpu, gpu, compose_schema):
+def test_interpolated_file_matches_the_compose_spec_schema(cpu, gpu, ha, compose_schema):
     assert schema_errors(compose_schema, cpu) == []
     assert schema_errors(compose_schema, gpu) == []
+    assert schema_errors(compose_schema, ha) == []
 
 
-def test_compose_spec_parser_accepts_the_interpolated_file(gpu):
+def test_compose_spec_parser_accepts_the_interpolated_file(gpu, ha):
     compose_spec = pytest.importorskip("compose_spec")
     parsed = compose_spec.PyCompose.from_yaml(yaml.safe_dump(gpu)).to_spec()
     assert set(parsed.services) == BASE_SERVICES | {"worker-gpu"}
     (device,) = parsed.services["worker-gpu"].deploy.resources.reservations.devices
     assert device.driver == "nvidia" and device.count == 1 and device.capabilities == {"gpu"}
+    ha_parsed = compose_spec.PyCompose.from_yaml(yaml.safe_dump(ha)).to_spec()
+    assert set(ha_parsed.services) == BASE_SERVICES | HA_SERVICES
 
 
 # --- what each service does ------------------------------------------------------------------
@@ -156,8 +221,9 @@ def test_redis_keeps_jobs_safe_and_needs_a_password(cpu, raw):
 
 def test_flower_runs_with_basic_auth_on_loopback(cpu, raw):
     flower = cpu["services"]["flower"]
-    assert flower["command"] == ["sh", "-c", 'export CELERY_BROKER_URL="$REDIS_URL"; '
-                                             'exec celery flower --port=5555 --max_tasks=2000']
+    # Its app takes the broker settings from voxq's settings (a Sentinel's master name too).
+    assert flower["command"] == ["celery", "-A", "shared.flower_app", "flower", "--port=5555", "--max_tasks=2000"]
+    assert flower["environment"]["REDIS_URL"] == "redis://:change-me@redis:6379/0"
     assert flower["environment"]["FLOWER_BASIC_AUTH"] == env_example_values()["FLOWER_BASIC_AUTH"]
     assert raw["services"]["flower"]["environment"]["FLOWER_BASIC_AUTH"].startswith(
         "${FLOWER_BASIC_AUTH:?")
@@ -215,8 +281,8 @@ def test_audio_lives_in_one_named_volume_every_app_service_mounts(gpu):
         assert service["environment"]["REDIS_URL"] == "redis://:change-me@redis:6379/0"
 
 
-def test_every_service_is_hardened_and_has_a_healthcheck(gpu):
-    services = gpu["services"]
+def test_every_service_is_hardened_and_has_a_healthcheck(gpu, ha):
+    services = {**gpu["services"], **ha["services"]}
     for name, service in services.items():
         assert service.get("healthcheck", {}).get("test"), name
         assert service["read_only"] is True, name
