@@ -44,6 +44,14 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "externalRedis": {"existingSecret": "my-redis"},
         "keda": {"enabled": True, "redis": {"address": "redis.example.com:6379"}},
     },
+    # deploy/helm/examples/external-sentinel.yaml, with the sentinels' own password too.
+    "external-sentinel": {
+        "redis": {"sentinel": {
+            "enabled": True, "masterName": "mymaster", "existingSecret": "voxq-redis",
+            "sentinelPasswordKey": "sentinel-password",
+            "hosts": [f"redis-node-{n}.redis-headless.data.svc.cluster.local:26379" for n in range(3)]}},
+        "networkPolicy": {"enabled": True},
+    },
     "ingress-keda-servicemonitor": {
         "ingress": {
             "enabled": True,
@@ -190,6 +198,10 @@ BAD_VALUES = {
     "key entry without a tenant": {"auth": {"apiKeys": ["a" * 64]}},
     "storage not shared": {"persistence": {"accessModes": ["ReadWriteOnce"]}},
     "no redis at all": {"redis": {"enabled": False}},
+    "sentinel without hosts": {"redis": {"sentinel": {"enabled": True, "masterName": "m"}}},
+    "sentinel without a master name": {"redis": {"sentinel": {"enabled": True, "hosts": ["s1:26379"]}}},
+    "sentinel host without a port": {"redis": {"sentinel": {"enabled": True, "masterName": "m",
+                                                            "hosts": ["sentinel-0"]}}},
     "redis url of another scheme": {"redis": {"enabled": False},
                                     "externalRedis": {"url": "http://redis:6379"}},
     "negative replicas": {"api": {"replicas": -1}},
@@ -534,6 +546,71 @@ def test_external_redis_existing_secret_is_only_referenced():
                                                   "key": "redis-password"}
 
 
+SENTINEL_URL = ";".join(
+    [f"sentinel://:$(REDIS_PASSWORD)@redis-node-0.redis-headless.data.svc.cluster.local:26379/0"]
+    + [f"sentinel://redis-node-{n}.redis-headless.data.svc.cluster.local:26379/0" for n in (1, 2)])
+
+
+def test_an_external_sentinel_replaces_the_bundled_redis_in_every_pod():
+    objs = objects(VALUE_SETS["external-sentinel"])
+    # The single Redis is not deployed: no StatefulSet, Service, Secret or NetworkPolicy of it.
+    assert "StatefulSet" not in {o["kind"] for o in objs}
+    assert not [name for kind in ("Service", "Secret", "NetworkPolicy") for name in by_kind(objs, kind)
+                if name.startswith(f"{FULLNAME}-redis") or name.endswith("external-redis")]
+    deployments = by_kind(objs, "Deployment")
+    for name in (f"{FULLNAME}-api", f"{FULLNAME}-worker-cpu", f"{FULLNAME}-webhooks", f"{FULLNAME}-flower"):
+        env = env_of(main_container(deployments[name]))
+        assert env["REDIS_URL"]["value"] == SENTINEL_URL, name
+        assert env["VOXQ_REDIS_SENTINEL_MASTER"]["value"] == "mymaster", name
+        assert env["VOXQ_REDIS_WAIT_REPLICAS"]["value"] == "1", name
+        assert env["VOXQ_REDIS_WAIT_TIMEOUT_MS"]["value"] == "1000", name
+        assert env["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "voxq-redis", "key": "redis-password"}
+        assert env["VOXQ_REDIS_SENTINEL_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+            "name": "voxq-redis", "key": "sentinel-password"}, name
+        # Kubernetes splices the password in only from a variable defined before the URL.
+        names = [e["name"] for e in main_container(deployments[name])["env"]]
+        assert names.index("REDIS_PASSWORD") < names.index("REDIS_URL"), name
+    # What the pods get is what voxq's settings accept: the sentinels in order, one replica waited for.
+    from shared.config import Settings
+
+    target = Settings.load(redis_url=SENTINEL_URL.replace("$(REDIS_PASSWORD)", "pw"),
+                           redis_sentinel_master="mymaster").redis
+    assert target.sentinels == [(f"redis-node-{n}.redis-headless.data.svc.cluster.local", 26379) for n in range(3)]
+    assert target.password == "pw" and target.replicas_to_wait == 1
+
+
+def test_the_example_sentinel_values_render_and_keep_the_default_single_redis_otherwise():
+    example = yaml.safe_load((REPO / "deploy" / "helm" / "examples" / "external-sentinel.yaml").read_text())
+    with helm.Chart.load(CHART_DIR) as chart:
+        chart.validate_schema(example)
+    api = main_container(by_kind(objects(example), "Deployment")[f"{FULLNAME}-api"])
+    assert env_of(api)["REDIS_URL"]["value"] == SENTINEL_URL
+    assert "VOXQ_REDIS_SENTINEL_PASSWORD" not in env_of(api)  # the example's sentinels have none
+    # The default: the bundled Redis, a plain URL, no Sentinel settings.
+    default_api = main_container(by_kind(objects(), "Deployment")[f"{FULLNAME}-api"])
+    assert env_of(default_api)["REDIS_URL"]["value"] == f"redis://:$(REDIS_PASSWORD)@{FULLNAME}-redis:6379/0"
+    assert not {"VOXQ_REDIS_SENTINEL_MASTER", "VOXQ_REDIS_WAIT_REPLICAS"} & set(env_of(default_api))
+
+
+@pytest.mark.parametrize("values,message", [
+    ({"redis": {"sentinel": {"enabled": True, "hosts": ["s:26379"], "masterName": "m"}}, "keda": {"enabled": True}},
+     "keda.enabled with redis.sentinel.enabled is not supported"),
+    ({"redis": {"sentinel": {"enabled": True, "hosts": ["s:26379"], "masterName": "m",
+                             "sentinelPasswordKey": "k"}}},
+     "redis.sentinel.sentinelPasswordKey needs redis.sentinel.existingSecret"),
+])
+def test_a_sentinel_the_chart_cannot_serve_fails_the_render_in_one_line(values, message):
+    with pytest.raises(Exception, match=message):
+        render(values)
+
+
+def test_a_sentinel_without_a_password_has_none_in_its_url():
+    values = {"redis": {"sentinel": {"enabled": True, "hosts": ["s1:26379", "s2:26379"], "masterName": "m", "db": 2}}}
+    api = env_of(main_container(by_kind(objects(values), "Deployment")[f"{FULLNAME}-api"]))
+    assert api["REDIS_URL"]["value"] == "sentinel://s1:26379/2;sentinel://s2:26379/2"
+    assert "REDIS_PASSWORD" not in api
+
+
 def test_audio_volume_is_shared_read_write_many():
     objs = objects()
     claim = by_kind(objs, "PersistentVolumeClaim")[f"{FULLNAME}-data"]
@@ -559,7 +636,7 @@ def test_existing_claim_is_used_and_not_created():
 # --- secrets and security --------------------------------------------------------------------
 
 SECRET_ENV = {"REDIS_PASSWORD", "VOXQ_API_KEYS", "VOXQ_API_KEY", "FLOWER_BASIC_AUTH",
-              "REDISCLI_AUTH"}
+              "REDISCLI_AUTH", "VOXQ_REDIS_SENTINEL_PASSWORD"}
 
 
 def test_secrets_reach_pods_only_through_secret_key_refs(value_set):
@@ -583,7 +660,7 @@ def test_secrets_reach_pods_only_through_secret_key_refs(value_set):
             for value in secret_values:
                 assert value not in text, f"{obj['metadata']['name']}/{container['name']}"
     # Every secretKeyRef names a Secret the chart makes or one the values say exists.
-    existing = {"my-redis", "shared-audio"}
+    existing = {"my-redis", "shared-audio", "voxq-redis"}
     for obj, spec in pod_specs(objs):
         for container in containers(spec):
             for env in container.get("env", []):
@@ -656,8 +733,8 @@ def test_images_run_as_the_user_the_dockerfile_creates():
 def test_flower_runs_only_with_basic_auth_from_a_secret():
     objs = objects(VALUE_SETS["everything"])
     flower = main_container(by_kind(objs, "Deployment")[f"{FULLNAME}-flower"])
-    assert flower["command"] == ["sh", "-c", 'export CELERY_BROKER_URL="$REDIS_URL"; '
-                                             'exec celery flower --port=5555 --max_tasks=2000']
+    # Its app takes the broker settings from voxq's settings (a Sentinel's master name too).
+    assert flower["command"] == ["celery", "-A", "shared.flower_app", "flower", "--port=5555", "--max_tasks=2000"]
     ref = env_of(flower)["FLOWER_BASIC_AUTH"]["valueFrom"]["secretKeyRef"]
     assert ref == {"name": f"{FULLNAME}-flower", "key": "basic-auth"}
     assert secret_data(by_kind(objs, "Secret")[ref["name"]])["basic-auth"] == "admin:flowerPw123"

@@ -131,6 +131,14 @@ Offline rendering (helm template) has no cluster to look in and generates a fres
 {{- if or .Values.webhooks.secretsFile.existingSecret .Values.webhooks.secretsFile.content }}true{{ end }}
 {{- end }}
 
+{{/*
+"true" when the chart deploys its own single Redis: redis.enabled, and no external Sentinel
+(redis.sentinel.enabled), which replaces it.
+*/}}
+{{- define "voxq.bundledRedis" -}}
+{{- if and .Values.redis.enabled (not .Values.redis.sentinel.enabled) }}true{{ end }}
+{{- end }}
+
 {{- define "voxq.redisHost" -}}
 {{- printf "%s-redis" (include "voxq.fullname" .) }}
 {{- end }}
@@ -140,7 +148,7 @@ Where the Redis password lives: the bundled Redis's Secret, or, for an external 
 Secret with its URL (read only by KEDA).
 */}}
 {{- define "voxq.redisSecretName" -}}
-{{- if .Values.redis.enabled }}
+{{- if include "voxq.bundledRedis" . }}
 {{- .Values.redis.auth.existingSecret | default (printf "%s-redis" (include "voxq.fullname" .)) }}
 {{- else }}
 {{- .Values.externalRedis.existingSecret | default (printf "%s-external-redis" (include "voxq.fullname" .)) }}
@@ -148,7 +156,7 @@ Secret with its URL (read only by KEDA).
 {{- end }}
 
 {{- define "voxq.redisPasswordKey" -}}
-{{- if .Values.redis.enabled }}redis-password{{ else }}{{ .Values.externalRedis.existingSecretPasswordKey }}{{ end }}
+{{- if include "voxq.bundledRedis" . }}redis-password{{ else }}{{ .Values.externalRedis.existingSecretPasswordKey }}{{ end }}
 {{- end }}
 
 {{/*
@@ -157,7 +165,9 @@ comes from its Secret and Kubernetes splices it into the URL ($(REDIS_PASSWORD))
 itself holds no secret.
 */}}
 {{- define "voxq.redisEnv" -}}
-{{- if .Values.redis.enabled }}
+{{- if .Values.redis.sentinel.enabled }}
+{{ include "voxq.sentinelEnv" . | trim }}
+{{- else if .Values.redis.enabled }}
 - name: REDIS_PASSWORD
   valueFrom:
     secretKeyRef:
@@ -175,6 +185,56 @@ itself holds no secret.
       name: {{ include "voxq.redisSecretName" . }}
       key: {{ .Values.externalRedis.existingSecretUrlKey }}
 {{- end }}
+{{- end }}
+
+{{/*
+An external Sentinel (redis.sentinel): REDIS_URL in Celery's form, one sentinel:// entry per
+sentinel, the master's password spliced in by Kubernetes from its Secret ($(REDIS_PASSWORD)), so
+the URL holds no secret; the master's name, the sentinels' own password when they have one, and
+how many replicas must confirm a job before its 202 (README, "High availability").
+*/}}
+{{- define "voxq.sentinelEnv" -}}
+{{- $s := .Values.redis.sentinel }}
+{{- if not $s.hosts }}
+{{- fail "redis.sentinel.enabled needs redis.sentinel.hosts: host:port of each sentinel" }}
+{{- end }}
+{{- if not $s.masterName }}
+{{- fail "redis.sentinel.enabled needs redis.sentinel.masterName: the name the sentinels monitor the master by" }}
+{{- end }}
+{{- if and $s.sentinelPasswordKey (not $s.existingSecret) }}
+{{- fail "redis.sentinel.sentinelPasswordKey needs redis.sentinel.existingSecret, the Secret that holds it" }}
+{{- end }}
+{{- $auth := "" }}
+{{- if $s.existingSecret }}
+{{- $auth = ":$(REDIS_PASSWORD)@" }}
+- name: REDIS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $s.existingSecret }}
+      key: {{ $s.passwordKey }}
+{{- end }}
+{{- $entries := list }}
+{{- range $i, $host := $s.hosts }}
+{{- if not (regexMatch "^[A-Za-z0-9.-]+:[0-9]+$" $host) }}
+{{- fail (printf "redis.sentinel.hosts: %q is not host:port" $host) }}
+{{- end }}
+{{- $entries = append $entries (printf "sentinel://%s%s/%d" (ternary $auth "" (eq $i 0)) $host (int $s.db)) }}
+{{- end }}
+- name: REDIS_URL
+  value: {{ join ";" $entries | quote }}
+- name: VOXQ_REDIS_SENTINEL_MASTER
+  value: {{ $s.masterName | quote }}
+{{- if $s.sentinelPasswordKey }}
+- name: VOXQ_REDIS_SENTINEL_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $s.existingSecret }}
+      key: {{ $s.sentinelPasswordKey }}
+{{- end }}
+- name: VOXQ_REDIS_WAIT_REPLICAS
+  value: {{ $s.waitReplicas | int | toString | quote }}
+- name: VOXQ_REDIS_WAIT_TIMEOUT_MS
+  value: {{ $s.waitTimeoutMs | int | toString | quote }}
 {{- end }}
 
 {{/*
