@@ -41,9 +41,18 @@ def synthesize(self, job_id: str) -> str:
     # kombu marks a message it hands back (its worker died, or its time limit killed the process)
     # redelivered, and Celery's retry counts: either is this job again, to run even though it is
     # `running`. Any other is fresh, and a fresh one for a running job is a duplicate.
+    # The step again after a Redis outage (_through_outages) is this message again too: it may have
+    # taken the job before Redis went away.
     request = self.request
-    fresh = not (request.delivery_info or {}).get("redelivered") and not request.retries
-    status = _through_outages(lambda: context.runner().run(job_id, fresh=fresh))
+    fresh = [not (request.delivery_info or {}).get("redelivered") and not request.retries]
+
+    def step() -> str:
+        try:
+            return context.runner().run(job_id, fresh=fresh[0])
+        finally:
+            fresh[0] = False
+
+    status = _through_outages(step)
     return _end(job_id, status, started, "planned and spoke chunk 0")
 
 
