@@ -45,7 +45,7 @@ class UpCluster:
         self.data_dir = data_dir
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        full = dict(os.environ, PYTHONUNBUFFERED="1", **CHAOS_ENV, **env)
+        full = {**os.environ, "PYTHONUNBUFFERED": "1", **CHAOS_ENV, **env}  # env overrides CHAOS_ENV
         for name in ("REDIS_URL", "FLOWER_BASIC_AUTH", "VOXQ_DATA_DIR"):
             full.pop(name, None)
         cmd = [sys.executable, "-m", "voxq", "up", "--port", str(self.port), "--flower-port", str(free_port()),
