@@ -68,6 +68,13 @@ def on_starting(server) -> None:
         path.unlink(missing_ok=True)
 
 
+def post_worker_init(worker) -> None:
+    # After the fork (sockets must not cross it), before the first request: see Services.warm.
+    services = getattr(worker.wsgi, "extensions", {}).get("voxq")
+    if services is not None:
+        services.warm()
+
+
 def child_exit(server, worker) -> None:
     if _metrics_dir() is not None:
         from prometheus_client import multiprocess

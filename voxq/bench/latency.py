@@ -158,19 +158,25 @@ def _hop_spans(hops: list[dict]) -> dict[tuple[str, str], list[float]]:
     return spans
 
 
+def _hop_rows(hops: list[dict]) -> list[tuple[str, str, str]]:
+    return [(f"  hop {before} -> {after}",
+             f"p50 {_percentile(values, 50) * 1000:.1f} ms  p99 {_percentile(values, 99) * 1000:.1f} ms", "printed")
+            for (before, after), values in _hop_spans(hops).items()]
+
+
 def _pieces_ratio(rounds: int = 3) -> str:
-    """The engine's throughput yielding pieces against whole calls, interleaved in this process."""
+    """The engine's throughput yielding pieces against whole calls, interleaved in this process:
+    every segment of 200-character jobs in pieces (each job's first segment with its quick first
+    piece, as a worker speaks a job's first chunk), against the same segments whole."""
     from shared import plan
     from shared.config import Settings
-    from voxq.bench.corpus import corpus
+    from voxq.bench.corpus import texts_of
     from worker.engines import load_engine
     from worker.engines.base import SynthesisConfig
 
     settings = Settings.load(engine={"threads": 1})
     engine = load_engine(settings)
-    # Each sentence a job's first chunk, spoken as the worker speaks it: its first segment with a
-    # quick first piece, the others in the engine's cheapest pieces (worker/synthesizer.py).
-    jobs = [[s.text for s in plan.segments(sentence, settings)] for sentence in corpus()[:8]]
+    jobs = [[s.text for s in plan.segments(text, settings)] for text in texts_of(6, 200)]
     texts = [text for job in jobs for text in job]
     quick = [index == 0 for job in jobs for index in range(len(job))]
     engine.synthesize(texts[0], SynthesisConfig())
@@ -185,7 +191,8 @@ def _pieces_ratio(rounds: int = 3) -> str:
         pieces_rate = pieces / engine.sample_rate / (time.perf_counter() - started)
         ratios.append(pieces_rate / whole_rate)
     ratios.sort()
-    return f"median of {rounds}: {ratios[len(ratios) // 2]:.3f} (runs {', '.join(f'{r:.3f}' for r in ratios)})"
+    return (f"median of {rounds}: {ratios[len(ratios) // 2]:.3f} (runs {', '.join(f'{r:.3f}' for r in ratios)}; "
+            f"{len(texts)} segments of {len(jobs)} jobs)")
 
 
 def cmd_latency(args) -> int:
@@ -203,10 +210,7 @@ def cmd_latency(args) -> int:
         rows.append(("first audio byte, 200 chars, idle cluster",
                      f"p50 {_percentile(idle, 50) * 1000:.0f} ms  p99 {_percentile(idle, 99) * 1000:.0f} ms",
                      "p50 <= 150 ms, p99 <= 300 ms"))
-        for (before, after), values in _hop_spans(hops).items():
-            rows.append((f"  hop {before} -> {after}",
-                         f"p50 {_percentile(values, 50) * 1000:.1f} ms  p99 {_percentile(values, 99) * 1000:.1f} ms",
-                         "printed"))
+        rows += _hop_rows(hops)
         try:
             sdk = [two.sdk_first_byte_s(text) for text in short_texts[:args.requests]]
             rows.append(("the same through POST /v1/audio/speech, OpenAI SDK streaming pcm",
@@ -217,10 +221,12 @@ def cmd_latency(args) -> int:
         busy_id = two.submit(long_text)
         while two.job(busy_id)["progress"]["chunks_done"] < 1:
             time.sleep(0.05)
-        busy = [two.first_byte_s(text) for text in short_texts[args.requests:2 * args.requests]]
+        busy_hops: list[dict] = []
+        busy = [two.first_byte_s(text, busy_hops) for text in short_texts[args.requests:2 * args.requests]]
         rows.append((f"the same while a {args.long_chars}-char job runs",
                      f"p50 {_percentile(busy, 50) * 1000:.0f} ms  p99 {_percentile(busy, 99) * 1000:.0f} ms",
                      "p50 <= 300 ms, p99 <= 600 ms"))
+        rows += _hop_rows(busy_hops)
         two.session.delete(f"{two.url}/v1/jobs/{busy_id}", timeout=30)
         wall_two = None if args.first_audio_only else _streams_and_fairness(two, args, rows, medium, long_text)
     finally:
@@ -231,10 +237,6 @@ def cmd_latency(args) -> int:
     print(f"the {args.long_chars}-char job on 1 worker, chunked and unchunked ...", flush=True)
     one = _Cluster(1)
     try:
-        # A fresh worker's first jobs against its tenth: models and dictionaries are warm from the start.
-        fresh = [one.first_byte_s(text) for text in short_texts[:10]]
-        rows.append(("a worker's first job after start / its tenth, first audio byte",
-                     f"{fresh[0] * 1000:.0f} ms / {fresh[9] * 1000:.0f} ms = {fresh[0] / fresh[9]:.2f}", "<= 1.2"))
         wall_one, cpu_chunked = _long_job_s(one, long_text + "一")
     finally:
         one.stop()
@@ -243,6 +245,7 @@ def cmd_latency(args) -> int:
         _, cpu_whole = _long_job_s(whole, long_text + "一")
     finally:
         whole.stop()
+    rows.append(_first_against_tenth(short_texts))
     rows.append((f"wall time of a {args.long_chars}-char job, {args.workers} workers / 1",
                  f"{wall_one:.1f} s / {wall_two:.1f} s = speed-up {wall_one / wall_two:.2f}", ">= 1.8"))
     rows.append(("worker CPU of that job, chunked / unchunked",
@@ -284,16 +287,30 @@ def _streams_and_fairness(two: _Cluster, args, rows: list, medium: list[str], lo
 def _first_audio_rest(rows: list[tuple[str, str, str]], short_texts: list[str]) -> int:
     """--first-audio-only: after the main cluster's figures, a fresh worker's first job against
     its tenth and the engine's pieces ratio, without the long jobs' scaling runs."""
-    one = _Cluster(1)
-    try:
-        fresh = [one.first_byte_s(text) for text in short_texts[:10]]
-    finally:
-        one.stop()
-    rows.append(("a worker's first job after start / its tenth, first audio byte",
-                 f"{fresh[0] * 1000:.0f} ms / {fresh[9] * 1000:.0f} ms = {fresh[0] / fresh[9]:.2f}", "<= 1.2"))
+    rows.append(_first_against_tenth(short_texts))
     rows.append(("engine audio s per wall s, yielded in pieces / whole", _pieces_ratio(), ">= 0.95"))
     _print(rows)
     return 0
+
+
+def _first_against_tenth(short_texts: list[str], starts: int = 3) -> tuple[str, str, str]:
+    """A fresh cluster's first job against its tenth, first audio byte, over `starts` fresh
+    clusters (one sample of each is all one start gives, and one sample is noise): models,
+    dictionaries and connections are warm from the start."""
+    import statistics
+
+    firsts, tenths = [], []
+    for _ in range(starts):
+        one = _Cluster(1)
+        try:
+            fresh = [one.first_byte_s(text) for text in short_texts[:10]]
+        finally:
+            one.stop()
+        firsts.append(fresh[0])
+        tenths.append(fresh[9])
+    first, tenth = statistics.median(firsts), statistics.median(tenths)
+    return (f"a worker's first job after start / its tenth, first audio byte (median of {starts} starts)",
+            f"{first * 1000:.0f} ms / {tenth * 1000:.0f} ms = {first / tenth:.2f}", "<= 1.2")
 
 
 def _print(rows: list[tuple[str, str, str]]) -> None:

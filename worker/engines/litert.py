@@ -72,7 +72,7 @@ class LiteRTEngine(Engine):
             # WORLD's pitch shift analyses the whole segment: it cannot go out in pieces.
             yield self.synthesize(text, config)
             return
-        for index, audio in enumerate(self._windows(mel, FIRST_PIECE_WINDOW if quick_start else VOCODER_WINDOW)):
+        for index, audio in enumerate(self._windows(mel, FIRST_PIECE_WINDOW if quick_start else None)):
             yield SegmentAudio(audio, self.sample_rate, marks if index == 0 else [])
 
     def _mel(self, text: str, config: SynthesisConfig):
@@ -109,30 +109,30 @@ class LiteRTEngine(Engine):
         its receptive field is under 24 frames, so windows with 24 frames of context each side
         give bit-identical audio in bounded memory, and faster, since they stay in cache.
         """
-        if mel.shape[1] <= VOCODER_WINDOW + 2 * VOCODER_CONTEXT:
-            return self._vocode(mel)
         return np.concatenate(list(self._windows(mel)))
 
-    def _windows(self, mel: np.ndarray, first: int = VOCODER_WINDOW):
-        """The audio of `mel`, a window at a time (the first `first` frames long, then
-        VOCODER_WINDOW), each vocoded with VOCODER_CONTEXT frames of context on both sides."""
+    def _windows(self, mel: np.ndarray, first: int | None = None):
+        """The audio of `mel`, a call at a time: each call VOCODER_WINDOW + 2 x VOCODER_CONTEXT
+        frames (one shape, since a new shape costs the runtime a re-plan of tens to hundreds of
+        ms, as much as vocoding the window), keeping the frames with VOCODER_CONTEXT of context
+        on both sides, or up to the segment's end, which needs none after it. A segment that fits
+        one call is one call. `first`: the first call keeps only that many frames (the quick
+        first piece of a job)."""
         frames = mel.shape[1]
         call = VOCODER_WINDOW + 2 * VOCODER_CONTEXT
         start = 0
         while start < frames:
-            window = first if start == 0 else VOCODER_WINDOW
-            lo = max(0, start - VOCODER_CONTEXT)
-            hi = min(frames, start + window + VOCODER_CONTEXT)
-            if start:
-                # Every later call of the segment in one shape, widened with more context (which
-                # changes no output frame): a new shape costs the runtime a re-plan of tens to
-                # hundreds of ms, as much as vocoding the window.
-                hi = min(frames, max(hi, lo + call))
-                lo = max(0, min(lo, hi - call))
+            if start == 0 and first is not None:
+                lo, hi = 0, min(frames, first + VOCODER_CONTEXT)
+                end = frames if hi == frames else first
+            else:
+                lo = max(0, start - VOCODER_CONTEXT)
+                hi = min(frames, lo + call)
+                lo = max(0, hi - call)  # at the end: more context before, which changes no frame
+                end = frames if hi == frames else hi - VOCODER_CONTEXT
             audio = self._vocode(np.ascontiguousarray(mel[:, lo:hi]))
-            keep = min(window, frames - start)
-            yield audio[(start - lo) * baker.HOP:(start - lo + keep) * baker.HOP]
-            start += keep
+            yield audio[(start - lo) * baker.HOP:(end - lo) * baker.HOP]
+            start = end
 
     def _vocode(self, mel: np.ndarray) -> np.ndarray:
         quick = self._quick_vocoder is not None and mel.shape[1] == FIRST_PIECE_WINDOW + VOCODER_CONTEXT
