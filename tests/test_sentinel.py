@@ -348,6 +348,8 @@ def test_the_store_follows_a_failover_and_keeps_what_it_waited_for(tmp_path):
 
         found = wait_until(serves, deadline - time.monotonic(), 0.1, "the store on the new master")
         assert found.id == record.id and store.master_address()[1] != port
-        assert store.replicated()  # the other replica follows the new master
+        # The other replica follows the new master: once it has resynced from it (a moment after
+        # the promotion), writes are confirmed again.
+        wait_until(in_sync, 20, 0.1, "the other replica in sync with the new master")
     finally:
         supervisor.stop()
