@@ -240,6 +240,23 @@ def test_a_job_whose_first_message_was_lost_is_sent_again_and_succeeds(client, r
         worker.stop()
 
 
+def test_the_queued_set_returns_a_waiting_job_once_per_timeout_and_forgets_started_ones(redis_url):
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    store = Store(client, result_ttl_s=600)
+    waiting, started, canceled, deleted = (store.jobs.create(JobRequest(text="好。"), "acme") for _ in range(4))
+    store.jobs.mark_running(started.id)
+    store.jobs.cancel(canceled.id)
+    store.jobs.delete(deleted)
+    now = time.time()
+    assert store.jobs.due_queued(60, at=now) == []  # none has waited a minute yet
+    assert store.jobs.due_queued(60, at=now + 61) == [waiting.id]
+    assert store.jobs.due_queued(60, at=now + 62) == []  # sent again: due only a timeout later
+    assert store.jobs.due_queued(60, at=now + 122) == [waiting.id]
+    store.jobs.mark_running(waiting.id)
+    assert store.jobs.due_queued(0, at=now + 999) == []
+    assert not client.exists("voxq:queued")  # nothing left behind
+
+
 def test_a_duplicate_first_task_is_harmless(client, redis_url, data_dir, tmp_path, settings):
     # Two copies of a job's first task (the sweep re-sent a message that was only late): one plans
     # and speaks the job, the other is skipped, whether it comes at the same time, while the job
