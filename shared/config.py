@@ -96,7 +96,8 @@ class JobSettings(BaseSettings):
     stop_grace_s: int = Field(30, ge=1)
     # Chunks of one tenant queued or running at once: the fairness bound (see README, "Chunks").
     tenant_chunks_in_flight: int = Field(4, ge=1)
-    # A dispatched chunk that has not landed after this long is dispatched again.
+    # A dispatched chunk that has not landed after this long is dispatched again, and a job still
+    # queued this long after it was accepted has its first task sent again (its message was lost).
     chunk_timeout_s: int = Field(300, ge=5)
     # A chunk's task that runs longer than hang_min_s plus hang_factor times the seconds of audio
     # its chunk should make is hung (a pool process stopped, or stuck in native code): Celery's
