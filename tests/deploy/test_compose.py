@@ -318,3 +318,120 @@ def test_env_example_holds_placeholders_only():
     assert listed["VOXQ_API_KEYS"] == "mytenant:change-me"
     assert listed["FLOWER_BASIC_AUTH"] == "admin:change-me"
     assert "change-me" not in json.dumps(yaml.safe_load(COMPOSE_FILE.read_text()))
+
+
+# --- the ha profile's Redis set, on real processes -------------------------------------------
+
+
+@pytest.mark.slow
+def test_the_ha_profiles_scripts_make_a_sentinel_set_that_fails_over(ha, tmp_path):
+    """The exact scripts of redis, redis-replica and sentinel-1..3, run as processes here (no
+    engine): service names become 127.0.0.1 and each its own port, the volumes folders. The
+    sentinels agree on the master and its replica; SIGKILL the master and they promote the
+    replica, where voxq's store (through the sentinels, as the app services are configured)
+    finds a job written before; the old master, started again, rejoins as a replica (it logs in
+    to the new master: masterauth)."""
+    import os
+    import shutil
+    import signal
+    import time
+
+    redis = pytest.importorskip("redis")
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed (`make install` installs it)")
+    from shared.jobs import JobRequest
+    from shared.store import Store, Unavailable
+    from tests.support import free_port, wait_until
+
+    services = ha["services"]
+    ports = {"redis": free_port(), "redis-replica": free_port(),
+             **{f"sentinel-{n}": free_port() for n in (1, 2, 3)}}
+    processes: dict[str, subprocess.Popen] = {}
+
+    def start(name: str) -> None:
+        folder = tmp_path / name
+        folder.mkdir(exist_ok=True)
+        script = services[name]["command"][2].replace("/tmp/", f"{folder}/").replace("/data/", f"{folder}/")
+        script = script.replace("'port 26379'", f"'port {ports[name]}'")
+        script = script.replace("monitor voxq redis 6379", f"monitor voxq 127.0.0.1 {ports['redis']}")
+        script = script.replace("replicaof redis 6379", f"replicaof 127.0.0.1 {ports['redis']}")
+        script = re.sub(r"replica-announce-ip [a-z-]+", "replica-announce-ip 127.0.0.1", script)
+        if name.startswith("redis"):
+            script += f" --port {ports[name]} --bind 127.0.0.1"
+        # The sentinels as fast as the repository's tests run them; the rest as compose gives it.
+        env = dict(services[name]["environment"], PATH=os.environ["PATH"], SENTINEL_NAME="127.0.0.1",
+                   DOWN_AFTER_MS="1000", FAILOVER_TIMEOUT_MS="3000")
+        processes[name] = subprocess.Popen(["sh", "-c", script], cwd=folder, env=env,
+                                           stdout=open(folder / "out.log", "ab"), stderr=subprocess.STDOUT)
+
+    def node(name: str):
+        return redis.Redis(port=ports[name], password="change-me", socket_timeout=1, decode_responses=True)
+
+    def master_seen() -> str | None:
+        """The master's port as every sentinel gives it, once they agree."""
+        try:
+            seen = {str(node(f"sentinel-{n}").sentinel_get_master_addr_by_name("voxq")[1]) for n in (1, 2, 3)}
+        except (redis.RedisError, TypeError):
+            return None
+        return seen.pop() if len(seen) == 1 else None
+
+    try:
+        start("redis")
+        wait_until(lambda: _answers(node("redis")), 20, 0.05, "the master")
+        for name in ("redis-replica", "sentinel-1", "sentinel-2", "sentinel-3"):
+            start(name)
+        wait_until(lambda: node("redis").info("replication")["connected_slaves"] == 1, 20, 0.1, "the replica")
+        wait_until(lambda: master_seen() == str(ports["redis"])
+                   and len(node("sentinel-1").sentinel_sentinels("voxq")) == 2
+                   and len(node("sentinel-1").sentinel_slaves("voxq")) == 1, 30, 0.2,
+                   "three sentinels that know the master, its replica and each other")
+
+        environment = services["api"]["environment"]
+        url = environment["REDIS_URL"]
+        for n in (1, 2, 3):
+            url = url.replace(f"sentinel-{n}:26379", f"127.0.0.1:{ports[f'sentinel-{n}']}")
+        settings = Settings.load(redis_url=url, redis_sentinel_master=env_example_values()["VOXQ_REDIS_SENTINEL_MASTER"],
+                                 redis_sentinel_password="change-me")
+        store = Store.open(settings.redis, result_ttl_s=60)
+        record = store.jobs.create(JobRequest(text="你好。"), "tenant")
+        wait_until(lambda: _confirmed(store), 10, 0.1, "the job on the replica")
+
+        processes.pop("redis").send_signal(signal.SIGKILL)
+        wait_until(lambda: master_seen() == str(ports["redis-replica"]), 30, 0.1, "the replica promoted")
+
+        def found():
+            try:
+                return store.jobs.get(record.id)
+            except Unavailable:
+                return None
+
+        assert wait_until(found, 20, 0.1, "the store on the new master").id == record.id
+        time.sleep(0.5)  # past the kill: the old master restarts, as compose's restart policy does
+        start("redis")
+        wait_until(lambda: _linked(node("redis")), 30, 0.2, "the old master a replica of the new one")
+    finally:
+        for process in processes.values():
+            process.kill()
+            process.wait(10)
+
+
+def _answers(client) -> bool:
+    try:
+        return bool(client.ping())
+    except Exception:  # noqa: BLE001 - not up yet
+        return False
+
+
+def _confirmed(store) -> bool:
+    try:
+        return store.replicated()
+    except Exception:  # noqa: BLE001 - the replica still syncing
+        return False
+
+
+def _linked(client) -> bool:
+    try:
+        info = client.info("replication")
+    except Exception:  # noqa: BLE001 - starting
+        return False
+    return info["role"] == "slave" and info.get("master_link_status") == "up"
