@@ -152,7 +152,11 @@ class Ledger:
         started = time.monotonic()
         pending = set(self.jobs)
         while pending:
-            assert time.monotonic() - started < timeout, cluster.diagnose(list(pending)[:5])
+            if time.monotonic() - started >= timeout:
+                stuck = list(pending)[:5]
+                # A cluster that can say why (UpCluster) does; the others give each job's status.
+                diagnose = getattr(cluster, "diagnose", None)
+                raise AssertionError(diagnose(stuck) if diagnose else {j: cluster.job(j)["status"] for j in stuck})
             for job_id in list(pending):
                 try:
                     body = cluster.job(job_id)
