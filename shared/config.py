@@ -60,7 +60,7 @@ class TextSettings(BaseSettings):
     # A job is spoken in chunks of whole segments of about this much audio; the first is smaller,
     # so the first audio comes sooner. A new job's first chunk waits for at most one chunk in
     # flight on each worker, so this bounds that wait (README, "Chunks and streaming").
-    chunk_s: float = Field(6.0, gt=0)
+    chunk_s: float = Field(4.0, gt=0)
     first_chunk_s: float = Field(2.0, gt=0)
     # Pronunciation lexicons (VOXQ_LEXICON_*): size of one, entries in one, how many a tenant
     # stores and how many one request may name.
