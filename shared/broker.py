@@ -78,6 +78,24 @@ def restore_bound_s(settings: Settings) -> float:
     return settings.jobs.visibility_timeout_s + restore_interval_s(settings)
 
 
+def configure_long_lived(app: Celery, program: str) -> Settings:
+    """Configure a process that outlives Redis (a worker, Flower) from the one Settings object, in
+    Celery's on_configure: Redis refusing writes is made an outage to wait out before any
+    connection, and bad settings stop it with one line per variable (no traceback, and no
+    children forked to fail alike). Returns the settings."""
+    from shared.config import SettingsError
+    from shared.store import refusals_are_outages
+
+    refusals_are_outages()
+    try:
+        settings = Settings.load()
+    except SettingsError as exc:
+        raise SystemExit(f"voxq {program}: error: invalid settings:\n{exc}") from None
+    # Loaded by Celery right after the signal (reading app.conf there would recurse).
+    app.config_from_object(celery_config(settings, worker=True))
+    return settings
+
+
 def make_celery(settings: Settings, name: str = "voxq") -> Celery:
     app = Celery(name)
     app.conf.update(celery_config(settings))

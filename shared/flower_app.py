@@ -13,14 +13,7 @@ app = Celery("voxq.flower")
 
 @app.on_configure.connect
 def _configure(sender: Celery, **_) -> None:
-    from shared.broker import celery_config
-    from shared.config import Settings, SettingsError
-    from shared.store import refusals_are_outages
+    from shared.broker import configure_long_lived
 
     # Like a worker, Flower outlives a Redis that refuses writes, or a failover, and reconnects.
-    refusals_are_outages()
-    try:
-        settings = Settings.load()
-    except SettingsError as exc:
-        raise SystemExit(f"voxq flower: error: invalid settings:\n{exc}") from None
-    sender.config_from_object(celery_config(settings, worker=True))
+    configure_long_lived(sender, "flower")

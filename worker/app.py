@@ -10,8 +10,8 @@ from celery import Celery
 from celery.signals import worker_init, worker_process_init, worker_process_shutdown, worker_ready, worker_shutdown
 
 from shared import logs, tasks
-from shared.broker import celery_config
-from shared.config import Settings, SettingsError
+from shared.broker import configure_long_lived
+from shared.config import Settings
 
 app = Celery("voxq.worker", include=["worker.tasks"])
 
@@ -22,17 +22,7 @@ _settings: Settings | None = None
 @app.on_configure.connect
 def _configure(sender: Celery, **_) -> None:
     global _settings
-    from shared.store import refusals_are_outages
-
-    # Before any connection: a Redis that refuses writes is waited out, never a reason to exit.
-    refusals_are_outages()
-    try:
-        _settings = Settings.load()
-    except SettingsError as exc:
-        # One line per bad variable, then exit: no traceback, and no children forked to fail alike.
-        raise SystemExit(f"voxq worker: error: invalid settings:\n{exc}") from None
-    # Loaded by Celery right after this signal (reading sender.conf here would recurse).
-    sender.config_from_object(celery_config(_settings, worker=True))
+    _settings = configure_long_lived(sender, "worker")
 
 
 def settings() -> Settings:
