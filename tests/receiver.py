@@ -54,3 +54,18 @@ class Receiver:
     def stop(self):
         self.server.shutdown()
         self.server.server_close()
+
+
+class RefuseFirstAttempts:
+    """A Receiver's `answer`: a 503 to each webhook's first attempt, then 200, so every delivery
+    waits for its retry; `refused` holds the webhook IDs answered 503 so far."""
+
+    def __init__(self):
+        self.refused: set[str] = set()
+
+    def __call__(self, request: SimpleNamespace) -> tuple[int, dict]:
+        webhook_id = request.headers["webhook-id"]
+        if webhook_id in self.refused:
+            return 200, {}
+        self.refused.add(webhook_id)
+        return 503, {}

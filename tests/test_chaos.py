@@ -21,7 +21,7 @@ from shared.broker import restore_bound_s
 from shared.config import Settings
 from shared.store import keyspace
 from tests.chaos import CHAOS_ENV, Ledger, UpCluster, text_of
-from tests.receiver import Receiver
+from tests.receiver import Receiver, RefuseFirstAttempts
 from tests.support import free_port
 
 pytestmark = pytest.mark.slow
@@ -172,15 +172,8 @@ def test_webhooks_worker_sigkilled_mid_retry(cluster, tmp_path):
     keys_file = tmp_path / "keys.toml"
     keys_file.write_text(f'[[keys]]\ntenant = "hooked"\nsha256 = "{keys.hash_key(plain)}"\n'
                          f'webhook_secrets = ["{secret}"]\n')
-    refused: set[str] = set()
-
-    def answer(request):  # each webhook's first attempt gets a 503: every delivery waits for a retry
-        webhook_id = request.headers["webhook-id"]
-        if webhook_id in refused:
-            return 200, {}
-        refused.add(webhook_id)
-        return 503, {}
-
+    answer = RefuseFirstAttempts()  # every delivery waits for its retry
+    refused = answer.refused
     retry_s = 20  # the retry waits 16 to 24 s (jitter): the kill lands while every one waits
     receiver = Receiver(answer=answer)
     try:

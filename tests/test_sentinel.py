@@ -21,7 +21,7 @@ import requests
 from shared.config import RedisTarget, Settings, SettingsError
 from shared.store import Store, Unavailable
 from tests.chaos import Ledger, UpCluster, text_of
-from tests.receiver import Receiver
+from tests.receiver import Receiver, RefuseFirstAttempts
 from tests.support import ROOT, wait_until
 
 DOWN_AFTER_MS = 1000
@@ -221,13 +221,20 @@ def _settle(up: UpCluster, load: Load, name: str, since: float) -> Ledger:
     return ledger
 
 
-@pytest.mark.slow
-def test_sigkill_of_the_master_under_load_loses_no_accepted_job(ha):
+def _steady_load(ha, first: int):
+    """The healed set under a steady load of submissions (texts numbered from `first`, so no test
+    is answered from the cache another filled): (cluster, nodes, the master's port, the load)."""
     up = ha.healed()
     nodes = ha.nodes
     old = nodes.master_port()
-    load = Load(up, every_s=0.2, text=_short_texts(1))
+    load = Load(up, every_s=0.2, text=_short_texts(first))
     wait_until(lambda: len(load.accepted()) >= 5, 30, 0.1, "a steady load")
+    return up, nodes, old, load
+
+
+@pytest.mark.slow
+def test_sigkill_of_the_master_under_load_loses_no_accepted_job(ha):
+    up, nodes, old, load = _steady_load(ha, first=1)
     killed_at = time.monotonic()
     nodes.process(old).send_signal(signal.SIGKILL)
     wait_until(lambda: (p := nodes.master_port()) not in (None, old) and p, 20, 0.1, "a new master")
@@ -250,11 +257,7 @@ def test_a_paused_master_split_brain_loses_no_accepted_job(ha):
     # In the instant after SIGCONT the old master still takes writes: the API can publish a job's
     # first message there while the job's record, on the new master, is acknowledged. That job is
     # still queued VOXQ_CHUNK_TIMEOUT_S later, and the redispatch sends its first task again.
-    up = ha.healed()
-    nodes = ha.nodes
-    old = nodes.master_port()
-    load = Load(up, every_s=0.2, text=_short_texts(10_001))
-    wait_until(lambda: len(load.accepted()) >= 5, 30, 0.1, "a steady load")
+    up, nodes, old, load = _steady_load(ha, first=10_001)
     paused = nodes.process(old)
     paused.suspend()  # SIGSTOP: to the sentinels, and the clients, a master cut off the network
     paused_at = time.monotonic()
@@ -273,15 +276,8 @@ def test_a_paused_master_split_brain_loses_no_accepted_job(ha):
 
 @pytest.mark.slow
 def test_a_failover_while_a_webhook_waits_for_its_retry_delivers_it_once(ha):
-    refused: set[str] = set()
-
-    def answer(request):  # each webhook's first attempt gets a 503: every delivery waits for a retry
-        webhook_id = request.headers["webhook-id"]
-        if webhook_id in refused:
-            return 200, {}
-        refused.add(webhook_id)
-        return 503, {}
-
+    answer = RefuseFirstAttempts()  # every delivery waits for its retry
+    refused = answer.refused
     receiver = Receiver(answer=answer)
     try:
         up = ha.healed()
