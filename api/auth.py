@@ -16,6 +16,9 @@ from api import services
 from api.errors import ApiError
 from shared.keys import ANONYMOUS, KeyRing
 
+# voxq's live sessions (api/live.py) authenticate and count themselves.
+LIVE_PATH = "/v1/live"
+
 
 def init_app(app: Flask) -> None:
     app.before_request(_guard)
@@ -30,6 +33,8 @@ def _guard():
     # speech call under /v1, and the seed's /tts.
     if not (request.path == "/v1" or request.path.startswith("/v1/") or request.path == "/tts"):
         return None
+    if request.path == LIVE_PATH:
+        return None  # a WebSocket: its key may come in its first message (browsers send no headers)
     tenant = keyring().tenant(owner())
     if tenant.requests_per_minute:
         wait_ms = services.get().store.limits.wait_ms(tenant.name, tenant.requests_per_minute)
@@ -48,12 +53,22 @@ def owner() -> str:
 
 
 def _authenticate() -> str:
+    return tenant_for_key(bearer_key())
+
+
+def bearer_key() -> str | None:
+    """The key of the request's `Authorization: Bearer` header, if it has one."""
+    scheme, _, key = request.headers.get("Authorization", "").partition(" ")
+    return key.strip() or None if scheme.lower() == "bearer" else None
+
+
+def tenant_for_key(key: str | None) -> str:
+    """The tenant of an API key (from a header, or a live session's first message); 401 without
+    a valid one when keys are configured."""
     ring = keyring()
     if not ring.configured:
         return ANONYMOUS
-    scheme, _, key = request.headers.get("Authorization", "").partition(" ")
-    key = key.strip()
-    if scheme.lower() != "bearer" or not key:
+    if not key:
         raise ApiError(401, "unauthorized", "an API key is required: send Authorization: Bearer <key>",
                        headers={"WWW-Authenticate": 'Bearer realm="voxq"'})
     tenant = ring.tenant_for_key(key)

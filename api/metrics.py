@@ -15,7 +15,7 @@ import logging
 import time
 
 from flask import Blueprint, Response, g, request
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import multiprocess
 
 from api import services
@@ -36,6 +36,14 @@ FIRST_BYTE = Histogram(
     buckets=(0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0, 10.0),
 )
 
+# Live sessions (api/live_session.py): open now, and from a sentence's text being complete to its
+# first audio frame queued for the client.
+LIVE_SESSIONS = Gauge("voxq_api_live_sessions", "Live sessions open", multiprocess_mode="livesum")
+LIVE_FIRST_AUDIO = Histogram(
+    "voxq_api_live_first_audio_seconds", "From a live sentence's text being complete to its first audio frame",
+    buckets=(0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0, 10.0),
+)
+
 
 _QUIET_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
 
@@ -51,8 +59,8 @@ def job_unreplicated() -> None:
     JOBS_UNREPLICATED.inc()
 
 
-def job_submitted(priority: str) -> None:
-    JOBS_SUBMITTED.labels(priority, request.blueprint or "none").inc()
+def job_submitted(priority: str, via: str | None = None) -> None:
+    JOBS_SUBMITTED.labels(priority, via or request.blueprint or "none").inc()
 
 
 def _route() -> str:

@@ -15,11 +15,12 @@ from shared.jobs import JobRecord, JobRequest
 log = logging.getLogger(__name__)
 
 
-def submit(job: JobRequest, owner: str, replicate: bool = True) -> JobRecord:
+def submit(job: JobRequest, owner: str, replicate: bool = True, via: str | None = None) -> JobRecord:
     """Store the job, then publish it. The record exists before anyone hears of the job.
 
     `replicate`: wait for the job to reach the replicas (see `replicated`); False for a caller
-    that writes more first (an Idempotency-Key record), then waits for all of it."""
+    that writes more first (an Idempotency-Key record), then waits for all of it. `via`: the
+    interface that took it, for the metrics (default: the request's blueprint)."""
     svc = services.get()
     record = svc.store.jobs.create(job, owner)
     try:
@@ -32,7 +33,7 @@ def submit(job: JobRequest, owner: str, replicate: bool = True) -> JobRecord:
         replicated(record)
     log.info("job %s queued: %d chars, priority %s", record.id, record.text_chars, record.priority,
              extra=logs.job_fields(record, status="queued"))
-    metrics.job_submitted(record.priority)
+    metrics.job_submitted(record.priority, via)
     return record
 
 

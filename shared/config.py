@@ -207,6 +207,36 @@ class MetricsSettings(BaseSettings):
     multiproc_dir: Path | None = Field(None, validation_alias=_env("PROMETHEUS_MULTIPROC_DIR", "multiproc_dir"))
 
 
+class LiveSettings(BaseSettings):
+    """Live sessions over WebSocket (api/live_session.py): how text becomes sentences, and the
+    bounds that keep one session, one tenant or one slow client from holding the API
+    (VOXQ_LIVE_*)."""
+
+    model_config = _section("VOXQ_LIVE_")
+
+    # A clause is spoken once the text has paused this long: a model writing a long sentence
+    # without a full stop is heard while it writes; a token stream (a delta every 30 ms) never
+    # pauses this long mid-word.
+    pause_ms: int = Field(400, ge=50)
+    # A sentence longer than this is spoken up to its last clause mark without waiting.
+    max_sentence_chars: int = Field(120, ge=8)
+    # Sentences of a session spoken ahead of the one being sent: enough that the next is ready
+    # before the current one has played, few enough that a barge-in wastes little work.
+    lookahead: int = Field(2, ge=1, le=16)
+    idle_timeout_s: float = Field(60.0, gt=0)
+    max_session_s: float = Field(3600.0, gt=0)
+    max_chars: int = Field(100_000, ge=1)
+    sessions_per_tenant: int = Field(50, ge=1)
+    sessions_per_process: int = Field(500, ge=1)
+    # Audio waiting for a client that reads slower than speech is made: past this the session
+    # ends with close code 4009; a client that reads nothing for send_timeout_s is cut off.
+    buffer_bytes: int = Field(4 << 20, ge=64 * 1024)
+    send_timeout_s: float = Field(15.0, gt=0)
+    # How often an API process renews its sessions' leases; a session whose lease ran out (its
+    # API process died) is ended as failed by the workers' sweep.
+    lease_s: float = Field(15.0, ge=2)
+
+
 class CliSettings(BaseSettings):
     """What the `voxq` command reads beside the rest: the server it talks to, what `voxq up`
     must tell apart from a default, and where it records a running cluster (VOXQ_URL,
@@ -247,6 +277,7 @@ class CliSettings(BaseSettings):
 _SECTIONS = {
     "engine": EngineSettings, "text": TextSettings, "jobs": JobSettings, "limits": LimitSettings,
     "keys": KeySettings, "webhooks": WebhookSettings, "metrics": MetricsSettings, "cli": CliSettings,
+    "live": LiveSettings,
 }
 
 
@@ -335,6 +366,7 @@ class Settings(BaseModel):
     webhooks: WebhookSettings
     metrics: MetricsSettings
     cli: CliSettings
+    live: LiveSettings
 
     @property
     def redis(self) -> "RedisTarget":

@@ -94,6 +94,28 @@ def _head_end(text: str, text_type: str) -> int | None:
     return None
 
 
+def whole_sentences(text: str) -> int:
+    """How much of `text` is whole sentences: the length up to its last sentence end (with the
+    quotes and brackets that close it), 0 when no sentence has ended. A live session speaks that
+    much at once, the rest when more text comes (api/live_session.py)."""
+    end = 0
+    for index, ch in enumerate(text):
+        if ch in _SENTENCE_END:
+            end = index + 1
+            while end < len(text) and (text[end] in _SENTENCE_END or text[end] in _CLOSERS):
+                end += 1
+    return end
+
+
+def last_clause_end(text: str) -> int:
+    """The length of `text` up to its last clause or sentence mark, 0 when it has none: where a
+    sentence still being written can be cut without splitting a word."""
+    for index in range(len(text) - 1, -1, -1):
+        if text[index] in _CLAUSE_END or text[index] in _SENTENCE_END:
+            return index + 1
+    return 0
+
+
 def _front(text: str, settings: Settings, text_type: str, lexicons, should_stop, offset: int = 0) -> list[Segment]:
     try:
         found = frontend.plan(

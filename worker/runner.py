@@ -331,6 +331,16 @@ class Runner:
         for owner in self.store.chunks.owners():
             self._dispatch(owner)
         self._resend_lost()
+        self._end_lapsed_sessions()
+
+    def _end_lapsed_sessions(self) -> None:
+        """End as failed every live session whose API process stopped renewing its lease (it died,
+        or lost Redis for longer than the lease): its client saw the connection close, and the
+        record says why (api/live_session.py)."""
+        for session_id, owner in self.store.sessions.lapsed():
+            if self.jobs.fail(session_id, "session_lost", "the API process serving this live session stopped "
+                              "before the session ended; its connection was closed"):
+                log.warning("live session %s (%s) ended: its API process stopped renewing it", session_id, owner)
 
     def _resend_lost(self) -> None:
         """Send again the first task of every job still queued chunk_timeout_s after it was

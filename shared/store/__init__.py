@@ -13,7 +13,8 @@ this by reading the code). Callers hold a `Store` and use its parts:
 - `workers`: heartbeats, the queues and engines of live workers;
 - `locks`: cluster-wide locks (the retention sweep);
 - `queues`: the broker's queue depths;
-- `lexicons`: pronunciation lexicons and default lexicons per tenant.
+- `lexicons`: pronunciation lexicons and default lexicons per tenant;
+- `sessions`: live sessions' leases (open per tenant, and those whose API process died).
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from shared.store.limits import LimitStore
 from shared.store.locks import LockStore
 from shared.store.pieces import PieceStore
 from shared.store.queues import QueueStats
+from shared.store.sessions import SessionStore
 from shared.store.webhooks import WebhookStore
 from shared.store.workers import WorkerRegistry
 
@@ -139,6 +141,7 @@ class Store:
         self.locks = LockStore(client)
         self.queues = QueueStats(client)
         self.lexicons = LexiconStore(client)
+        self.sessions = SessionStore(client)
 
     @classmethod
     def open(cls, where: RedisTarget | str, result_ttl_s: int) -> "Store":

@@ -188,6 +188,18 @@ class JobStore:
             pipe.hgetall(self.job_key(job_id))
         return [r for r in map(self._parse, pipe.execute()) if r is not None]
 
+    def set_text(self, job_id: str, text: str) -> None:
+        """A live session's text, once it has all come: the record's count and digest follow it."""
+        fields = self.redis.hget(self.job_key(job_id), "record")
+        if fields is None:
+            return
+        record = json.loads(fields)
+        record.update(text_chars=len(text), text_sha256=text_sha256(text))
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hset(self.job_key(job_id), "record", json.dumps(record, ensure_ascii=False))
+        pipe.set(self.text_key(job_id), text, keepttl=True)
+        pipe.execute()
+
     def text(self, job_id: str) -> str | None:
         return self.redis.get(self.text_key(job_id))
 
@@ -296,10 +308,11 @@ class JobStore:
     def set_progress(self, job_id: str, done: int, total: int) -> None:
         self.redis.hset(self.job_key(job_id), mapping={"segments_done": done, "segments_total": total})
 
-    def succeed(self, job_id: str, result: dict, cache_hit: bool = False) -> bool:
-        ok, _ = self.transition(
-            job_id, ("running",), "succeeded", finished_at=now(), result=result, cache_hit=int(cache_hit)
-        )
+    def succeed(self, job_id: str, result: dict | None, cache_hit: bool = False) -> bool:
+        """None: a job that ended well with no audio file (a live session that kept none)."""
+        fields = {"result": result} if result is not None else {}
+        ok, _ = self.transition(job_id, ("running",), "succeeded", finished_at=now(), cache_hit=int(cache_hit),
+                                **fields)
         if ok:
             self._end(job_id)
         return ok

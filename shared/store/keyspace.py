@@ -110,6 +110,15 @@ ENGINES = f"{PREFIX}:engines"  # hash: engine name -> capabilities JSON
 WORKER_QUEUES = f"{PREFIX}:worker-queues"  # hash: worker name -> JSON list of queues it consumes
 
 
+def tenant_live(owner: str) -> str:
+    """Sorted set: the tenant's open live sessions -> when their lease runs out (unix time)."""
+    return f"{PREFIX}:live:{owner}"
+
+
+# Sorted set: every open live session ("<session ID><owner>") -> when its lease runs out.
+LIVE = f"{PREFIX}:live-sessions"
+
+
 def lock(name: str) -> str:
     """String: a cluster-wide lock (e.g. one retention sweep per period), holder as value."""
     return f"{PREFIX}:{name}-lock"
