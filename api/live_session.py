@@ -56,6 +56,10 @@ CLOSE_TOO_MANY = 4429
 CLOSE_SLOW_READER = 4409
 
 
+# Inline pronunciations a session may carry (DashScope's hot_fix): a lexicon's worth, not a book.
+MAX_PRONUNCIATIONS = 500
+
+
 class LiveRequest(SynthesisOptions):
     """How a session speaks: a job's options, its lexicons, and whether to keep its audio."""
 
@@ -63,6 +67,10 @@ class LiveRequest(SynthesisOptions):
     lexicons: list[LexiconName] | None = Field(None, max_length=32)
     priority: Priority = "interactive"
     save: bool = Field(False, description="keep the session's audio as its job's file, fetched like any job's")
+    pronunciations: dict[str, str] | None = Field(
+        None, max_length=MAX_PRONUNCIATIONS,
+        description="word -> tone-numbered pinyin (草地 -> cao3 di4), applied as a lexicon of this session's own, "
+        "before its named lexicons")
     metadata: dict[str, Any] | None = None
 
     def options(self) -> SynthesisOptions:
@@ -126,11 +134,13 @@ class Outbox:
         self.writer = gevent.spawn(self._write)
 
     def put(self, frames: list[str | bytes]) -> bool:
-        """Queue frames; False when the bound would be passed (the client is too slow)."""
+        """Queue frames; False when audio would pass the bound (the client is too slow). Events
+        always go in: they are small, and the error that ends a slow session is one."""
         if self.closing or self.broken:
             return True
         size = sum(len(f) for f in frames)
-        if self.size + size > self.max_bytes and self.size:
+        audio = any(isinstance(f, bytes) for f in frames)
+        if audio and self.size + size > self.max_bytes and self.size:
             return False
         self.frames.extend(frames)
         self.size += size
@@ -261,7 +271,7 @@ class LiveSession:
     its own (`_send`). gevent runs one greenlet at a time, so state changes between two waits are
     atomic: a cancel empties the outbox and queues its acknowledgement before any other audio can go."""
 
-    def __init__(self, owner: str, request: LiveRequest, face: Face, ws, via: str = "live"):
+    def __init__(self, owner: str, request: LiveRequest, face: Face, ws, via: str = "live", outbox: Outbox | None = None):
         svc = services.get()
         self.settings = svc.settings
         self.live = svc.settings.live
@@ -271,7 +281,9 @@ class LiveSession:
         self.face = face
         self.via = via
         self.id = ""  # the session's job ID, once it is open
-        self.outbox = Outbox(ws, self.live.buffer_bytes, self.live.send_timeout_s)
+        # A face that runs several sessions on one connection (DashScope's) passes its outbox.
+        self.outbox = outbox or Outbox(ws, self.live.buffer_bytes, self.live.send_timeout_s)
+        self.own_outbox = outbox is None
         self.app = current_app._get_current_object()
         self.text: list[str] = []  # every delta the client sent, in order
         self.received = 0  # characters received: the offset of the next delta
@@ -292,6 +304,7 @@ class LiveSession:
         self.sender = None
         self.header_sent = False
         self.error: LiveError | None = None
+        self.done = gevent.event.Event()  # set once `finished` is queued
 
     # -- opening -------------------------------------------------------------------------------
     def open(self) -> None:
@@ -312,6 +325,12 @@ class LiveSession:
                          metadata=self.request.metadata)
         record = svc.store.jobs.create(job, self.owner, self.names)
         self.id = record.id
+        if self.request.pronunciations:
+            try:
+                self._store_pronunciations(svc)
+            except LiveError:
+                svc.store.jobs.discard(record)
+                raise
         # The lease names the record: the workers' sweep ends it if this process dies.
         if not svc.store.sessions.open(self.id, self.owner, self.live.lease_s, self.live.sessions_per_tenant):
             svc.store.jobs.discard(record)
@@ -325,6 +344,28 @@ class LiveSession:
         self.sender = gevent.spawn(self._in_app, self._send)
         self._emit(Event("started", {"session_id": self.id, "format": self.options.format,
                                      "sample_rate": self.options.sample_rate}))
+
+    def _store_pronunciations(self, svc) -> None:
+        """The session's inline pronunciations as a lexicon of its own, named for the session, first
+        in its list: the workers read it like any lexicon, and it goes when the session does."""
+        from shared.jobs import now
+        from shared.text.lexicon import LexiconError, parse, stored
+
+        content = json.dumps({"entries": [{"grapheme": word, "phoneme": reading}
+                                          for word, reading in self.request.pronunciations.items()]},
+                             ensure_ascii=False)
+        try:
+            entries = parse(content, MAX_PRONUNCIATIONS)
+        except LexiconError as exc:
+            raise LiveError("invalid_lexicon", f"pronunciations: {exc}", "pronunciations", CLOSE_INVALID) from None
+        # Outside the tenant's count of lexicons: it is the session's, and lives as long as it does.
+        svc.store.lexicons.put(self.owner, self.lexicon_name, stored(content, "json", entries, now().isoformat()),
+                               limit=1 << 30)
+        self.names = [self.lexicon_name, *self.names]
+
+    @property
+    def lexicon_name(self) -> str:
+        return f"live-{self.id}"
 
     # -- what the client sends -----------------------------------------------------------------
     def feed(self, delta: str) -> None:
@@ -395,7 +436,7 @@ class LiveSession:
                 else:
                     svc.store.jobs.cancel(self.id)
                 log.info("live session %s ended: %s", self.id, reason)
-            svc.store.sessions.close(self.id, self.owner)
+            self._let_go(svc)
         except Exception:  # noqa: BLE001 - Redis away: the lease runs out and the sweep ends the record
             log.warning("live session %s: could not record its end", self.id, exc_info=True)
         PROCESS.remove(self)
@@ -538,8 +579,7 @@ class LiveSession:
                         self.header_sent = True
                         self._emit(Event("audio", audio=wav_stream_header(rate or record.options.sample_rate
                                                                           or self.options.sample_rate or 16000)))
-                    self._emit(Event("sentence_started", {"index": sentence.index, "start": sentence.start,
-                                                          "end": sentence.end, "audio_start_ms": round(self.audio_ms, 1)}))
+                    self._emit(Event("sentence_started", self._sentence(sentence)))
                 self._emit(Event("audio", audio=block))
         except StreamAborted:
             pass
@@ -555,15 +595,19 @@ class LiveSession:
                 self.saved.remove(sentence.job_id)
             return
         if not started:  # a sentence whose audio came whole from its file (say, a cache hit)
-            self._emit(Event("sentence_started", {"index": sentence.index, "start": sentence.start,
-                                                  "end": sentence.end, "audio_start_ms": round(self.audio_ms, 1)}))
+            self._emit(Event("sentence_started", self._sentence(sentence)))
         duration_ms = record.result.duration_s * 1000 if record.result else 0.0
-        ended = {"index": sentence.index, "start": sentence.start, "end": sentence.end,
-                 "audio_start_ms": round(self.audio_ms, 1), "audio_end_ms": round(self.audio_ms + duration_ms, 1)}
+        ended = dict(self._sentence(sentence), audio_end_ms=round(self.audio_ms + duration_ms, 1))
         if self.options.marks:
             ended["marks"] = self._marks(svc, sentence, record)
         self.audio_ms += duration_ms
         self._emit(Event("sentence_ended", ended))
+
+    def _sentence(self, sentence: Sentence) -> dict:
+        """What every event about a sentence says: which, where in the text sent, where in the audio,
+        and its job (GET /v1/jobs/{id} shows it)."""
+        return {"index": sentence.index, "start": sentence.start, "end": sentence.end, "text": sentence.text,
+                "job_id": sentence.job_id, "audio_start_ms": round(self.audio_ms, 1)}
 
     def _marks(self, svc, sentence: Sentence, record) -> list[dict]:
         """The sentence's timing marks, as offsets into the session's text and its audio."""
@@ -591,10 +635,18 @@ class LiveSession:
             if result is not None:
                 summary["audio_url"] = f"/v1/jobs/{self.id}/audio"
         self.ended = True
-        svc.store.sessions.close(self.id, self.owner)
+        self._let_go(svc)
         log.info("live session %s finished: %d sentences, %.1f s audio", self.id, self.count, self.audio_ms / 1000)
         self._emit(Event("finished", summary))
-        self.outbox.close(CLOSE_NORMAL, "finished")
+        self.done.set()
+        if self.own_outbox:
+            self.outbox.close(CLOSE_NORMAL, "finished")
+
+    def _let_go(self, svc) -> None:
+        """The session's place and its own lexicon go with it."""
+        svc.store.sessions.close(self.id, self.owner)
+        if self.request.pronunciations:
+            svc.store.lexicons.delete(self.owner, self.lexicon_name)
 
     def _save_text(self) -> None:
         """The session's text, for its record (kept as long as any job's)."""

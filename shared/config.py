@@ -235,6 +235,10 @@ class LiveSettings(BaseSettings):
     # How often an API process renews its sessions' leases; a session whose lease ran out (its
     # API process died) is ended as failed by the workers' sweep.
     lease_s: float = Field(15.0, ge=2)
+    # DashScope model and voice names -> voxq voices and emotions, on top of the built-in table
+    # (api/dashscope_voices.json): a JSON object of the same shape (README, "Live speech").
+    dashscope_voices_file: Path | None = Field(None, validation_alias=_env("VOXQ_DASHSCOPE_VOICES_FILE",
+                                                                            "dashscope_voices_file"))
 
 
 class CliSettings(BaseSettings):
