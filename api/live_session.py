@@ -100,6 +100,10 @@ class Sentence:
     text: str
     job_id: str | None = None
     cut_at: float = 0.0  # when its text was complete (monotonic)
+    # Set once its job was submitted or refused: a submit waits on Redis, and meanwhile another
+    # greenlet of the session must neither submit it again nor go on without it.
+    settled: gevent.event.Event = field(default_factory=gevent.event.Event)
+    submitting: bool = False
 
 
 @dataclass
@@ -493,18 +497,23 @@ class LiveSession:
     def _submit_ahead(self) -> None:
         """Give jobs to the next sentences, up to the lookahead."""
         for sentence in list(self.sentences)[: self.live.lookahead]:
-            if sentence.job_id is None:
-                try:
-                    sentence.job_id = self._submit(sentence)
-                except LiveError as exc:
+            if sentence.submitting:
+                continue
+            sentence.submitting = True
+            try:
+                sentence.job_id = self._submit(sentence)
+            except LiveError as exc:
+                if sentence in self.sentences:
                     self.sentences.remove(sentence)
-                    if exc.close:
-                        self.fail(exc)
-                        return
-                    self._emit(Event("error", {"code": exc.code, "message": exc.message, "field": exc.field,
-                                               "sentence": sentence.index}))
-                    continue
-                self.submitted.append(sentence)
+                if exc.close:
+                    self.fail(exc)
+                    return
+                self._emit(Event("error", {"code": exc.code, "message": exc.message, "field": exc.field,
+                                           "sentence": sentence.index}))
+                continue
+            finally:
+                sentence.settled.set()
+            self.submitted.append(sentence)
 
     def _submit(self, sentence: Sentence) -> str:
         problem = plan.check_text(sentence.text, self.settings.limits.max_chars)
@@ -552,7 +561,10 @@ class LiveSession:
             sentence = self.sentences[0]
             generation = self.generation
             self._submit_ahead()
+            sentence.settled.wait()
             if sentence.job_id is None or generation != self.generation:
+                if self.sentences and self.sentences[0] is sentence:
+                    self.sentences.popleft()
                 continue  # refused (the error was sent) or canceled meanwhile
             self._send_sentence(svc, sentence, generation)
             if generation == self.generation and self.sentences and self.sentences[0] is sentence:
