@@ -1,9 +1,11 @@
 """The web page in real headless Chromium (Debian's chromium, driven by Playwright) against the API
-under gunicorn and a real worker: type, listen, download, history, errors, language, API key."""
+under gunicorn and a real worker: type, listen, download, history, errors, language, API key, and
+live mode (spoken as it is typed, over the WebSocket /v1/live)."""
 from __future__ import annotations
 
 import contextlib
 import io
+import json
 import shutil
 from pathlib import Path
 
@@ -11,7 +13,7 @@ import pytest
 import requests
 import soundfile as sf
 
-from tests.support import ARTIFACTS, Gunicorn
+from tests.support import ARTIFACTS, Gunicorn, wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -585,3 +587,152 @@ def test_a_failed_submit_leaves_nothing_of_the_job_before(page):
 def test_the_counter_counts_as_the_server_does(page):
     page.fill("#text", "好" * 5 + "\n\n")
     assert page.locator("#counter").inner_text() == "5 / 100000"
+
+
+# ---- live mode: spoken as it is typed, over the WebSocket /v1/live ----------------------------------
+LIVE = "document.getElementById('live-box').dataset"
+LIVE_MARK = "() => (document.querySelector('#live-said mark') || {}).textContent"
+
+
+def live_frames(page) -> dict:
+    """What the page's live sockets send and receive, as Playwright sees them on the wire."""
+    frames = {"sent": [], "received": [], "sockets": []}
+
+    def opened(ws):
+        frames["sockets"].append(ws)
+        ws.on("framesent", lambda payload: frames["sent"].append(payload))
+        ws.on("framereceived", lambda payload: frames["received"].append(payload))
+
+    page.on("websocket", opened)
+    return frames
+
+
+def messages(payloads) -> list[dict]:
+    return [json.loads(p) for p in payloads if isinstance(p, str)]
+
+
+def wait_for_mark(page, text: str, timeout: float = 60_000) -> None:
+    page.wait_for_function(f"(text) => ({LIVE_MARK})() === text", arg=text, timeout=timeout)
+
+
+def test_live_mode_speaks_as_one_types_and_marks_the_sentence(browser, cluster):
+    with open_page(browser, cluster, **PHONE) as page:
+        frames = live_frames(page)
+        page.evaluate("localStorage.setItem('voxq.apiKey', 'vk-live-key')")
+        page.fill("#text", "这句不读。")  # text in the box before live mode is not read
+        page.check("#live")
+        # The person types on: the focus is in the box, the Stop button replaces the job's buttons.
+        assert page.evaluate("document.activeElement.id") == "text"
+        assert page.locator("#job-actions").is_hidden() and page.locator("#live-stop").is_visible()
+        assert page.locator("#live-help").inner_text().startswith("边输入边朗读")
+        page.wait_for_function(f"() => {LIVE}.liveState === 'ready'")
+        assert page.locator("#live-status").inner_text() == "请输入文字，写完一句就会读出来。"
+
+        page.keyboard.press("End")
+        page.keyboard.type("今天天气很好。")
+        # Spoken at the full stop: its audio is scheduled, and its sentence marked while it plays.
+        wait_for_mark(page, "今天天气很好。")
+        assert page.evaluate(f"Number({LIVE}.liveAudioMs)") > 500
+        assert page.locator("#live-status").inner_text() == "正在朗读…"
+        # No sentence end: spoken once the typing pauses (the page flushes).
+        page.keyboard.type("我们去公园")
+        wait_for_mark(page, "我们去公园")
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "web-live-390.png"))
+        # At 390 px nothing overflows sideways and the Stop button keeps to one line.
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        assert page.evaluate(ONE_LINE, "live-stop")
+        assert page.evaluate(IN_VIEW, "live-stop")  # beside the text being typed, not below the form
+        # The audio plays out on the AudioContext's clock: then the mark goes and the page listens.
+        page.wait_for_function(f"() => {LIVE}.livePlaying === 'false' && {LIVE}.liveState === 'ready'",
+                               timeout=30_000)
+        assert page.evaluate(LIVE_MARK) is None
+
+        start, *rest = messages(frames["sent"])
+        assert start["type"] == "start" and start["format"] == "pcm" and start["api_key"] == "vk-live-key"
+        # Only what was typed since the last send: the text before is never sent.
+        assert "".join(m["text"] for m in rest if m["type"] == "text") == "今天天气很好。我们去公园"
+        assert {"type": "flush"} in rest
+        started = messages(frames["received"])[0]
+        assert started["type"] == "started" and started["format"] == "pcm"
+        assert page.evaluate(f"{LIVE}.liveSockets") == "1"
+
+        # Switching live mode off ends the session: `finish`, and the server closes it as finished.
+        with frames["sockets"][0].expect_event("close", timeout=30_000):
+            page.uncheck("#live")
+        assert page.locator("#live-box").is_hidden() and page.locator("#job-actions").is_visible()
+        assert page.evaluate(f"{LIVE}.liveState") == "off"
+        assert [m["type"] for m in messages(frames["sent"])][-2:] == ["cancel", "finish"]
+        wait_until(lambda: cluster.job(started["session_id"])["status"] == "succeeded", 30,
+                   what="the session's record ends succeeded")
+
+
+def test_live_stop_silences_at_once_and_the_session_goes_on(page):
+    frames = live_frames(page)
+    page.check("#live")
+    page.wait_for_function(f"() => {LIVE}.liveState === 'ready'")
+    page.keyboard.type(TEXT)
+    wait_for_mark(page, "今天天气很好。")
+    page.wait_for_function(f"() => {LIVE}.livePlaying === 'true'")
+
+    page.click("#live-stop")
+    # At once: nothing plays, nothing is marked, and the status says so.
+    assert page.evaluate(f"{LIVE}.livePlaying") == "false"
+    assert page.evaluate(LIVE_MARK) is None
+    assert page.locator("#live-status").inner_text() == "已停止；继续输入会接着朗读。"
+    page.wait_for_function(f"() => {LIVE}.liveCanceled === '1'")
+    stopped_at = page.evaluate(f"Number({LIVE}.liveAudioMs)")
+
+    # The same session speaks what is typed next, and nothing of the canceled text came between:
+    # the new sentence's audio begins where the counter stood at the cancel.
+    page.focus("#text")
+    page.keyboard.press("End")
+    page.keyboard.type("再见。")
+    wait_for_mark(page, "再见。")
+    assert page.evaluate(f"Number({LIVE}.liveSentenceMs)") == stopped_at
+    assert page.evaluate(f"Number({LIVE}.liveAudioMs)") > stopped_at
+    assert page.evaluate(f"{LIVE}.liveSockets") == "1" and len(frames["sockets"]) == 1
+    texts = [m for m in messages(frames["sent"]) if m["type"] == "text"]
+    assert texts[-1]["text"] == "再见。"
+
+    # An edit inside text already sent: `cancel`, then its sentence again from its start.
+    page.fill("#text", (TEXT + "再见。").replace("再见。", "明天见。"))
+    wait_for_mark(page, "明天见。")
+    sent = messages(frames["sent"])
+    assert sent[-2:] == [{"type": "cancel"}, {"type": "text", "text": "明天见。"}]
+    page.wait_for_function(f"() => {LIVE}.liveCanceled === '2'")
+    assert page.locator("#error").is_hidden()
+
+
+def test_live_errors_are_shown_in_words_and_typing_on_opens_a_new_session(browser, cluster, tmp_path):
+    short = Gunicorn(cluster.redis_url, cluster.data_dir, tmp_path, workers=1, VOXQ_LIVE_MAX_CHARS="10")
+    context = browser.new_context(locale="zh-CN", viewport={"width": 1100, "height": 1000})
+    try:
+        short.wait_ready()
+        page = context.new_page()
+        page.goto(f"{short.url}/")
+        page.wait_for_selector("body[data-ready=true]")
+        page.check("#live")
+        page.wait_for_function(f"() => {LIVE}.liveState === 'ready'")
+        page.keyboard.type("你好。")
+        wait_for_mark(page, "你好。")
+        # Past the session's 10 characters: the server says why and closes; the page says it in words.
+        page.keyboard.type("今天天气很好，我们去公园。")
+        error = page.locator("#error")
+        error.wait_for(state="visible", timeout=30_000)
+        assert error.inner_text() == "这次实时朗读已读满 10 字的上限，后面的文字没有读；继续输入会开始新的一次。"
+        page.wait_for_function(f"() => {LIVE}.liveState === 'closed' || {LIVE}.liveState === 'speaking'")
+        page.click("#lang-toggle")
+        assert error.inner_text() == ("This live session has read its limit of 10 characters; the rest was not read. "
+                                      "Type on to start a new one.")
+        assert page.locator("#live-stop").inner_text() == "Stop"
+        # Typing on opens a new session, which speaks, and the old error goes.
+        page.focus("#text")
+        page.keyboard.press("End")
+        page.keyboard.type("再见。")
+        wait_for_mark(page, "再见。")
+        assert page.evaluate(f"{LIVE}.liveSockets") == "2"
+        assert error.is_hidden()
+    finally:
+        context.close()
+        short.stop()

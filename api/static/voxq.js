@@ -1,5 +1,6 @@
-// voxq web page: submit a job, follow its progress, play and download the audio. Vanilla JS,
-// talking only to this server's own API (/v1/voices, /v1/jobs).
+// voxq web page: submit a job, follow its progress, play and download the audio; or, in live
+// mode, hear the text as it is typed. Vanilla JS, talking only to this server's own API
+// (/v1/voices, /v1/jobs, the WebSocket /v1/live).
 "use strict";
 
 (() => {
@@ -48,6 +49,10 @@
       play: "播放", remove: "删除", chars: "{n} 字",
       noWorkers: "目前没有在线的合成节点；提交的任务会排队，等节点上线后再合成。",
       footer: "voxq · 自托管中文语音合成", langButton: "English",
+      live: "实时朗读", liveStop: "停止朗读",
+      liveHelp: "边输入边朗读：写完一句（。！？或换行）就读出来，停顿片刻时也读出还没写完的部分。打开前框里已有的文字不读；改动读过的文字时，从改动的那一句重新读。按 Esc 或“停止朗读”立即停下。",
+      liveConnecting: "正在连接…", liveReady: "请输入文字，写完一句就会读出来。", liveSpeaking: "正在朗读…",
+      liveStopped: "已停止；继续输入会接着朗读。", liveClosed: "连接已断开；继续输入会重新连接。",
       sources: { dictionary: "字典读音", word: "词语读音", sandhi: "变调", lexicon: "发音词典", ssml: "SSML 指定" },
       statuses: { queued: "排队中", running: "合成中", succeeded: "已完成", failed: "失败", canceled: "已取消", expired: "已过期" },
       emotions: { neutral: "中性", happy: "开心", sad: "悲伤", angry: "生气", calm: "平静", surprised: "惊讶" },
@@ -74,6 +79,10 @@
       play: "Play", remove: "Remove", chars: "{n} chars",
       noWorkers: "No synthesis worker is online right now; jobs will wait in the queue until one is.",
       footer: "voxq · self-hosted Chinese text to speech", langButton: "中文",
+      live: "Live", liveStop: "Stop",
+      liveHelp: "Spoken as you type: each sentence as soon as it ends (。！？ or a new line), and what is not finished yet once you pause. Text already in the box is not read; an edit to text already read is read again from the start of its sentence. Esc or “Stop” silences it at once.",
+      liveConnecting: "Connecting…", liveReady: "Type: each sentence is spoken as soon as it ends.", liveSpeaking: "Speaking…",
+      liveStopped: "Stopped; type on to continue.", liveClosed: "Disconnected; type on to reconnect.",
       sources: { dictionary: "dictionary", word: "word", sandhi: "tone sandhi", lexicon: "lexicon", ssml: "SSML" },
       statuses: { queued: "Queued", running: "Running", succeeded: "Done", failed: "Failed", canceled: "Canceled", expired: "Expired" },
       emotions: { neutral: "neutral", happy: "happy", sad: "sad", angry: "angry", calm: "calm", surprised: "surprised" },
@@ -118,6 +127,12 @@
       unsupported_attribute: "SSML 元素 <{element}> 不支持属性 {attribute}{where}。",
       invalid_ssml: "SSML 文档有误{where}，请对照 API 文档检查这一处。",
       forbidden_xml: "出于安全原因，SSML 里不能声明实体、文档类型或引用外部内容{where}。",
+      live_too_long: "这次实时朗读已读满 {max} 字的上限，后面的文字没有读；继续输入会开始新的一次。",
+      session_too_long: "这次实时朗读已达到最长时间；继续输入会开始新的一次。",
+      too_many_sessions: "同时进行的实时朗读太多了，请稍后再试。",
+      slow_reader: "网络太慢，音频来不及送到，实时朗读中断了；继续输入会重新连接。",
+      job_lost: "有一句没能合成出来，请重新输入这一句。",
+      live_closed: "实时朗读的连接断开了；继续输入会重新连接。",
       where: "（第 {line} 行，第 {column} 列）",
       generic: "出错了（{code}）：{message}",
     },
@@ -150,6 +165,12 @@
       unsupported_attribute: "The SSML element <{element}> takes no attribute {attribute}{where}.",
       invalid_ssml: "The SSML is not valid{where}: {detail}",
       forbidden_xml: "For safety, SSML may not declare entities or a document type, or refer to anything outside it{where}.",
+      live_too_long: "This live session has read its limit of {max} characters; the rest was not read. Type on to start a new one.",
+      session_too_long: "This live session has run as long as one may; type on to start a new one.",
+      too_many_sessions: "Too many live sessions are open; please try again shortly.",
+      slow_reader: "The connection is too slow for the audio, so live reading stopped; type on to reconnect.",
+      job_lost: "One sentence could not be synthesized; please type it again.",
+      live_closed: "The live connection was lost; type on to reconnect.",
       where: " (line {line}, column {column})",
       generic: "Something went wrong ({code}): {message}",
     },
@@ -251,7 +272,7 @@
     }
     return fill(template, {
       code: failure.code, message: failure.message, field: failure.field || "?",
-      retry: failure.retry || "60", max: state.maxChars ?? "—",
+      retry: failure.retry || "60", max: failure.max ?? state.maxChars ?? "—",
     });
   }
 
@@ -287,6 +308,7 @@
     if (state.lastStatus) renderStatus(state.lastStatus);
     if (state.lastError) showError(state.lastError);
     if (!$("notice").hidden) $("notice").textContent = t("noWorkers");
+    renderLive();
   }
 
   // ---- menus ------------------------------------------------------------------------------------
@@ -861,6 +883,372 @@
     $("preview").hidden = false;
   }
 
+  // ---- live mode: the text spoken as it is typed (the WebSocket /v1/live) -------------------------
+  // The session gets each finished sentence at once (the server speaks a sentence as soon as its
+  // end arrives) and the unfinished rest, with a `flush`, once typing has paused LIVE_PAUSE_MS; a
+  // typo fixed before then never reaches it. Only appended text is sent. Text already sent cannot
+  // be unsaid, so an edit inside it is a `cancel` (which also silences what is playing) and the box
+  // is sent again from the start of the sentence the edit is in, as new text: the simplest
+  // behaviour that is always right, and the listener hears the corrected sentence whole.
+  // Deleting from the end only forgets the deleted text: what was said was said.
+  // The session speaks PCM, played with the Web Audio API: each binary frame becomes an
+  // AudioBuffer, scheduled right after the one before, so the pieces play without a gap.
+  const LIVE_PAUSE_MS = 600;
+  const LIVE_PIECE = 8000; // code points per text message, far under the server's 64 Ki characters
+  const LIVE_LEAD_S = 0.05; // how far ahead of the clock a piece is scheduled after a silence
+  const SENTENCE_END = "。！？!?\n"; // shared/plan.py's, and the closers that stay with a sentence
+  const CLOSERS = "”’」』）)】》\"'";
+  const CLOSE_IDLE = 4408;
+
+  const live = {
+    on: false,
+    socket: null, // the session's WebSocket, open or opening; null between sessions
+    queue: [], // messages for a socket still opening: the start goes first
+    rate: null, // the session's sample rate
+    asked: null, // the rate the start message asked for
+    sent: "", // what of the box the page has sent (or counts as said)
+    runs: [], // {session, box}: where each piece sent begins, in the session's text and in the box
+    sessionChars: 0, // code points sent in this session: the offset of the next piece
+    unacked: 0, // cancels sent, not yet acknowledged: frames until then are of canceled text
+    carry: null, // an odd byte of the frame before (a sample split between two frames)
+    pause: null, // the timer that flushes once typing pauses
+    composing: false, // an input method is composing: its letters are no text yet
+    mark: null, // [from, to): the sentence being spoken, in code points of the box
+    status: "", // the key of the status line
+    failed: false, // the session ended with an error that is shown
+  };
+  const sound = { ctx: null, next: 0, sources: new Set(), timers: new Set(), audioMs: 0, sockets: 0, canceled: 0 };
+
+  const codePoints = (text) => Array.from(text).length;
+
+  function liveData() {
+    const box = $("live-box");
+    box.dataset.liveAudioMs = String(Math.round(sound.audioMs));
+    box.dataset.liveSockets = String(sound.sockets);
+    box.dataset.liveCanceled = String(sound.canceled);
+    box.dataset.livePlaying = String(sound.sources.size > 0);
+  }
+
+  function setLiveStatus(key) {
+    live.status = key;
+    $("live-box").dataset.liveState = live.on ? key.replace(/^live/, "").toLowerCase() : "off";
+    $("live-status").textContent = key ? t(key) : "";
+  }
+
+  function renderLive() {
+    $("live-box").hidden = !live.on;
+    $("live-help").hidden = !live.on;
+    $("job-actions").hidden = live.on;
+    // A live session speaks plain text as PCM: these have no say in it.
+    for (const id of ["ssml", "format", "marks"]) $(id).disabled = live.on;
+    setLiveStatus(live.status);
+    renderLiveSaid();
+  }
+
+  // The box's text with the sentence being spoken marked, scrolled so the mark shows.
+  function renderLiveSaid() {
+    const said = $("live-said");
+    const value = $("text").value;
+    said.hidden = !live.on || !value;
+    if (said.hidden) return;
+    if (!live.mark) {
+      said.replaceChildren(value);
+      return;
+    }
+    const points = Array.from(value);
+    const [from, to] = live.mark;
+    const mark = document.createElement("mark");
+    mark.textContent = points.slice(from, to).join("");
+    said.replaceChildren(points.slice(0, from).join(""), mark, points.slice(to).join(""));
+    said.scrollTop = Math.max(0, mark.offsetTop - said.offsetTop - said.clientHeight / 3);
+  }
+
+  // Where an offset into the session's text is in the box (code points).
+  function boxOffset(offset) {
+    let run = live.runs[0] || { session: 0, box: 0 };
+    for (const r of live.runs) if (r.session <= offset) run = r;
+    return run.box + (offset - run.session);
+  }
+
+  function startMessage() {
+    live.asked = Number($("sample-rate").value) || null;
+    const message = {
+      type: "start", format: "pcm", sample_rate: live.asked,
+      emotion: $("emotion").value || "neutral",
+      speed: Number($("speed").value), pitch: Number($("pitch").value), volume: Number($("volume").value),
+    };
+    const key = storage.get(STORE.key);
+    if (key) message.api_key = key;
+    if ($("voice").value) message.voice = $("voice").value;
+    const loudness = $("loudness").value;
+    if (loudness) message.loudness = loudness === "off" ? "off" : Number(loudness);
+    return message;
+  }
+
+  function liveOpen() {
+    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+    const socket = new WebSocket(`${scheme}//${location.host}/v1/live`);
+    socket.binaryType = "arraybuffer";
+    Object.assign(live, { socket, queue: [], rate: null, runs: [], sessionChars: 0, unacked: 0, carry: null,
+      failed: false });
+    sound.sockets += 1;
+    liveData();
+    setLiveStatus("liveConnecting");
+    socket.addEventListener("open", () => {
+      if (socket !== live.socket) return;
+      socket.send(JSON.stringify(startMessage()));
+      for (const message of live.queue) socket.send(message);
+      live.queue = [];
+    });
+    socket.addEventListener("message", (event) => { if (socket === live.socket) onLiveMessage(event.data); });
+    socket.addEventListener("close", (event) => { if (socket === live.socket) onLiveClose(event); });
+  }
+
+  function liveSend(message) {
+    if (!live.socket) liveOpen();
+    const text = JSON.stringify(message);
+    if (live.socket.readyState === WebSocket.OPEN) live.socket.send(text);
+    else live.queue.push(text);
+  }
+
+  function sendText(text, boxAt) {
+    const points = Array.from(text);
+    if (!live.socket) liveOpen(); // a new session counts from 0: its runs start with this piece
+    for (let i = 0; i < points.length; i += LIVE_PIECE) {
+      live.runs.push({ session: live.sessionChars, box: boxAt + i });
+      const piece = points.slice(i, i + LIVE_PIECE);
+      live.sessionChars += piece.length;
+      liveSend({ type: "text", text: piece.join("") });
+    }
+  }
+
+  // How much of `text` is whole sentences (with the quotes and brackets closing them).
+  function wholeSentences(text) {
+    let end = 0;
+    for (let i = 0; i < text.length; i += 1) {
+      if (SENTENCE_END.includes(text[i])) {
+        end = i + 1;
+        while (end < text.length && (SENTENCE_END.includes(text[end]) || CLOSERS.includes(text[end]))) end += 1;
+      }
+    }
+    return end;
+  }
+
+  // Where the sentence holding `at` begins in `text`.
+  function sentenceStart(text, at) {
+    for (let i = at - 1; i >= 0; i -= 1) if (SENTENCE_END.includes(text[i])) return i + 1;
+    return 0;
+  }
+
+  // Send what was added to the box since the last send: whole sentences now, the rest once the
+  // typing has paused (`paused`).
+  function liveSync(paused) {
+    if (!live.on || live.composing) return;
+    const value = $("text").value;
+    if (!value.startsWith(live.sent)) {
+      if (live.sent.startsWith(value)) {
+        live.sent = value;
+      } else {
+        let at = 0;
+        while (at < value.length && value[at] === live.sent[at]) at += 1;
+        liveCancel();
+        live.sent = value.slice(0, sentenceStart(value, at));
+      }
+    }
+    const rest = value.slice(live.sent.length);
+    const length = paused ? rest.length : wholeSentences(rest);
+    if (length > 0 && rest.slice(0, length).trim()) {
+      sendText(rest.slice(0, length), codePoints(live.sent));
+      if (paused) liveSend({ type: "flush" });
+    }
+    live.sent += rest.slice(0, length);
+  }
+
+  function onLiveInput() {
+    renderLiveSaid();
+    if (!live.on || live.composing) return;
+    liveSync(false);
+    clearTimeout(live.pause);
+    live.pause = setTimeout(() => liveSync(true), LIVE_PAUSE_MS);
+  }
+
+  function onLiveMessage(data) {
+    if (typeof data !== "string") {
+      if (!live.unacked) playPcm(data);
+      return;
+    }
+    let event;
+    try { event = JSON.parse(data); } catch { return; }
+    if (event.type === "started") {
+      live.rate = event.sample_rate || live.asked || (state.caps && state.caps.native_sample_rate) || 24000;
+      if (state.lastError && state.lastError.live) clearError(); // a session again: the last one's end is old news
+      if (!sound.sources.size) setLiveStatus("liveReady");
+    } else if (event.type === "sentence_started" && !live.unacked) {
+      highlightWhenHeard(boxOffset(event.start), boxOffset(event.end));
+    } else if (event.type === "canceled") {
+      live.unacked = Math.max(0, live.unacked - 1);
+      sound.canceled += 1;
+      liveData();
+    } else if (event.type === "error") {
+      const failure = new ApiFailure(0, event.code || "internal_error", event.message || "", event.field || null);
+      failure.live = true;
+      if (event.code === "text_too_long") {
+        failure.code = "live_too_long";
+        failure.max = (/(\d+)/.exec(event.message || "") || [])[1];
+      }
+      // A session idle for a while is closed by the server: nothing went wrong, and the next
+      // text opens another.
+      if (event.code === "idle_timeout") return;
+      if (event.code !== "job_lost" && event.sentence === undefined) live.failed = true;
+      showError(failure);
+    }
+  }
+
+  function onLiveClose(event) {
+    live.socket = null;
+    live.queue = [];
+    if (!live.on) return;
+    if (event.code !== 1000 && event.code !== CLOSE_IDLE && !live.failed) {
+      const failure = new ApiFailure(0, "live_closed", event.reason || String(event.code));
+      failure.live = true;
+      showError(failure);
+    }
+    if (!sound.sources.size) setLiveStatus("liveClosed");
+  }
+
+  // ---- live playback ---------------------------------------------------------------------------
+  function audioContext() {
+    // Made (or woken) in the click that turns live mode on: browsers let a page sound only after
+    // a gesture.
+    if (!sound.ctx) sound.ctx = new AudioContext();
+    if (sound.ctx.state === "suspended") sound.ctx.resume().catch(() => { /* woken by the next gesture */ });
+    return sound.ctx;
+  }
+
+  function playPcm(buffer) {
+    let bytes = new Uint8Array(buffer);
+    if (live.carry !== null) {
+      const joined = new Uint8Array(bytes.length + 1);
+      joined[0] = live.carry;
+      joined.set(bytes, 1);
+      bytes = joined;
+    }
+    const count = bytes.length >> 1;
+    live.carry = bytes.length % 2 ? bytes[bytes.length - 1] : null;
+    if (!count) return;
+    const view = new DataView(bytes.buffer, bytes.byteOffset, count * 2);
+    const samples = new Float32Array(count);
+    for (let i = 0; i < count; i += 1) samples[i] = view.getInt16(i * 2, true) / 32768;
+    const ctx = audioContext();
+    const clip = ctx.createBuffer(1, count, live.rate || 24000);
+    clip.copyToChannel(samples, 0);
+    const source = ctx.createBufferSource();
+    source.buffer = clip;
+    source.connect(ctx.destination);
+    const at = Math.max(sound.next, ctx.currentTime + LIVE_LEAD_S);
+    source.start(at);
+    sound.next = at + clip.duration;
+    sound.sources.add(source);
+    source.addEventListener("ended", () => {
+      sound.sources.delete(source);
+      if (!sound.sources.size) heardAll();
+    });
+    sound.audioMs += clip.duration * 1000;
+    setLiveStatus("liveSpeaking");
+    liveData();
+  }
+
+  // A sentence's audio follows its `sentence_started` and plays after what is scheduled already:
+  // its mark shows when that time comes.
+  function highlightWhenHeard(from, to) {
+    const ctx = audioContext();
+    const delay = Math.max(0, Math.max(sound.next, ctx.currentTime + LIVE_LEAD_S) - ctx.currentTime) * 1000;
+    $("live-box").dataset.liveSentenceMs = String(Math.round(sound.audioMs));
+    const timer = setTimeout(() => {
+      sound.timers.delete(timer);
+      live.mark = [from, to];
+      renderLiveSaid();
+    }, delay);
+    sound.timers.add(timer);
+  }
+
+  function heardAll() {
+    sound.next = 0;
+    live.mark = null;
+    renderLiveSaid();
+    liveData();
+    if (live.on && live.status === "liveSpeaking") setLiveStatus(live.socket ? "liveReady" : "liveClosed");
+  }
+
+  function silence() {
+    for (const source of sound.sources) {
+      try { source.stop(); } catch { /* not started yet */ }
+    }
+    sound.sources.clear();
+    for (const timer of sound.timers) clearTimeout(timer);
+    sound.timers.clear();
+    sound.next = 0;
+    live.carry = null;
+    live.mark = null;
+    renderLiveSaid();
+    liveData();
+  }
+
+  // Barge-in: nothing queued is spoken, and what plays stops now. The session stays open.
+  function liveCancel() {
+    silence();
+    if (live.socket) {
+      live.unacked += 1;
+      liveSend({ type: "cancel" });
+    }
+  }
+
+  function liveStop() {
+    clearTimeout(live.pause);
+    live.sent = $("text").value; // all of it counts as said: typing on speaks only what is new
+    liveCancel();
+    setLiveStatus("liveStopped");
+  }
+
+  // The session ends: nothing more is spoken, and the server records it finished and closes.
+  function liveEnd() {
+    const socket = live.socket;
+    live.socket = null;
+    live.queue = [];
+    clearTimeout(live.pause);
+    silence();
+    if (!socket) return;
+    if (socket.readyState === WebSocket.OPEN) {
+      socket.send(JSON.stringify({ type: "cancel" }));
+      socket.send(JSON.stringify({ type: "finish" }));
+    } else {
+      socket.close(1000);
+    }
+  }
+
+  function toggleLive() {
+    live.on = $("live").checked;
+    if (live.on) {
+      audioContext();
+      clearError();
+      live.sent = $("text").value; // what is in the box already is not read (see liveHelp)
+      live.status = "liveConnecting";
+      liveOpen();
+      $("text").focus();
+    } else {
+      liveEnd();
+    }
+    renderLive();
+  }
+
+  // A setting changed: the session speaks with the settings it started with, so it ends, and the
+  // next text opens one with the new settings.
+  function liveSettingsChanged() {
+    if (!live.on || !live.socket) return;
+    liveEnd();
+    setLiveStatus("liveReady");
+  }
+
   // ---- start ------------------------------------------------------------------------------------
   function start() {
     state.lang = storage.get(STORE.lang) === "en" ? "en" : "zh";
@@ -888,6 +1276,19 @@
     $("key-save").addEventListener("click", saveKey);
     $("key-clear").addEventListener("click", clearKey);
     $("history-clear").addEventListener("click", () => saveHistory([]));
+    $("live").addEventListener("change", toggleLive);
+    $("live-stop").addEventListener("click", liveStop);
+    $("text").addEventListener("input", onLiveInput);
+    $("text").addEventListener("compositionstart", () => { live.composing = true; });
+    $("text").addEventListener("compositionend", () => { live.composing = false; onLiveInput(); });
+    $("text").addEventListener("keydown", (event) => {
+      if (event.key === "Escape" && live.on) liveStop();
+    });
+    for (const id of ["voice", "emotion", "speed", "pitch", "volume", "loudness", "sample-rate"]) {
+      $(id).addEventListener("change", liveSettingsChanged);
+    }
+    // Leaving the page ends its session (a page kept in the back/forward cache opens a new one).
+    window.addEventListener("pagehide", () => { if (live.on) liveEnd(); });
     renderMenus();
     applyLanguage();
     loadVoices();
