@@ -15,9 +15,13 @@ logger = logging.getLogger(__name__)
 # callers depend on them; tests/test_normalizer.py has a table per rule):
 #  * abbreviations with a period: No.1 -> 第一, e.g. -> 例如, i.e. -> 即, etc. -> 等等, vs. -> 对,
 #    Dr. Smith -> Smith博士 (Mr./Mrs./Ms./Prof. alike), Inc./Co./Ltd. -> 公司/有限公司;
-#  * URLs and e-mail addresses: the scheme is not read; . 点, / 斜杠, : 冒号, - 杠, _ 下划线,
-#    @ 艾特, digits one by one; the words are read as English words (below);
-#  * version numbers v2.0.1 -> 版本二点零点一; IPv4 addresses 192.168.1.1 -> 幺九二点幺六八点幺点幺;
+#  * URLs and e-mail addresses, with a scheme, www. or a known top-level domain (example.com):
+#    the scheme is not read; . 点, / 斜杠, : 冒号, - 杠, _ 下划线, @ 艾特, digits one by one;
+#    www 三达布留 ("三W"); the words are read as English words (below);
+#  * version numbers v2.0.1 -> 版本二点零点一, v3 -> 版本三, but after the word 版本 (版本号) the v
+#    is not read again (版本v2.0 -> 版本二点零); IPv4 addresses 192.168.1.1 -> 幺九二点幺六八点幺点幺;
+#  * Roman numerals: Ⅲ期 -> 三期 (every Unicode Roman numeral), and capital Latin ones before a
+#    stage or grade word (IV期, II型, III级 -> 四期, 二型, 三级);
 #  * dates 2024-03-15, 2024/3/15, 2024.3.15 -> 二零二四年三月十五日; a 4-digit number before 年 is
 #    a year, read digit by digit; shorter ones are amounts (10年 -> 十年); 3月15号 -> 三月十五号;
 #  * times 10:30 -> 十点三十分, 10:30:15 -> 十点三十分十五秒, 10:00 -> 十点; ranges of times
@@ -28,7 +32,8 @@ logger = logging.getLogger(__name__)
 #    numbers written with + and spaces or dashes (+1 415 555 2671 -> 加幺四幺五...), dashed numbers
 #    0xx(x)-xxxxxxx(x) and xxx(x)-xxx(x)-xxxx, a run of 3+ digits that starts with 0 (007),
 #    a run of 5+ digits right after a word that names a code (号码, 编号, 单号, 账号, 卡号,
-#    验证码, 邮编, 电话, QQ, ID ..., optionally followed by 是/为/:), e.g. 订单号123456, and
+#    验证码, 邮编, 电话, QQ, ID ..., optionally followed by 是/为/:), e.g. 订单号123456, a run of
+#    4+ after a word for a short code (尾号, 取件码, 密码 ...: 尾号为8866), and
 #    any run over 16 digits (longer than cn2an reads as an amount);
 #  * model numbers: 3+ digits right after letters are read digit by digit (RTX4090 -> ...四零九零);
 #  * money ¥12.5 -> 十二点五元, $5 -> 五美元 (also € 欧元, £ 英镑, US$, HK$, and ISO codes
@@ -72,7 +77,10 @@ WORDS = {
     "android": "安卓", "windows": "视窗", "linux": "林纳斯", "python": "派森", "java": "加瓦",
     "app": "应用", "blog": "博客", "online": "在线", "offline": "离线", "download": "下载",
     "internet": "互联网", "web": "网页", "cool": "酷", "party": "派对", "taxi": "的士",
-    "www": "三达布留", "com": "康姆", "coffee": "咖啡", "pizza": "披萨", "chocolate": "巧克力", "bus": "巴士", "vip": "贵宾",
+    "www": "三达布留", "com": "康姆", "net": "耐特",
+    # Product-name words a Chinese speaker says as words, not letters (iPhone 15 Pro, Mate 60 Pro+).
+    "pro": "普罗", "max": "麦克斯", "plus": "普拉斯", "mini": "迷你", "ultra": "奥特拉", "lite": "莱特",
+    "air": "艾尔", "pad": "派德", "book": "布克", "watch": "沃奇", "coffee": "咖啡", "pizza": "披萨", "chocolate": "巧克力", "bus": "巴士", "vip": "贵宾",
 }
 ABBREVIATIONS = {
     "no.": "第", "e.g.": "例如", "i.e.": "即", "etc.": "等等", "vs.": "对", "approx.": "约",
@@ -101,8 +109,12 @@ PUNCTUATION = str.maketrans(",.!?;:", "，。！？；：")
 SENTENCE_END = "。！？"
 KEEP = "，。！？；：、"
 
+ROMAN_CHARS = "ⅠⅡⅢⅣⅤⅥⅦⅧⅨⅩⅪⅫⅰⅱⅲⅳⅴⅵⅶⅷⅸⅹⅺⅻ"
 # NFKC would turn m² into m2 and ㎡ into m2, which then reads as "m two".
-PRE_FOLD = str.maketrans({"²": "^2", "³": "^3", "㎡": "m^2", "㎥": "m^3", "㎠": "cm^2", "…": "。"})
+PRE_FOLD = str.maketrans({"²": "^2", "³": "^3", "㎡": "m^2", "㎥": "m^3", "㎠": "cm^2", "…": "。",
+                          **{c: str(int(unicodedata.numeric(c))) for c in ROMAN_CHARS}})
+# The Latin spelling of each Roman numeral, from Unicode's own folding (Ⅳ -> IV), and its value.
+LATIN_ROMAN = {unicodedata.normalize("NFKC", c): int(unicodedata.numeric(c)) for c in ROMAN_CHARS[:12]}
 
 # re.ASCII wherever digits are matched: \d must not match other scripts' digits, which cn2an cannot read.
 NUM = r"\d+(?:\.\d+)?"
@@ -115,6 +127,9 @@ CODE_CONTEXT = re.compile(
     r"(?:号码|编号|单号|账号|帐号|卡号|学号|工号|尾号|证号|代码|密码|验证码|邮编|电话|手机|QQ|ID)(?:是|为|:|\s)*$",
     re.IGNORECASE | re.ASCII,
 )
+# Codes that are often only 4 digits long: 尾号8866 is no amount.
+SHORT_CODE_CONTEXT = re.compile(
+    r"(?:尾号|取件码|取货码|提货码|兑换码|邀请码|验证码|密码|房间号|工号)(?:是|为|:|\s)*$", re.ASCII)
 UNIT_RE = "|".join(re.escape(u) for u in sorted(UNITS, key=len, reverse=True))
 
 DATE = re.compile(r"(?<!\d)(\d{4})([-/.])(\d{1,2})\2(\d{1,2})(?!\d)", re.ASCII)
@@ -135,7 +150,7 @@ DOTTED = re.compile(AT_NUM + r"\d+(?:\.\d+){2,}", re.ASCII)
 FRACTION = re.compile(r"(?<!\d)(\d+)/(\d+)(?!\d)", re.ASCII)
 AMOUNT = re.compile(AT_NUM + NUM, re.ASCII)
 # A lone 2 counting things is 两 (两个人), but not as an ordinal (第2个).
-MEASURES = "个只位件条本张次天年岁名块辆台种把双对杯瓶斤公米小分秒元美欧英千万克升吨毫厘平立度"
+MEASURES = "个只位件条本张次天年岁名块辆台种把双对杯瓶斤公米小分秒元美欧英千万克升吨毫厘平立度片粒袋支盒颗份包套顿周"
 TWO = re.compile(rf"(?<![\d.第])2(?![\d.])(?=\s*[{MEASURES}])", re.ASCII)
 LATIN = re.compile(r"[A-Za-z]")
 WORD_RE = re.compile(r"[A-Za-z]+(?:['-][A-Za-z]+)*", re.ASCII)
@@ -143,11 +158,19 @@ _abbr = "|".join(re.escape(a) for a in sorted(ABBREVIATIONS, key=len, reverse=Tr
 ABBREVIATION = re.compile(rf"(?<![A-Za-z])({_abbr})\s*", re.ASCII | re.IGNORECASE)
 _titles = "|".join(re.escape(t) for t in TITLES)
 TITLE = re.compile(rf"(?<![A-Za-z])({_titles})\s*([A-Z][a-z]+)?", re.ASCII | re.IGNORECASE)
+# Top-level domains that make a bare name an address (example.com, voxq.cn/docs).
+DOMAINS = "com|cn|net|org|gov|edu|io|cc|info|top|xyz|co|me|tv|hk|tw|uk|jp|us|de|ai|app|dev"
 URL = re.compile(
     r"(?:https?://|ftp://|www\.)[A-Za-z0-9._~:/?#\[\]@!$&'()*+,;=%-]*[A-Za-z0-9/]"
+    rf"|(?<![A-Za-z0-9._%+@-])(?:[A-Za-z0-9-]+\.)+(?:{DOMAINS})(?![A-Za-z0-9.-])(?:/[A-Za-z0-9._~/?#=&%-]*[A-Za-z0-9/])?"
     r"|(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+", re.ASCII)
 SCHEME = re.compile(r"^(?:https?|ftp)://", re.ASCII)
-VERSION = re.compile(r"(?<![A-Za-z])[vV](\d+(?:\.\d+)+)(?![\d.])", re.ASCII)
+VERSION = re.compile(r"(?<![A-Za-z])[vV](\d+(?:\.\d+)*)(?![\d.]|[A-Za-z])", re.ASCII)
+# The word 版本 (版本号, with 是/为/: after it) just before a version: its v is not read again.
+VERSION_WORD = re.compile(r"版本号?\s*(?:是|为|:)?\s*$")
+# Roman numerals as Unicode writes them (Ⅰ to Ⅻ, ⅰ to ⅻ; NFKC would spell Ⅲ as III), and the
+# capital Latin ones before a word of stage, type or grade (IV期, II型).
+ROMAN = re.compile(r"(?<![A-Za-z])(XI{0,2}|IX|IV|VI{0,3}|I{1,3})(?=\s*[期型级类代度阶])", re.ASCII)
 IPV4 = re.compile(r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)(?![\d.])", re.ASCII)
 INTERNATIONAL_PHONE = re.compile(r"(?<![\d\w])\+(\d{1,3})((?:[ -]\(?\d{1,4}\)?){2,5})(?![\d-])", re.ASCII)
 TIME_RANGE = re.compile(
@@ -231,6 +254,7 @@ def _amount(m: re.Match) -> str:
         (run.startswith("0") and len(run) >= 3)
         or len(run) > 16
         or (len(run) >= 5 and CODE_CONTEXT.search(m.string, max(0, m.start() - 8), m.start()))
+        or (len(run) >= 4 and SHORT_CODE_CONTEXT.search(m.string, max(0, m.start() - 8), m.start()))
     )
     return _code(run) if is_code else _number(run)
 
@@ -262,6 +286,11 @@ def _url(m: re.Match) -> str:
     words left for the English-word rule."""
     text = SCHEME.sub("", m.group(0))
     return "".join(URL_SYMBOLS.get(c, c.translate(DIGITS)) for c in text)
+
+
+def _version(m: re.Match) -> str:
+    spoken = "点".join(_number(part) for part in m.group(1).split("."))
+    return spoken if VERSION_WORD.search(m.string, max(0, m.start() - 8), m.start()) else "版本" + spoken
 
 
 def _english(m: re.Match) -> str:
@@ -387,7 +416,8 @@ RULES: tuple = (
     (TITLE, _title),
     (ABBREVIATION, lambda m: ABBREVIATIONS[m.group(1).lower()]),
     (INTERNATIONAL_PHONE, _international),
-    (VERSION, lambda m: "版本" + "点".join(_number(p) for p in m.group(1).split("."))),
+    (VERSION, _version),
+    (ROMAN, lambda m: str(LATIN_ROMAN[m.group(1)])),
     (IPV4, lambda m: "点".join(_code(p) for p in m.group(0).split("."))),
     (DATE, _date),
     (YEAR, _year),

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from functools import cache, lru_cache
 from typing import Sequence
 
+from shared.text import polyphones
 from shared.text.segmenter import words
 
 PUNCTUATION = re.compile("([，。！？；：、\n]+)")
@@ -37,6 +38,11 @@ SYLLABLE = re.compile(
 PHRASES = {
     "还钱": "huan2 qian2", "还款": "huan2 kuan3", "还贷": "huan2 dai4", "还清": "huan2 qing1",
     "还账": "huan2 zhang4", "还手": "huan2 shou3", "还击": "huan2 ji1",
+    # A doctor (大夫 dai4 fu5), not the ancient official; leave (年假 jia4); fastening (系好 ji4);
+    # 拨打的 is "dialled", not 打的 "take a taxi".
+    "大夫": "dai4 fu5", "年假": "nian2 jia4", "病假": "bing4 jia4", "事假": "shi4 jia4", "婚假": "hun1 jia4",
+    "产假": "chan3 jia4", "休假": "xiu1 jia4", "系好": "ji4 hao3", "系上": "ji4 shang4", "系紧": "ji4 jin3",
+    "拨打的": "bo1 da3 de5",
 }
 
 
@@ -126,7 +132,8 @@ def _clause(clause: str, clause_no: int, offset: int, fixed: Sequence, fixed_fro
     """Pinyin by word, so polyphones resolve in context and sandhi applies within words."""
     read = _pypinyin()
     found, at = [], offset
-    for n, word in enumerate(words(clause)):
+    clause_words = words(clause)
+    for n, word in enumerate(clause_words):
         for i, (char, (reading, changed)) in enumerate(zip(word, read(word), strict=True)):
             syl = Syllable(char, reading, at + i, (clause_no, n), word, i == len(word) - 1,
                            SANDHI if changed else WORD if len(word) > 1 else DICTIONARY)
@@ -134,6 +141,10 @@ def _clause(clause: str, clause_no: int, offset: int, fixed: Sequence, fixed_fro
                 syl.pinyin, syl.source = fixed[at + i], fixed_from[at + i] or SSML
             found.append(syl)
         at += len(word)
+    # Context rules first, so that a phrase's own reading (还清, 系好) has the last word.
+    for i, reading in polyphones.readings(clause, clause_words).items():
+        if not found[i].fixed:
+            found[i].pinyin, found[i].source = reading, WORD
     for phrase, readings in PHRASES.items():
         start = clause.find(phrase)
         while start >= 0:
