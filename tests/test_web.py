@@ -615,7 +615,7 @@ def wait_for_mark(page, text: str, timeout: float = 60_000) -> None:
     page.wait_for_function(f"(text) => ({LIVE_MARK})() === text", arg=text, timeout=timeout)
 
 
-def test_live_mode_speaks_as_one_types_and_marks_the_sentence(browser, cluster):
+def test_live_mode_speaks_as_one_types_and_marks_the_sentence(browser, cluster, sample_rate):
     with open_page(browser, cluster, **PHONE) as page:
         frames = live_frames(page)
         page.evaluate("localStorage.setItem('voxq.apiKey', 'vk-live-key')")
@@ -655,6 +655,8 @@ def test_live_mode_speaks_as_one_types_and_marks_the_sentence(browser, cluster):
         assert {"type": "flush"} in rest
         started = messages(frames["received"])[0]
         assert started["type"] == "started" and started["format"] == "pcm"
+        # The audio runs at the session's rate (the engine's own here): resampled once, on the way out.
+        assert page.evaluate(f"{LIVE}.liveContextRate") == str(sample_rate)
         assert page.evaluate(f"{LIVE}.liveSockets") == "1"
 
         # Switching live mode off ends the session: `finish`, and the server closes it as finished.
@@ -669,12 +671,15 @@ def test_live_mode_speaks_as_one_types_and_marks_the_sentence(browser, cluster):
 
 def test_live_stop_silences_at_once_and_the_session_goes_on(page):
     frames = live_frames(page)
+    page.select_option("#sample-rate", "16000")
     page.check("#live")
     page.wait_for_function(f"() => {LIVE}.liveState === 'ready'")
+    assert messages(frames["sent"])[0]["sample_rate"] == 16000
     page.keyboard.type(TEXT)
     wait_for_mark(page, "今天天气很好。")
     page.wait_for_function(f"() => {LIVE}.livePlaying === 'true'")
 
+    assert page.evaluate(f"{LIVE}.liveContextRate") == "16000"
     page.click("#live-stop")
     # At once: nothing plays, nothing is marked, and the status says so.
     assert page.evaluate(f"{LIVE}.livePlaying") == "false"

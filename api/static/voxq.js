@@ -1043,6 +1043,7 @@
   // Send what was added to the box since the last send: whole sentences now, the rest once the
   // typing has paused (`paused`).
   function liveSync(paused) {
+    clearTimeout(live.pause);
     if (!live.on || live.composing) return;
     const value = $("text").value;
     if (!value.startsWith(live.sent)) {
@@ -1068,7 +1069,6 @@
     renderLiveSaid();
     if (!live.on || live.composing) return;
     liveSync(false);
-    clearTimeout(live.pause);
     live.pause = setTimeout(() => liveSync(true), LIVE_PAUSE_MS);
   }
 
@@ -1082,6 +1082,7 @@
     if (event.type === "started") {
       live.rate = event.sample_rate || live.asked || (state.caps && state.caps.native_sample_rate) || 24000;
       if (state.lastError && state.lastError.live) clearError(); // a session again: the last one's end is old news
+      audioContext(live.rate);
       if (!sound.sources.size) setLiveStatus("liveReady");
     } else if (event.type === "sentence_started" && !live.unacked) {
       highlightWhenHeard(boxOffset(event.start), boxOffset(event.end));
@@ -1117,11 +1118,27 @@
   }
 
   // ---- live playback ---------------------------------------------------------------------------
-  function audioContext() {
+  // The session's rate, as far as the page knows before `started` says it.
+  const expectedRate = () => Number($("sample-rate").value) || (state.caps && state.caps.native_sample_rate) || 24000;
+
+  function audioContext(rate) {
     // Made (or woken) in the click that turns live mode on: browsers let a page sound only after
-    // a gesture.
-    if (!sound.ctx) sound.ctx = new AudioContext();
+    // a gesture. It runs at the session's rate, so the pieces are resampled once, on the way out,
+    // as one signal: pieces resampled one by one can click at their seams.
+    if (sound.ctx && sound.ctx.sampleRate !== rate && !sound.sources.size) {
+      sound.ctx.close().catch(() => { /* closed already */ });
+      sound.ctx = null;
+    }
+    if (!sound.ctx) {
+      try {
+        sound.ctx = new AudioContext({ sampleRate: rate, latencyHint: "interactive" });
+      } catch {
+        sound.ctx = new AudioContext(); // a rate this browser will not run at: it resamples each piece
+      }
+      sound.next = 0;
+    }
     if (sound.ctx.state === "suspended") sound.ctx.resume().catch(() => { /* woken by the next gesture */ });
+    $("live-box").dataset.liveContextRate = String(sound.ctx.sampleRate);
     return sound.ctx;
   }
 
@@ -1139,8 +1156,8 @@
     const view = new DataView(bytes.buffer, bytes.byteOffset, count * 2);
     const samples = new Float32Array(count);
     for (let i = 0; i < count; i += 1) samples[i] = view.getInt16(i * 2, true) / 32768;
-    const ctx = audioContext();
-    const clip = ctx.createBuffer(1, count, live.rate || 24000);
+    const ctx = audioContext(live.rate || expectedRate());
+    const clip = ctx.createBuffer(1, count, live.rate || expectedRate());
     clip.copyToChannel(samples, 0);
     const source = ctx.createBufferSource();
     source.buffer = clip;
@@ -1149,10 +1166,10 @@
     source.start(at);
     sound.next = at + clip.duration;
     sound.sources.add(source);
-    source.addEventListener("ended", () => {
+    source.onended = () => {
       sound.sources.delete(source);
       if (!sound.sources.size) heardAll();
-    });
+    };
     sound.audioMs += clip.duration * 1000;
     setLiveStatus("liveSpeaking");
     liveData();
@@ -1161,7 +1178,7 @@
   // A sentence's audio follows its `sentence_started` and plays after what is scheduled already:
   // its mark shows when that time comes.
   function highlightWhenHeard(from, to) {
-    const ctx = audioContext();
+    const ctx = audioContext(live.rate || expectedRate());
     const delay = Math.max(0, Math.max(sound.next, ctx.currentTime + LIVE_LEAD_S) - ctx.currentTime) * 1000;
     $("live-box").dataset.liveSentenceMs = String(Math.round(sound.audioMs));
     const timer = setTimeout(() => {
@@ -1182,6 +1199,7 @@
 
   function silence() {
     for (const source of sound.sources) {
+      source.onended = null; // stopped, not heard to the end
       try { source.stop(); } catch { /* not started yet */ }
     }
     sound.sources.clear();
@@ -1229,7 +1247,7 @@
   function toggleLive() {
     live.on = $("live").checked;
     if (live.on) {
-      audioContext();
+      audioContext(expectedRate());
       clearError();
       live.sent = $("text").value; // what is in the box already is not read (see liveHelp)
       live.status = "liveConnecting";
@@ -1259,7 +1277,10 @@
     $("ssml").addEventListener("change", renderSsmlHelp);
     $("player").addEventListener("timeupdate", renderPlayerTime);
     $("text").addEventListener("keydown", (event) => {
-      if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) $("tts-form").requestSubmit();
+      if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
+        // In live mode there is no job to submit: the shortcut speaks what is typed, now.
+        if (live.on) liveSync(true); else $("tts-form").requestSubmit();
+      }
     });
     for (const name of ["speed", "pitch", "volume"]) {
       $(name).addEventListener("input", () => renderSlider(name));
