@@ -23,7 +23,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.json.sort_keys = False
 
     from api import auth, bodies, docs, errors, faces, health, jobs, services, streams, voices, webhooks
-    from api import lexicons, live, metrics, openai_speech, openapi, preview, seed, subtitles, web
+    from api import dashscope, lexicons, live, metrics, openai_speech, openapi, preview, seed, subtitles, web
     from shared import logs
 
     if not app.testing:
@@ -44,6 +44,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(metrics.bp)
     app.register_blueprint(openai_speech.bp)
     app.register_blueprint(live.bp)
+    app.register_blueprint(dashscope.bp)
     app.register_blueprint(seed.bp)
     app.register_blueprint(openapi.bp)
     app.register_blueprint(web.bp)
