@@ -229,17 +229,24 @@ def test_sambert_with_an_unknown_model_fails_as_the_sdk_reports_it(url):
 
 @pytest.fixture(scope="module")
 def keyed(cluster, tmp_path_factory):
-    """An API with keys, beside the cluster (its Redis, its worker): the SDK's keys are checked."""
+    """An API with keys and an operator's name table, beside the cluster (its Redis, its worker)."""
+    workdir = tmp_path_factory.mktemp("keyed")
+    names = workdir / "dashscope-voices.json"
+    names.write_text(json.dumps({
+        "cosyvoice": {"voices": {"house_voice": {"voice": None, "emotion": "happy", "speed": 1.5}, "longwan": None}},
+        "sambert": {"sambert-house-v1": {"voice": None, "emotion": "sad", "sample_rate": 24000}},
+    }))
     key = keys.new_key()
-    api = Gunicorn(cluster.redis_url, cluster.data_dir, tmp_path_factory.mktemp("keyed"), workers=1,
-                   VOXQ_API_KEYS=f"acme:{keys.hash_key(key)}")
+    api = Gunicorn(cluster.redis_url, cluster.data_dir, workdir, workers=1, VOXQ_API_KEYS=f"acme:{keys.hash_key(key)}",
+                   VOXQ_DASHSCOPE_VOICES_FILE=names)
     api.wait_ready()
-    yield api.url.replace("http", "ws", 1) + "/api-ws/v1/inference", key
+    yield api, key
     api.stop()
 
 
-def test_a_bad_key_is_the_sdks_invalid_api_key_and_a_good_one_speaks(keyed, monkeypatch):
-    url, key = keyed
+def test_a_bad_key_is_the_sdks_invalid_api_key(keyed, monkeypatch):
+    api, _ = keyed
+    url = api.url.replace("http", "ws", 1) + "/api-ws/v1/inference"
     monkeypatch.setattr(dashscope, "api_key", "vxq_not-a-key")
     with pytest.raises(RequestFailure) as failed:
         SpeechSynthesizer(model="cosyvoice-v1", voice="longxiaochun", url=url).call("你好。")
@@ -247,7 +254,27 @@ def test_a_bad_key_is_the_sdks_invalid_api_key_and_a_good_one_speaks(keyed, monk
     refused = SambertSynthesizer.call(model="sambert-zhichu-v1", text="你好。", base_address=url).get_response()
     assert (refused.status_code, refused.code) == (44, "InvalidApiKey")
 
+
+def test_the_operators_table_adds_and_removes_names_and_the_options_map(keyed, monkeypatch):
+    api, key = keyed
+    url = api.url.replace("http", "ws", 1) + "/api-ws/v1/inference"
     monkeypatch.setattr(dashscope, "api_key", key)
-    audio = SpeechSynthesizer(model="cosyvoice-v1", voice="longxiaochun", format=AudioFormat.PCM_16000HZ_MONO_16BIT,
-                              url=url).call("你好。")
-    assert len(audio) > 16000 * 2 * 0.3
+    with pytest.raises(RequestFailure, match="longwan"):  # removed by the operator's file
+        SpeechSynthesizer(model="cosyvoice-v1", voice="longwan", url=url).call("你好。")
+
+    synthesizer = SpeechSynthesizer(model="cosyvoice-v1", voice="house_voice",
+                                    format=AudioFormat.PCM_16000HZ_MONO_16BIT, volume=25, speech_rate=1.2, pitch_rate=0.8, url=url)
+    assert len(synthesizer.call("你好。")) > 16000 * 2 * 0.2
+    session_id = synthesizer.get_response()["header"]["attributes"]["voxq_session_id"]
+    session = requests.get(f"{api.url}/v1/jobs/{session_id}", headers={"Authorization": f"Bearer {key}"},
+                           timeout=10).json()
+    assert session["status"] == "succeeded"
+    options = session["options"]
+    assert (options["emotion"], options["volume"], options["pitch"]) == ("happy", 0.5, 0.8)
+    assert options["speed"] == pytest.approx(1.8)  # the caller's 1.2, times the table's 1.5
+    assert (options["format"], options["sample_rate"]) == ("pcm", 16000)
+    # A Sambert model the operator added speaks at the rate the table gives it.
+    result = SambertSynthesizer.call(model="sambert-house-v1", text="好的。", base_address=url)
+    assert result.get_response().status_code == 200
+    with wave.open(io.BytesIO(result.get_audio_data())) as heard:
+        assert heard.getframerate() == 24000
