@@ -24,7 +24,7 @@ import logging
 import time
 import wave
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import gevent
 import gevent.event
@@ -121,8 +121,9 @@ class Face(Protocol):
 
 class Outbox:
     """The frames of one WebSocket, sent by one greenlet in order. Audio waits here for a client
-    that reads slower than speech is made, up to `max_bytes`; a client that takes nothing for
-    `send_timeout_s` is cut off, since its socket would hold this process's memory for ever."""
+    that reads slower than speech is made, up to `max_bytes`; past that the session waits for the
+    client (so a client reading at the pace it plays is served), and a client that takes nothing
+    for `send_timeout_s` is cut off: its socket would hold this process's memory for ever."""
 
     def __init__(self, ws, max_bytes: int, send_timeout_s: float):
         self.ws = ws
@@ -131,21 +132,29 @@ class Outbox:
         self.frames: collections.deque = collections.deque()
         self.size = 0
         self.ready = gevent.event.Event()
+        self.drained = gevent.event.Event()  # set as frames go out
         self.done = gevent.event.Event()
         self.closing: tuple[int, str] | None = None
         self.broken = False
+        self.cut_off = False  # the client took nothing for send_timeout_s
         self.last_audio_at: float | None = None
         self.writer = gevent.spawn(self._write)
 
-    def put(self, frames: list[str | bytes]) -> bool:
-        """Queue frames; False when audio would pass the bound (the client is too slow). Events
-        always go in: they are small, and the error that ends a slow session is one."""
+    def put(self, frames: list[str | bytes], valid: Callable[[], bool] | None = None) -> bool:
+        """Queue frames. Audio past the bound waits for the client to take some (backpressure: the
+        session makes no more meanwhile), and is dropped if `valid` says it no longer should go (a
+        cancel came while it waited); False when the client took nothing for send_timeout_s.
+        Events never wait: they are small, and the error that ends a slow session is one."""
+        size = sum(len(f) for f in frames)
+        if any(isinstance(f, bytes) for f in frames):
+            while self.size and self.size + size > self.max_bytes and not (self.closing or self.broken):
+                self.drained.clear()
+                if not self.drained.wait(self.send_timeout_s):
+                    return False
+            if valid is not None and not valid():
+                return True
         if self.closing or self.broken:
             return True
-        size = sum(len(f) for f in frames)
-        audio = any(isinstance(f, bytes) for f in frames)
-        if audio and self.size + size > self.max_bytes and self.size:
-            return False
         self.frames.extend(frames)
         self.size += size
         self.ready.set()
@@ -156,6 +165,7 @@ class Outbox:
         kept = collections.deque(f for f in self.frames if not isinstance(f, bytes))
         self.frames = kept
         self.size = sum(len(f) for f in kept)
+        self.drained.set()
 
     def close(self, code: int, reason: str = "") -> None:
         """Send what is queued, then close with `code`."""
@@ -188,9 +198,10 @@ class Outbox:
                         self.ws.send(frame)
                 except gevent.Timeout:
                     log.warning("live session: the client took nothing for %g s; cut off", self.send_timeout_s)
-                    self.broken = True
+                    self.broken = self.cut_off = True
                     _drop(self.ws)
                     return
+                self.drained.set()
                 if isinstance(frame, bytes):
                     self.last_audio_at = time.monotonic()
         except Exception:  # noqa: BLE001 - the client went away: nothing more can be sent
@@ -425,6 +436,8 @@ class LiveSession:
             return
         self.ended = True
         self.generation += 1
+        if self.outbox.cut_off and self.error is None:
+            self.error = self._slow_reader()
         for greenlet in (self.pause_timer, self.sender):
             if greenlet is not None and greenlet is not gevent.getcurrent():
                 greenlet.kill(block=False)
@@ -538,10 +551,15 @@ class LiveSession:
             log.warning("live session %s: could not cancel job %s", self.id, job_id, exc_info=True)
 
     # -- what the session sends ----------------------------------------------------------------
-    def _emit(self, event: Event) -> None:
-        if not self.outbox.put(self.face.render(event)):
-            self.fail(LiveError("slow_reader", f"the client reads slower than speech is made: over "
-                                f"{self.live.buffer_bytes} bytes wait for it", close=CLOSE_SLOW_READER))
+    def _emit(self, event: Event, generation: int | None = None) -> None:
+        """Queue an event's frames; audio of `generation` is dropped if a cancel came meanwhile."""
+        valid = None if generation is None else (lambda: generation == self.generation)
+        if not self.outbox.put(self.face.render(event), valid):
+            self.fail(self._slow_reader())
+
+    def _slow_reader(self) -> LiveError:
+        return LiveError("slow_reader", f"the client took no audio for {self.live.send_timeout_s:g} s with "
+                         f"{self.live.buffer_bytes} bytes waiting for it", close=CLOSE_SLOW_READER)
 
     def _in_app(self, work, *args) -> None:
         with self.app.app_context():
@@ -592,7 +610,7 @@ class LiveSession:
                         self._emit(Event("audio", audio=wav_stream_header(rate or record.options.sample_rate
                                                                           or self.options.sample_rate or 16000)))
                     self._emit(Event("sentence_started", self._sentence(sentence)))
-                self._emit(Event("audio", audio=block))
+                self._emit(Event("audio", audio=block), generation)
         except StreamAborted:
             pass
         if generation != self.generation:

@@ -229,7 +229,8 @@ class LiveSettings(BaseSettings):
     sessions_per_tenant: int = Field(50, ge=1)
     sessions_per_process: int = Field(500, ge=1)
     # Audio waiting for a client that reads slower than speech is made: past this the session
-    # ends with close code 4009; a client that reads nothing for send_timeout_s is cut off.
+    # waits for the client; one that takes nothing for send_timeout_s is told (close code 4409)
+    # and cut off.
     buffer_bytes: int = Field(4 << 20, ge=64 * 1024)
     send_timeout_s: float = Field(15.0, gt=0)
     # How often an API process renews its sessions' leases; a session whose lease ran out (its

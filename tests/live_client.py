@@ -53,7 +53,14 @@ class Session:
 
     def until(self, condition, timeout: float = 60):
         def check():
-            return condition() or (not self.pull() and condition())
+            if condition():
+                return condition()
+            if not self.pull():
+                if condition():
+                    return condition()
+                raise AssertionError(f"the server closed the session ({self.close_code}) first; "
+                                     f"its last events: {self.events[-3:]}")
+            return None
 
         return wait_until(check, timeout, 0)
 
@@ -66,7 +73,7 @@ class Session:
         return found()
 
     def until_closed(self, timeout: float = 60) -> int:
-        wait_until(lambda: not self.pull(0.2), timeout, 0)
+        wait_until(lambda: self.close_code is not None or not self.pull(0.2), timeout, 0)
         return self.close_code
 
     @property
