@@ -118,7 +118,7 @@ class VoiceTable:
         return cls(tuple(models), {k: v for k, v in voices.items() if v is not None},
                    {k: v for k, v in sambert.items() if v is not None})
 
-    def find(self, model, voice) -> tuple[Mapping, bool]:
+    def find(self, model: str, voice) -> tuple[Mapping, bool]:
         """The voxq voice of a DashScope model and voice, and whether the model is Sambert's."""
         if model in self.sambert:
             return self.sambert[model], True
@@ -126,6 +126,9 @@ class VoiceTable:
             raise LiveError("unknown_model", f"model {model!r} is not one voxq serves; it serves "
                             f"{', '.join(self.models)} (with a voice) and the Sambert models "
                             f"{', '.join(sorted(self.sambert))}. {_how_to_add('model', model)}", "model")
+        if not isinstance(voice, str):
+            raise LiveError("invalid_request", f"parameters.voice must name a voice of {model}; the DashScope voices "
+                            f"voxq knows are {', '.join(sorted(self.voices))}", "voice")
         if voice in self.voices:
             return self.voices[voice], False
         raise LiveError("unknown_voice", f"voice {voice!r} has no voxq voice; the DashScope voices voxq knows are "
@@ -214,6 +217,8 @@ def build_request(task_id: str, payload: dict) -> tuple[LiveRequest, bool, bool]
     if not isinstance(params, dict):
         raise LiveError("invalid_request", "payload.parameters must be an object", "parameters")
     model, voice = payload.get("model"), params.get("voice")
+    if not isinstance(model, str):
+        raise LiveError("invalid_request", "payload.model must name a DashScope model", "model")
     mapping, sambert = voice_table().find(model, voice)
     if params.get("text_type", "PlainText") != "PlainText":
         raise LiveError("invalid_request", "SSML text is not supported: text_type must be PlainText", "text_type")
@@ -496,6 +501,10 @@ class Connection:
             session.open()
         except LiveError as exc:
             self._refuse(task_id, exc)
+            return
+        except Exception:  # noqa: BLE001 - Redis away, say: the SDK would wait for a task-started for ever
+            log.exception("dashscope: task %s could not start", task_id)
+            self._refuse(task_id, LiveError("unavailable", "the service could not start the task; retry shortly"))
             return
         self.task = Task(task_id, session, face, ssml)
         text = (payload.get("input") or {}).get("text") if isinstance(payload.get("input"), dict) else None
