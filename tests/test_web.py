@@ -675,9 +675,14 @@ def test_live_stop_silences_at_once_and_the_session_goes_on(page):
     page.check("#live")
     page.wait_for_function(f"() => {LIVE}.liveState === 'ready'")
     assert messages(frames["sent"])[0]["sample_rate"] == 16000
-    page.keyboard.type(TEXT)
+    page.keyboard.insert_text(TEXT)  # a paste: one input event, four sentences
     wait_for_mark(page, "今天天气很好。")
-    page.wait_for_function(f"() => {LIVE}.livePlaying === 'true'")
+    # A message per sentence, so that each is marked (and canceled) on its own.
+    assert [m["text"] for m in messages(frames["sent"]) if m["type"] == "text"] == [
+        "今天天气很好。", "我们一起去公园散步吧。", "路上可以买一杯咖啡。", "然后在湖边坐一会儿。"]
+    # The mark moves on as the next sentence is heard.
+    wait_for_mark(page, "我们一起去公园散步吧。")
+    assert page.evaluate(f"{LIVE}.livePlaying") == "true"
 
     assert page.evaluate(f"{LIVE}.liveContextRate") == "16000"
     page.click("#live-stop")

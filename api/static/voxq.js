@@ -1034,6 +1034,24 @@
     return end;
   }
 
+  // `text` cut after each sentence end (and its closers); the rest, if any, last. Each is sent as a
+  // message of its own: the server makes one sentence of all the whole ones a message holds, and
+  // a sentence each is what lets a paste be marked, and canceled, sentence by sentence.
+  function splitSentences(text) {
+    const pieces = [];
+    let from = 0;
+    for (let i = 0; i < text.length; i += 1) {
+      if (!SENTENCE_END.includes(text[i])) continue;
+      let end = i + 1;
+      while (end < text.length && (SENTENCE_END.includes(text[end]) || CLOSERS.includes(text[end]))) end += 1;
+      pieces.push(text.slice(from, end));
+      from = end;
+      i = end - 1;
+    }
+    if (from < text.length) pieces.push(text.slice(from));
+    return pieces;
+  }
+
   // Where the sentence holding `at` begins in `text`.
   function sentenceStart(text, at) {
     for (let i = at - 1; i >= 0; i -= 1) if (SENTENCE_END.includes(text[i])) return i + 1;
@@ -1058,10 +1076,16 @@
     }
     const rest = value.slice(live.sent.length);
     const length = paused ? rest.length : wholeSentences(rest);
-    if (length > 0 && rest.slice(0, length).trim()) {
-      sendText(rest.slice(0, length), codePoints(live.sent));
-      if (paused) liveSend({ type: "flush" });
+    let at = codePoints(live.sent);
+    let spoke = false;
+    for (const piece of splitSentences(rest.slice(0, length))) {
+      if (piece.trim()) { // white space alone is nothing to say
+        sendText(piece, at);
+        spoke = true;
+      }
+      at += codePoints(piece);
     }
+    if (paused && spoke) liveSend({ type: "flush" });
     live.sent += rest.slice(0, length);
   }
 
