@@ -39,6 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from simple_websocket import ConnectionClosed
 
 from api import auth, services, validation
+from api.errors import validation_error
 from api.live import TICK_S, sock
 from api.live_session import (CLOSE_IDLE, CLOSE_NORMAL, Event, LiveError, LiveRequest, LiveSession, Outbox,
                               authenticate, parse_request)
@@ -164,16 +165,11 @@ def voice_table() -> VoiceTable:
             except (OSError, ValueError) as exc:
                 # Not kept: the next task reads the file again, so a fix needs no restart.
                 log.error("VOXQ_DASHSCOPE_VOICES_FILE %s: %s", extra, exc)
-                message = _first_error(exc) if isinstance(exc, ValidationError) else str(exc)
+                message = validation_error(exc).message if isinstance(exc, ValidationError) else str(exc)
                 raise LiveError("invalid_voices_file", f"the service's DashScope voice table "
                                 f"(VOXQ_DASHSCOPE_VOICES_FILE) cannot be read: {message}") from None
         _tables[extra] = table
     return _tables[extra]
-
-
-def _first_error(exc: ValidationError) -> str:
-    first = exc.errors()[0]
-    return f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
 
 
 # -- a task's request ------------------------------------------------------------------------------
@@ -210,9 +206,9 @@ def _pronunciations(hot_fix) -> dict[str, str] | None:
     return found or None
 
 
-def build_request(task_id: str, payload: dict) -> tuple[LiveRequest, bool, bool]:
-    """A run-task's session options, whether its model is Sambert's, and whether its text may be
-    SSML; LiveError naming the DashScope parameter when they are refused."""
+def build_request(task_id: str, payload: dict) -> tuple[LiveRequest, bool]:
+    """A run-task's session options, and whether its text may be SSML (to be refused, not read out
+    tags and all); LiveError naming the DashScope parameter when they are refused."""
     params = payload.get("parameters") or {}
     if not isinstance(params, dict):
         raise LiveError("invalid_request", "payload.parameters must be an object", "parameters")
@@ -220,7 +216,7 @@ def build_request(task_id: str, payload: dict) -> tuple[LiveRequest, bool, bool]
     if not isinstance(model, str):
         raise LiveError("invalid_request", "payload.model must name a DashScope model", "model")
     mapping, sambert = voice_table().find(model, voice)
-    if params.get("text_type", "PlainText") != "PlainText":
+    if (params.get("text_type") or "PlainText") != "PlainText":
         raise LiveError("invalid_request", "SSML text is not supported: text_type must be PlainText", "text_type")
     fmt = params.get("format") or ("wav" if sambert else "Default")
     rate = params.get("sample_rate") or 0
@@ -245,7 +241,7 @@ def build_request(task_id: str, payload: dict) -> tuple[LiveRequest, bool, bool]
         "lexicons": params.get("lexicons"),
         "metadata": {"dashscope": {"task_id": task_id, "model": model, "voice": None if sambert else voice}},
     }
-    return parse_request({k: v for k, v in body.items() if v is not None}), sambert, params.get("enable_ssml") is True
+    return parse_request({k: v for k, v in body.items() if v is not None}), params.get("enable_ssml") is True
 
 
 # -- frames ----------------------------------------------------------------------------------------
@@ -263,22 +259,21 @@ def task_failed(task_id: str, error: LiveError) -> str:
 
 def _words(sentence: dict, with_indexes: bool) -> list[dict]:
     """A sentence's character marks as Aliyun's words: times in the task's audio, indexes in the
-    sentence. Characters spoken for one piece of text (二零二三 for 2023) are one word."""
-    words, spans = [], []
+    sentence. The characters read for one piece of text (二零二三 for 2023) are one word."""
+    words, last, offset = [], None, sentence["start"]
     for mark in sentence.get("marks") or []:
         if mark["type"] != "char":
             continue
-        span = (mark.get("start"), mark.get("end"))
-        if spans and span[0] is not None and span == spans[-1]:
+        start, end = mark.get("start"), mark.get("end")
+        if start is not None and (start, end) == last:
             words[-1]["end_time"] = round(mark["end_ms"])
             continue
-        word = {"text": mark["value"] if span[0] is None else sentence["text"][span[0] - sentence["start"]:
-                                                                                 span[1] - sentence["start"]]}
-        if with_indexes and span[0] is not None:
-            word.update(begin_index=span[0] - sentence["start"], end_index=span[1] - sentence["start"])
+        last = (start, end)
+        word = {"text": mark["value"] if start is None else sentence["text"][start - offset:end - offset]}
+        if with_indexes and start is not None:
+            word.update(begin_index=start - offset, end_index=end - offset)
         word.update(begin_time=round(mark["start_ms"]), end_time=round(mark["end_ms"]))
         words.append(word)
-        spans.append(span)
     return words
 
 
@@ -495,7 +490,7 @@ class Connection:
         try:
             if self.refusal is not None:
                 raise self.refusal
-            request, sambert, ssml = build_request(task_id, payload)
+            request, ssml = build_request(task_id, payload)
             face = TaskFace(task_id, sambert=streaming == "out")
             session = LiveSession(self.owner, request, face, self.ws, via="dashscope", outbox=self.outbox)
             session.open()
