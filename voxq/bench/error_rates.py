@@ -82,6 +82,10 @@ def score(want: Expected, transcript: str) -> Score:
     read, could_be = _pypinyin()
     chars = heard_chars(transcript)
     got = read(chars) if chars else []
+    # A polyphone the listener wrote is read the way the sentence needs, where it can be (还 in
+    # 日还款 as huan2, not pypinyin's hai2), before aligning: else the aligner pairs it elsewhere.
+    meant = set(want.syllables)
+    got = [syl if syl in meant else min(could_be(char) & meant, default=syl) for syl, char in zip(got, chars)]
     errors, differences = 0, []
     if want.syllables and got:
         alignment = jiwer.process_words(" ".join(want.syllables), " ".join(got)).alignments[0]
