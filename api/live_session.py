@@ -34,7 +34,7 @@ from pydantic import Field, ValidationError
 from api import auth, lexicons, metrics, services, submission
 from api.errors import ApiError, validation_error
 from api.streams import StreamAborted, audio_chunks, first_audio, wav_stream_header
-from shared import plan
+from shared import plan, tasks
 from shared.jobs import JobRequest, LexiconName, Priority
 from shared.options import SynthesisOptions
 from shared.text import frontend
@@ -320,6 +320,7 @@ class LiveSession:
         self.header_sent = False
         self.error: LiveError | None = None
         self.done = gevent.event.Event()  # set once `finished` is queued
+        self.released = True  # nothing to let go of until it is open
 
     # -- opening -------------------------------------------------------------------------------
     def open(self) -> None:
@@ -340,25 +341,37 @@ class LiveSession:
                          metadata=self.request.metadata)
         record = svc.store.jobs.create(job, self.owner, self.names)
         self.id = record.id
-        if self.request.pronunciations:
-            try:
-                self._store_pronunciations(svc)
-            except LiveError:
-                svc.store.jobs.discard(record)
-                raise
         # The lease names the record: the workers' sweep ends it if this process dies.
         if not svc.store.sessions.open(self.id, self.owner, self.live.lease_s, self.live.sessions_per_tenant):
             svc.store.jobs.discard(record)
             raise LiveError("too_many_sessions", f"this key has {self.live.sessions_per_tenant} live sessions open; "
                             "finish one first", close=CLOSE_TOO_MANY)
+        if self.request.pronunciations:
+            try:
+                self._store_pronunciations(svc)
+            except LiveError:
+                svc.store.sessions.close(self.id, self.owner)
+                svc.store.jobs.discard(record)
+                raise
         # Running from the start: no worker ever takes the session's own record.
         svc.store.jobs.mark_running(self.id)
         PROCESS.add(self, self.live.lease_s)
+        self.released = False
         metrics.LIVE_SESSIONS.inc()
         log.info("live session %s opened (%s, %s)", self.id, self.via, self.options.format)
         self.sender = gevent.spawn(self._in_app, self._send)
         self._emit(Event("started", {"session_id": self.id, "format": self.options.format,
-                                     "sample_rate": self.options.sample_rate}))
+                                     "sample_rate": self._rate()}))
+
+    def _rate(self) -> int | None:
+        """The rate the audio comes at: the one asked for, else the engine's own (None while no
+        worker has registered); a client of raw PCM must know it."""
+        if self.options.sample_rate:
+            return self.options.sample_rate
+        from api import validation
+
+        rates = {caps.get("native_sample_rate") for caps in validation.engine_caps()} - {None}
+        return rates.pop() if len(rates) == 1 else None
 
     def _store_pronunciations(self, svc) -> None:
         """The session's inline pronunciations as a lexicon of its own, named for the session, first
@@ -397,7 +410,8 @@ class LiveSession:
         self.text.append(delta)
         self.received += len(delta)
         self.pending += delta
-        self._cut(plan.whole_sentences(self.pending))
+        while end := plan.sentence_end(self.pending):
+            self._cut(end)
         if len(self.pending) >= self.live.max_sentence_chars:
             self._cut(plan.last_clause_end(self.pending) or len(self.pending))
         self._arm_pause()
@@ -444,6 +458,8 @@ class LiveSession:
         for sentence in self.submitted:
             if sentence.job_id:
                 self._cancel_job(sentence.job_id)
+        if self.own_outbox:
+            self.outbox.abort(CLOSE_GOING_AWAY, reason)  # its writer ends; a gone client gets nothing
         svc = services.get()
         try:
             if svc.store.jobs.status(self.id) == "running":
@@ -453,11 +469,9 @@ class LiveSession:
                 else:
                     svc.store.jobs.cancel(self.id)
                 log.info("live session %s ended: %s", self.id, reason)
-            self._let_go(svc)
         except Exception:  # noqa: BLE001 - Redis away: the lease runs out and the sweep ends the record
             log.warning("live session %s: could not record its end", self.id, exc_info=True)
-        PROCESS.remove(self)
-        metrics.LIVE_SESSIONS.dec()
+        self._release(svc)
 
     def expired(self) -> LiveError | None:
         if time.monotonic() - self.opened_at > self.live.max_session_s:
@@ -536,7 +550,11 @@ class LiveSession:
                          priority=self.request.priority, metadata={"live_session": self.id, "sentence": sentence.index})
         try:
             auth.charge(self.owner, len(sentence.text))
-            record = submission.submit(job, self.owner, via=self.via)
+            # The sentence a listener waits for first; one spoken ahead while another still plays next.
+            waiting = bool(self.sentences) and self.sentences[0] is sentence
+            record = submission.submit(job, self.owner, via=self.via, live_session=self.id,
+                                       message_priority=tasks.FIRST_CHUNK_PRIORITY if waiting
+                                       else tasks.LOOKAHEAD_PRIORITY)
         except ApiError as exc:
             # Over the day's characters, or the queue away: the session cannot go on.
             raise LiveError.of(exc, CLOSE_TOO_MANY if exc.status == 429 else CLOSE_ERROR) from None
@@ -665,18 +683,27 @@ class LiveSession:
             if result is not None:
                 summary["audio_url"] = f"/v1/jobs/{self.id}/audio"
         self.ended = True
-        self._let_go(svc)
+        self._release(svc)
         log.info("live session %s finished: %d sentences, %.1f s audio", self.id, self.count, self.audio_ms / 1000)
         self._emit(Event("finished", summary))
         self.done.set()
         if self.own_outbox:
             self.outbox.close(CLOSE_NORMAL, "finished")
 
-    def _let_go(self, svc) -> None:
-        """The session's place and its own lexicon go with it."""
-        svc.store.sessions.close(self.id, self.owner)
-        if self.request.pronunciations:
-            svc.store.lexicons.delete(self.owner, self.lexicon_name)
+    def _release(self, svc) -> None:
+        """Once, when the session ends either way: its places (the tenant's and this process's)
+        and its own lexicon go."""
+        if self.released:
+            return
+        self.released = True
+        PROCESS.remove(self)
+        metrics.LIVE_SESSIONS.dec()
+        try:
+            svc.store.sessions.close(self.id, self.owner)
+            if self.request.pronunciations:
+                svc.store.lexicons.delete(self.owner, self.lexicon_name)
+        except Exception:  # noqa: BLE001 - Redis away: the lease runs out; the lexicon is named for the session
+            log.warning("live session %s: could not let go of its place", self.id, exc_info=True)
 
     def _save_text(self) -> None:
         """The session's text, for its record (kept as long as any job's)."""

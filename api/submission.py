@@ -15,16 +15,19 @@ from shared.jobs import JobRecord, JobRequest
 log = logging.getLogger(__name__)
 
 
-def submit(job: JobRequest, owner: str, replicate: bool = True, via: str | None = None) -> JobRecord:
+def submit(job: JobRequest, owner: str, replicate: bool = True, via: str | None = None,
+           live_session: str | None = None, message_priority: int = tasks.FIRST_CHUNK_PRIORITY) -> JobRecord:
     """Store the job, then publish it. The record exists before anyone hears of the job.
 
     `replicate`: wait for the job to reach the replicas (see `replicated`); False for a caller
     that writes more first (an Idempotency-Key record), then waits for all of it. `via`: the
-    interface that took it, for the metrics (default: the request's blueprint)."""
+    interface that took it, for the metrics (default: the request's blueprint). `live_session`: the
+    session whose sentence this is (spoken as one chunk); `message_priority`: its first task's."""
     svc = services.get()
-    record = svc.store.jobs.create(job, owner)
+    record = svc.store.jobs.create(job, owner, live_session=live_session)
     try:
-        tasks.send_first_task(svc.celery, svc.store, svc.settings, record.id, record.priority, record.text_chars)
+        tasks.send_first_task(svc.celery, svc.store, svc.settings, record.id, record.priority, record.text_chars,
+                              message_priority)
     except OperationalError:
         svc.store.jobs.discard(record)
         raise ApiError(503, "unavailable", "the queue is unavailable; retry shortly", headers={"Retry-After": "5"})

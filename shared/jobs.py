@@ -126,6 +126,8 @@ class JobRecord(BaseModel):
     attempts: int = 0
     webhook: WebhookState | None = None
     timings: dict[str, float] = {}  # hop -> epoch seconds (HOPS)
+    # A live session's sentence: spoken as one chunk, the unit a session streams and cancels.
+    live_session: str | None = None
 
 
 class JobView(BaseModel):

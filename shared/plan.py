@@ -94,17 +94,17 @@ def _head_end(text: str, text_type: str) -> int | None:
     return None
 
 
-def whole_sentences(text: str) -> int:
-    """How much of `text` is whole sentences: the length up to its last sentence end (with the
-    quotes and brackets that close it), 0 when no sentence has ended. A live session speaks that
-    much at once, the rest when more text comes (api/live_session.py)."""
-    end = 0
+def sentence_end(text: str) -> int:
+    """The length of `text`'s first sentence, with the marks and quotes that close it; 0 when no
+    sentence has ended yet. A live session speaks each sentence as soon as it ends
+    (api/live_session.py)."""
     for index, ch in enumerate(text):
         if ch in _SENTENCE_END:
             end = index + 1
             while end < len(text) and (text[end] in _SENTENCE_END or text[end] in _CLOSERS):
                 end += 1
-    return end
+            return end
+    return 0
 
 
 def last_clause_end(text: str) -> int:
@@ -239,11 +239,15 @@ def chunk_seconds(chunk: Chunk, speed: float, settings: Settings) -> float:
     return sum(expected_seconds(segment, speed, settings) for segment in chunk.segments)
 
 
-def chunks(found: list[Segment], options: SynthesisOptions, settings: Settings, first_at_most: int | None = None
-           ) -> list[Chunk]:
+def chunks(found: list[Segment], options: SynthesisOptions, settings: Settings, first_at_most: int | None = None,
+           whole: bool = False) -> list[Chunk]:
     """The segments in chunks of about `chunk_s` seconds of audio each, the first of about
     `first_chunk_s` (and of at most `first_at_most` segments: the head's, when it was spoken
-    before the rest was planned), each ending at a segment boundary."""
+    before the rest was planned), each ending at a segment boundary. `whole`: one chunk (a live
+    session's sentence, streamed piece by piece as it is spoken, must not wait on its tenant's
+    dispatch for a second chunk while its first plays)."""
+    if whole:
+        return [Chunk(list(found), 0)]
     made: list[Chunk] = []
     current: list[Segment] = []
     seconds = 0.0

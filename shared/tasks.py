@@ -21,6 +21,9 @@ SYNTHESIS_QUEUES = (INTERACTIVE, BATCH, GPU_INTERACTIVE, GPU_BATCH)
 # A job's first task outranks the continuation chunks of jobs already running, so a short job
 # waits for the chunks being spoken right now, never behind a long job's queue of chunks.
 FIRST_CHUNK_PRIORITY = 0
+# A live session's sentence spoken ahead, while the one before it still plays: after every first
+# chunk a listener is waiting for, before the continuation of long jobs (api/live_session.py).
+LOOKAHEAD_PRIORITY = 3
 CONTINUATION_PRIORITY = 6
 
 
@@ -34,17 +37,20 @@ def route(priority: str, alive_queues: set[str]) -> str:
 # them as the tasks' arguments; the text, the user's data, stays in the store and never enters
 # the broker or Flower (argsrepr). retry=False: a broker that is away is the caller's to answer.
 # time_limit: the task's hang bound (JobSettings.hang_bound_s), Celery's hard time limit for it.
-def send_job(celery, job_id: str, queue: str, time_limit: int | None = None) -> None:
-    celery.send_task(SYNTHESIZE, args=[job_id], queue=queue, priority=FIRST_CHUNK_PRIORITY,
+def send_job(celery, job_id: str, queue: str, time_limit: int | None = None,
+             priority: int = FIRST_CHUNK_PRIORITY) -> None:
+    celery.send_task(SYNTHESIZE, args=[job_id], queue=queue, priority=priority,
                      argsrepr=repr([job_id]), kwargsrepr="{}", retry=False, time_limit=time_limit)
 
 
-def send_first_task(celery, store, settings, job_id: str, priority: str, text_chars: int) -> None:
+def send_first_task(celery, store, settings, job_id: str, priority: str, text_chars: int,
+                    message_priority: int = FIRST_CHUNK_PRIORITY) -> None:
     """A job's first task, to the queue a live pool of its priority serves, with its hang bound:
     the API sends it once for a job accepted, and the redispatch again for a job whose message was
     lost (worker/runner.py). The same message either way; a duplicate is skipped (Runner.run)."""
     queue = store.workers.queue_for(priority, settings.jobs.heartbeat_ttl_s)
-    send_job(celery, job_id, queue, time_limit=settings.jobs.first_task_bound_s(text_chars, settings.text.first_chunk_s))
+    send_job(celery, job_id, queue, time_limit=settings.jobs.first_task_bound_s(text_chars, settings.text.first_chunk_s),
+             priority=message_priority)
 
 
 def send_chunk(celery, job_id: str, index: int, owner: str, queue: str, time_limit: int | None = None) -> None:

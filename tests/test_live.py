@@ -11,7 +11,9 @@ import requests
 
 from tests.live_client import Session
 
-pytestmark = pytest.mark.live_cluster(worker_concurrency=2)
+# Three sessions at once per API process: every test here opens sessions one after another, so a
+# session that ended without letting go of its place would soon refuse the next.
+pytestmark = pytest.mark.live_cluster(worker_concurrency=2, api_env={"VOXQ_LIVE_SESSIONS_PER_PROCESS": 3})
 
 TWO = "你好，欢迎使用语音合成。今天天气很好，我们去公园散步吧！"
 LONG = "随着人工智能技术的快速发展，越来越多的企业开始使用智能语音助手。今天的天气非常好，我们一起去公园散步吧。" * 3
@@ -31,6 +33,7 @@ def job(cluster, job_id: str) -> dict:
 def test_a_token_stream_is_spoken_sentence_by_sentence(cluster, session, sample_rate):
     started = session.start(format="pcm", marks=True)
     assert started["type"] == "started" and len(started["session_id"]) == 32
+    assert started["sample_rate"] == sample_rate  # raw PCM: the client must know its rate
     session.feed(TWO, size=2, every_s=0.03)
     session.send(type="finish")
     finished = session.until_event("finished")
@@ -194,3 +197,30 @@ def test_pronunciations_change_what_is_said_and_go_with_the_session(cluster):
     assert spoken(cluster, "行长来了。", pronunciations={"行长": "xing2 zhang3"}) != plain
     lexicons = requests.get(f"{cluster.url}/v1/lexicons", timeout=10).json()["lexicons"]
     assert not [n for n in lexicons if n["name"].startswith("live-")]
+
+
+def test_each_sentence_of_one_message_is_its_own_and_is_spoken_as_one_chunk(cluster, session):
+    session.start(format="pcm")
+    session.send(type="text", text=LONG[:104])  # four sentences in one message
+    session.send(type="finish")
+    session.until_event("finished")
+    ended = [e for e in session.events if e["type"] == "sentence_ended"]
+    assert [e["text"] for e in ended] == [LONG[:32], LONG[32:52], LONG[52:84], LONG[84:104]]
+    # A sentence is one chunk however long: its audio streams as it is spoken, and it never waits
+    # on its tenant's dispatch for a second chunk while the first plays.
+    progress = job(cluster, ended[0]["job_id"])["progress"]
+    assert progress["chunks_total"] == 1 and progress["segments_total"] >= 2
+    record = job(cluster, ended[0]["job_id"])
+    assert record["metadata"] == {"live_session": session.events[0]["session_id"], "sentence": 0}
+
+
+def test_ended_sessions_let_go_of_their_places(cluster):
+    for _ in range(8):  # more than the two API processes' three places each
+        client = Session(cluster.url)
+        try:
+            assert client.start(format="pcm")["type"] == "started"
+            client.send(type="text", text="好。")
+            client.send(type="finish")
+            client.until_event("finished")
+        finally:
+            client.close()

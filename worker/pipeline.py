@@ -63,9 +63,9 @@ class Pipeline:
         except plan.PlanError as exc:
             raise SynthesisError.of(exc.problem) from None
 
-    def chunks(self, segments: list[Segment], options: SynthesisOptions, first_at_most: int | None = None
-               ) -> list[Chunk]:
-        return plan.chunks(segments, options, self.settings, first_at_most)
+    def chunks(self, segments: list[Segment], options: SynthesisOptions, first_at_most: int | None = None,
+               whole: bool = False) -> list[Chunk]:
+        return plan.chunks(segments, options, self.settings, first_at_most, whole)
 
     def speak(self, files: ChunkFiles, chunk: Chunk, index: int, total: int, options: SynthesisOptions,
               should_stop: Callable[[], bool] | None = None, live: PieceSink | None = None) -> ChunkResult:

@@ -114,7 +114,8 @@ class Runner:
                 early.attempt.discard()
                 self.store.pieces.delete(job_id)  # its listeners finish from the cached file
             return "succeeded"
-        chunks = self.pipeline.chunks(segments, options, len(early.chunk.segments) if early else None)
+        chunks = self.pipeline.chunks(segments, options, len(early.chunk.segments) if early else None,
+                                      whole=record.live_session is not None)
         queue = self.store.workers.queue_for(record.priority, self.settings.jobs.heartbeat_ttl_s)
         # Each chunk with the audio it should make: its task's hang bound (JobSettings.hang_bound_s).
         encoded = [dict(chunk.encode(), expected_s=round(chunk_seconds(chunk, options.speed, self.settings), 2))

@@ -128,7 +128,8 @@ class JobStore:
     owner_key = staticmethod(keyspace.owner_index)
 
     # create
-    def create(self, request: JobRequest, owner: str, lexicons: list[str] | None = None) -> JobRecord:
+    def create(self, request: JobRequest, owner: str, lexicons: list[str] | None = None,
+               live_session: str | None = None) -> JobRecord:
         record = JobRecord(
             id=uuid.uuid4().hex,
             owner=owner,
@@ -142,11 +143,12 @@ class JobStore:
             metadata=request.metadata,
             created_at=now(),
             webhook=WebhookState() if request.callback_url else None,
+            live_session=live_session,
         )
         fields = {
             "record": record.model_dump_json(
                 include={"id", "owner", "priority", "options", "text_chars", "text_sha256", "text_type",
-                         "lexicons", "callback_url", "metadata", "created_at"}
+                         "lexicons", "callback_url", "metadata", "created_at", "live_session"}
             ),
             "status": "queued",
             "attempts": 0,

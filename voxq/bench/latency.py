@@ -23,10 +23,10 @@ class _Cluster:
     """The cluster `voxq up` starts (without Flower or webhooks), with one worker process of N
     children, and what the figures read from it."""
 
-    def __init__(self, workers: int, worker_env: dict | None = None):
+    def __init__(self, workers: int, worker_env: dict | None = None, api_env: dict | None = None):
         self.data_dir = tempfile.mkdtemp(prefix="voxq-latency-")
         self.cluster = Cluster(ClusterConfig.private(Path(self.data_dir), workers=workers, log_level="WARNING",
-                                                     worker_env=worker_env or {}))
+                                                     worker_env=worker_env or {}, api_env=api_env or {}))
         try:
             self.cluster.start()
             self.cluster.wait_ready()

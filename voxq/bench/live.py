@@ -20,7 +20,7 @@ import random
 import threading
 import time
 
-from voxq.bench.corpus import texts_of
+from voxq.bench.corpus import corpus
 from voxq.bench.figures import percentile
 from voxq.bench.latency import _Cluster, _print
 
@@ -130,11 +130,16 @@ class Client:
             pass
 
 
+_NUMBERED = iter(range(1, 10**9))
+
+
 def _turns(count: int, seed: int) -> list[str]:
-    """Turns of a voice agent: two or three sentences of the corpus each."""
+    """Turns of a voice agent: two or three sentences of the corpus each, every one numbered
+    apart, so the result cache cannot flatter the figures."""
     rng = random.Random(seed)
-    sentences = [s for s in texts_of("short") if 8 <= len(s) <= 40]
-    return ["".join(rng.sample(sentences, rng.choice((2, 3)))) for _ in range(count)]
+    sentences = [s for s in corpus() if 6 <= len(s) <= 40]
+    return ["".join(f"第{next(_NUMBERED)}句，{s}" for s in rng.sample(sentences, rng.choice((2, 3))))
+            for _ in range(count)]
 
 
 def _session_turns(url: str, turns: list[str], firsts: list, every: list, lock: threading.Lock) -> None:
@@ -174,14 +179,15 @@ def _ms(values: list[float]) -> str:
     return f"p50 {percentile(values, 50) * 1000:.0f} ms, p99 {percentile(values, 99) * 1000:.0f} ms (n={len(values)})"
 
 
-def _real_time(url: str, sessions: int, rate: int, text: str) -> tuple[int, int]:
-    """(sessions that ran dry at least once, sessions that ended in error), all at once."""
+def _real_time(url: str, sessions: int, rate: int) -> tuple[int, int]:
+    """(sessions that ran dry at least once, sessions that ended in error), all at once, each
+    speaking `text` with its own sentence numbers (the cache answers none)."""
     clients = [Client(url) for _ in range(sessions)]
     for client in clients:
         client.start_reading()
 
     def run(client: Client) -> None:
-        client.feed(text)
+        client.feed("".join(_turns(2, 1000 + sessions)))
         client.send("finish")
 
     feeders = [threading.Thread(target=run, args=(c,)) for c in clients]
@@ -199,7 +205,7 @@ def _real_time(url: str, sessions: int, rate: int, text: str) -> tuple[int, int]
     return dry, failed
 
 
-def _cancel(url: str, rounds: int, text: str) -> tuple[list[float], int]:
+def _cancel(url: str, rounds: int) -> tuple[list[float], int]:
     """Cancel once the audio flows: from the cancel to the last frame before its acknowledgement,
     and how many frames came after it (there must be none)."""
     lags, late = [], 0
@@ -208,7 +214,7 @@ def _cancel(url: str, rounds: int, text: str) -> tuple[list[float], int]:
     try:
         for _ in range(rounds):
             before_frames = len(client.frames)
-            client.feed(text[:30])
+            client.feed(_turns(1, 7)[0])
             deadline = time.monotonic() + 30
             while len(client.frames) < before_frames + 3 and time.monotonic() < deadline:
                 time.sleep(0.005)
@@ -251,18 +257,17 @@ def cmd_live(args) -> int:
         firsts, every = _latency(cluster.url, 10, max(3, args.turns // 5))
         rows.append(("10 sessions fed as token streams: first of a turn", _ms(firsts), "p50 <= 400 ms"))
         rows.append(("10 sessions: the same, every sentence", _ms(every), ""))
-        text = "".join(_turns(1, 99)[0] for _ in range(2))
         best = 0
         for sessions in args.real_time:
-            dry, failed = _real_time(cluster.url, sessions, rate, text)
-            rows.append((f"{sessions} sessions at once, each {len(text)} chars as a token stream",
+            dry, failed = _real_time(cluster.url, sessions, rate)
+            rows.append((f"{sessions} sessions at once, each 4 to 6 sentences as a token stream",
                          f"{dry} ran dry, {failed} did not finish", "0 ran dry"))
             if dry or failed:
                 break
             best = sessions
         rows.append(("concurrent real-time sessions with no underrun", f"{best} (most tried: {max(args.real_time)})",
                      ">= 20"))
-        lags, late = _cancel(cluster.url, args.cancels, _turns(1, 7)[0] * 3)
+        lags, late = _cancel(cluster.url, args.cancels)
         rows.append(("cancel -> last audio frame before its acknowledgement",
                      f"{_ms(lags)}, max {max(lags) * 1000:.0f} ms; {late} frames after it", "<= 50 ms; 0 after"))
         before, after = _idle_memory(cluster, args.idle)
@@ -278,7 +283,7 @@ def requests_rate(cluster: _Cluster) -> int:
     """The engine's native rate: what a session's pcm comes at when it asks for none."""
     client = Client(cluster.url)
     client.start_reading()
-    client.feed("你好。")
+    client.feed(_turns(1, 0)[0])
     client.send("finish")
     client.reader.join(60)
     client.close()
