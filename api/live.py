@@ -17,6 +17,7 @@ import time
 from flask import Blueprint
 from flask_sock import Sock
 from simple_websocket import ConnectionClosed
+from werkzeug.routing import WebsocketMismatch
 
 from api import auth, services
 from api.live_session import (CLOSE_IDLE, CLOSE_INVALID, Event, LiveError, LiveSession, authenticate,
@@ -117,6 +118,15 @@ def converse(ws, session: LiveSession) -> None:
                 break
             session.tell(exc)
     session.outbox.wait(settings.send_timeout_s + 5)
+
+
+@bp.app_errorhandler(WebsocketMismatch)
+def not_a_websocket(_exc):
+    """A plain request to a WebSocket path: say what it is, in the API's shape (not Werkzeug's 400)."""
+    from api.errors import error_response
+
+    return error_response(426, "upgrade_required", "this path is a WebSocket: connect to it with a WebSocket "
+                          "client (README, \"Live speech\")", headers={"Upgrade": "websocket", "Connection": "Upgrade"})
 
 
 @sock.route("/v1/live", bp=bp)

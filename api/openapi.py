@@ -179,6 +179,7 @@ ERROR_TEXT = {
     413: "too large (body, text, or a day's characters)", 415: "wrong Content-Type", 422: "invalid input",
     429: "a per-key limit was reached; see Retry-After", 500: "internal error",
     503: "Redis or the queue is unavailable; see Retry-After", 504: "not ready within VOXQ_SPEECH_TIMEOUT_S",
+    426: "a WebSocket path asked without the upgrade",
 }
 
 
@@ -315,6 +316,30 @@ def operations() -> dict[str, dict[str, dict]]:
                 },
             },
         },
+        "/v1/live": {
+            "get": {
+                "summary": "A live session (WebSocket): text in as it is written, audio and sentence events out",
+                "tags": ["live"],
+                "description": "Upgrade to a WebSocket. First message {\"type\": \"start\", \"api_key\", ...options} "
+                               "(format pcm, wav, mp3, opus, mulaw-raw or alaw-raw; the job options; lexicons, "
+                               "pronunciations, marks, save); then {\"type\": \"text\", \"text\"}, "
+                               "{\"type\": \"flush\"}, {\"type\": \"cancel\"} (barge-in: no audio after its "
+                               "acknowledgement) and {\"type\": \"finish\"}. The server sends the audio as binary "
+                               "frames and JSON events: started, sentence_started, sentence_ended (offsets into the "
+                               "text sent, audio times, marks), canceled, finished, error (the REST API's codes); it "
+                               "closes with 1000, or 4400, 4401, 4408, 4409, 4413, 4429 on an error. Aliyun "
+                               "DashScope's SDK protocol is served at /api-ws/v1/inference. README, \"Live speech\".",
+                "responses": {"101": {"description": "switching to the WebSocket protocol"}, **_errors(426)},
+            },
+        },
+        **{path: {"get": {
+            "summary": "Aliyun DashScope's speech-synthesis WebSocket (CosyVoice tts_v2 and Sambert): the "
+                       "dashscope SDK works unchanged with its URL pointed here", "tags": ["live"],
+            "description": "run-task / continue-task / finish-task in, task-started, result-generated, binary "
+                           "audio, task-finished / task-failed out, one live session per task. README, "
+                           "\"Migrating from DashScope\".",
+            "responses": {"101": {"description": "switching to the WebSocket protocol"}, **_errors(426)},
+        }} for path in ("/api-ws/v1/inference", "/api-ws/v1/inference/")},
         "/v1/jobs/{job_id}/marks": {
             "parameters": [job_id],
             "get": {

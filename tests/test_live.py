@@ -224,3 +224,10 @@ def test_ended_sessions_let_go_of_their_places(cluster):
             client.until_event("finished")
         finally:
             client.close()
+
+
+@pytest.mark.parametrize("path", ["/v1/live", "/api-ws/v1/inference"])
+def test_a_plain_request_to_a_websocket_path_is_told_to_upgrade(cluster, path):
+    answer = requests.get(cluster.url + path, timeout=10)
+    assert answer.status_code == 426 and answer.headers["Upgrade"] == "websocket"
+    assert answer.json()["error"]["code"] == "upgrade_required"

@@ -54,6 +54,18 @@ DOCUMENTED = {
     "VOXQ_CHUNK_TIMEOUT_S": ("120", lambda s: str(s.jobs.chunk_timeout_s)),
     "VOXQ_BATCH_WAIT_MS": ("20.0", lambda s: str(s.engine.batch_wait_ms)),
     "XDG_STATE_HOME": ("/srv/state", lambda s: str(s.cli.xdg_state_home)),
+    "VOXQ_LIVE_PAUSE_MS": ("250", lambda s: str(s.live.pause_ms)),
+    "VOXQ_LIVE_MAX_SENTENCE_CHARS": ("80", lambda s: str(s.live.max_sentence_chars)),
+    "VOXQ_LIVE_LOOKAHEAD": ("3", lambda s: str(s.live.lookahead)),
+    "VOXQ_LIVE_IDLE_TIMEOUT_S": ("30.0", lambda s: str(s.live.idle_timeout_s)),
+    "VOXQ_LIVE_MAX_SESSION_S": ("600.0", lambda s: str(s.live.max_session_s)),
+    "VOXQ_LIVE_MAX_CHARS": ("9000", lambda s: str(s.live.max_chars)),
+    "VOXQ_LIVE_SESSIONS_PER_TENANT": ("5", lambda s: str(s.live.sessions_per_tenant)),
+    "VOXQ_LIVE_SESSIONS_PER_PROCESS": ("50", lambda s: str(s.live.sessions_per_process)),
+    "VOXQ_LIVE_BUFFER_BYTES": ("1048576", lambda s: str(s.live.buffer_bytes)),
+    "VOXQ_LIVE_SEND_TIMEOUT_S": ("5.0", lambda s: str(s.live.send_timeout_s)),
+    "VOXQ_LIVE_LEASE_S": ("10.0", lambda s: str(s.live.lease_s)),
+    "VOXQ_DASHSCOPE_VOICES_FILE": ("/etc/voxq/dashscope.json", lambda s: str(s.live.dashscope_voices_file)),
 }
 EXPECTED = {"VOXQ_WEBHOOK_PORTS": "443,9000,9001"}
 

@@ -4,8 +4,9 @@ client's side.
 Text is fed the way a language model writes it: two characters every 30 ms. A sentence's latency
 runs from the moment the client sent the character that completed it to its first audio frame.
 Prints, in one run:
-- that latency for one session (turns of two or three sentences, one after another), p50 / p99,
-  for the first sentence of a turn (what a caller waits for) and for every sentence;
+- that latency for one session (turns of two or three sentences, each after the one before has
+  played and the caller has answered for a second), p50 / p99, for the first sentence of a turn
+  (what a caller waits for) and for every sentence;
 - the same with 10 sessions at once;
 - how many sessions at once play in real time without an underrun (the audio, once started, never
   runs dry before the text does: each frame arrives before a player started at the first frame
@@ -39,6 +40,7 @@ class Client:
         started = self.event()
         if started.get("type") != "started":
             raise RuntimeError(f"the session did not start: {started}")
+        self.rate = started["sample_rate"]
         self.sent_at: list[float] = []  # per character sent: when
         self.frames: list[tuple[float, int]] = []  # (arrival, bytes)
         self.events: list[tuple[float, dict]] = []
@@ -142,17 +144,25 @@ def _turns(count: int, seed: int) -> list[str]:
             for _ in range(count)]
 
 
+# After a turn has played, the caller speaks for this long before the agent's next turn.
+REPLY_S = 1.0
+
+
 def _session_turns(url: str, turns: list[str], firsts: list, every: list, lock: threading.Lock) -> None:
     client = Client(url)
     client.start_reading()
     done = 0
     try:
         for turn in turns:
-            before = len(client.sent_at)
+            before, frames = len(client.sent_at), len(client.frames)
             client.feed(turn)
             client.send("flush")
-            # The turn is over once its last sentence's audio has all come.
+            # The turn has come once its last sentence's audio has all come; it has played once a
+            # player started at its first frame reached its end; then the caller answers.
             client.wait_for(lambda e, end=before + len(turn): e["type"] == "sentence_ended" and e["end"] >= end)
+            heard = client.frames[frames:]
+            played_s = sum(size for _, size in heard) / 2 / client.rate
+            time.sleep(max(0.0, heard[0][0] + played_s - time.perf_counter()) + REPLY_S)
             found = [(i, s) for i, s in client.latencies() if i >= done]
             done += len(found)
             with lock:
@@ -248,7 +258,9 @@ def cmd_live(args) -> int:
     cluster = _Cluster(args.workers, api_env=env)
     rows: list[tuple[str, str, str]] = []
     try:
-        rate = int(requests_rate(cluster))
+        probe = Client(cluster.url)
+        rate = probe.rate
+        probe.close()
         _latency(cluster.url, 1, 3)  # warm both API processes and the workers
         firsts, every = _latency(cluster.url, 1, args.turns)
         rows.append(("1 session: sentence text complete -> first audio frame, first of a turn", _ms(firsts),
@@ -277,18 +289,6 @@ def cmd_live(args) -> int:
         cluster.stop()
     _print(rows)
     return 0
-
-
-def requests_rate(cluster: _Cluster) -> int:
-    """The engine's native rate: what a session's pcm comes at when it asks for none."""
-    client = Client(cluster.url)
-    client.start_reading()
-    client.feed(_turns(1, 0)[0])
-    client.send("finish")
-    client.reader.join(60)
-    client.close()
-    found = cluster.job(next(e["session_id"] for _, e in client.events if e["type"] == "finished"))
-    return found["options"]["sample_rate"] or 24000
 
 
 def add_parser(which) -> None:
