@@ -13,8 +13,10 @@ from pathlib import Path
 
 # The text front end (cn2an, jieba, pypinyin, defusedxml) is pure Python: the API runs it for
 # /v1/text/preview and to check SSML. The model stack stays in the workers.
+# Live sessions are WebSockets on the API's gevent workers (flask-sock over simple-websocket).
 API = {"flask", "gunicorn", "gevent", "pydantic", "pydantic-settings", "redis", "celery", "kombu",
-       "prometheus-client", "flower", "requests", "flask-swagger-ui", "cn2an", "jieba", "pypinyin", "defusedxml"}
+       "prometheus-client", "flower", "requests", "flask-swagger-ui", "cn2an", "jieba", "pypinyin", "defusedxml",
+       "flask-sock", "simple-websocket"}
 
 
 def name(spec: str) -> str:

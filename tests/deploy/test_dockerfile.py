@@ -20,7 +20,7 @@ DOCKERFILE = REPO / "Dockerfile"
 TARGETS = ("api", "worker-cpu", "worker-gpu")
 API_DEPENDENCIES = {"flask", "gunicorn", "gevent", "pydantic", "pydantic-settings", "redis", "celery", "kombu",
                     "prometheus-client", "flower", "requests", "flask-swagger-ui", "cn2an", "jieba", "pypinyin",
-                    "defusedxml"}
+                    "defusedxml", "flask-sock", "simple-websocket"}
 
 
 @dataclass
