@@ -12,8 +12,9 @@ This module knows no wire protocol. A face (api/live.py, voxq's own; api/dashsco
 DashScope's) reads the client's messages, calls the session, and renders the session's events
 into frames (`Face`); one writer greenlet (`Outbox`) sends them, in order, within a byte bound.
 
-Sentences are submitted a few ahead of the one being sent (VOXQ_LIVE_LOOKAHEAD), not all at once: a
-model writes far faster than speech plays, and a barge-in should waste little work.
+Sentences are submitted as the listener needs them, a few seconds of audio ahead of what it hears
+(VOXQ_LIVE_AHEAD_S), not all at once: a model writes far faster than speech plays, every session's
+next sentence should be near the front of the queue, and a barge-in should waste little work.
 """
 from __future__ import annotations
 
@@ -55,6 +56,9 @@ CLOSE_TOO_LONG = 4413
 CLOSE_TOO_MANY = 4429
 CLOSE_SLOW_READER = 4409
 
+
+# A listener with less than this left to play is waiting for the next sentence.
+URGENT_S = 1.0
 
 # Inline pronunciations a session may carry (DashScope's hot_fix): a lexicon's worth, not a book.
 MAX_PRONUNCIATIONS = 500
@@ -104,6 +108,10 @@ class Sentence:
     # greenlet of the session must neither submit it again nor go on without it.
     settled: gevent.event.Event = field(default_factory=gevent.event.Event)
     submitting: bool = False
+
+    def expected_s(self, speed: float) -> float:
+        """About how much audio it will make (the plan's estimate, which sizes chunks too)."""
+        return sum(1 for ch in self.text if ch.isalnum()) * plan.SECONDS_PER_CHAR / speed
 
 
 @dataclass
@@ -313,6 +321,9 @@ class LiveSession:
         self.ended = False
         self.opened_at = time.monotonic()
         self.audio_ms = 0.0  # audio sent whole so far
+        # When the listener will have played all that was sent, if it plays each sentence as it
+        # comes (monotonic): how far ahead of it the session is.
+        self.play_end = time.monotonic()
         self.saved: list[str] = []  # the job IDs whose audio makes the session's (with save)
         self.names: list[str] = []
         self.pause_timer = None
@@ -424,6 +435,7 @@ class LiveSession:
         """Barge-in: nothing more of what was sent is spoken, and no audio frame follows the
         acknowledgement. The cluster's work on it stops at its next piece. The session stays open."""
         self.generation += 1
+        self.play_end = time.monotonic()  # the client stops playing on a barge-in
         dropped = [s for s in self.submitted if s.job_id]
         self.sentences.clear()
         self.submitted = []
@@ -521,11 +533,22 @@ class LiveSession:
         if not self.ended:
             self._cut(plan.last_clause_end(self.pending))
 
+    def _ahead_s(self) -> float:
+        """Seconds of audio made or being made ahead of the listener: what it has yet to play of
+        what was sent, and what the sentences submitted and not yet sent will make."""
+        coming = sum(sentence.expected_s(self.options.speed) for sentence in self.sentences if sentence.submitting
+                     and sentence.job_id is not None)
+        return max(0.0, self.play_end - time.monotonic()) + coming
+
     def _submit_ahead(self) -> None:
-        """Give jobs to the next sentences, up to the lookahead."""
-        for sentence in list(self.sentences)[: self.live.lookahead]:
+        """Give jobs to the next sentences while less than VOXQ_LIVE_AHEAD_S of audio is made
+        ahead of the listener: paced by what it hears, not by how fast the workers speak, so that
+        every session's next sentence is near the front of the queue, and a barge-in wastes little."""
+        for sentence in list(self.sentences):
             if sentence.submitting:
                 continue
+            if self._ahead_s() >= self.live.ahead_s:
+                return
             sentence.submitting = True
             try:
                 sentence.job_id = self._submit(sentence)
@@ -550,8 +573,9 @@ class LiveSession:
                          priority=self.request.priority, metadata={"live_session": self.id, "sentence": sentence.index})
         try:
             auth.charge(self.owner, len(sentence.text))
-            # The sentence a listener waits for first; one spoken ahead while another still plays next.
-            waiting = bool(self.sentences) and self.sentences[0] is sentence
+            # A listener with (almost) nothing left to play is waiting: first-chunk priority. One
+            # still playing audio has time: after those, before long jobs' continuation chunks.
+            waiting = self._ahead_s() < URGENT_S
             record = submission.submit(job, self.owner, via=self.via, live_session=self.id,
                                        message_priority=tasks.FIRST_CHUNK_PRIORITY if waiting
                                        else tasks.LOOKAHEAD_PRIORITY)
@@ -597,6 +621,11 @@ class LiveSession:
             sentence = self.sentences[0]
             generation = self.generation
             self._submit_ahead()
+            if not sentence.submitting:
+                # Not due yet: the listener has more than VOXQ_LIVE_AHEAD_S to hear before it.
+                self.wake.clear()
+                self.wake.wait(max(0.01, self._ahead_s() - self.live.ahead_s + 0.01))
+                continue
             sentence.settled.wait()
             if sentence.job_id is None or generation != self.generation:
                 if self.sentences and self.sentences[0] is sentence:
@@ -622,7 +651,10 @@ class LiveSession:
                     return
                 if not started:
                     started = True
-                    metrics.LIVE_FIRST_AUDIO.observe(time.monotonic() - sentence.cut_at)
+                    now = time.monotonic()
+                    metrics.LIVE_FIRST_AUDIO.observe(now - sentence.cut_at)
+                    # The listener plays it once what came before has played (or now, if that has).
+                    playing_from = max(now, self.play_end)
                     if self.options.format == "wav" and not self.header_sent:
                         self.header_sent = True
                         self._emit(Event("audio", audio=wav_stream_header(rate or record.options.sample_rate
@@ -645,6 +677,7 @@ class LiveSession:
         if not started:  # a sentence whose audio came whole from its file (say, a cache hit)
             self._emit(Event("sentence_started", self._sentence(sentence)))
         duration_ms = record.result.duration_s * 1000 if record.result else 0.0
+        self.play_end = (playing_from if started else max(time.monotonic(), self.play_end)) + duration_ms / 1000
         ended = dict(self._sentence(sentence), audio_end_ms=round(self.audio_ms + duration_ms, 1))
         if self.options.marks:
             ended["marks"] = self._marks(svc, sentence, record)

@@ -220,9 +220,11 @@ class LiveSettings(BaseSettings):
     pause_ms: int = Field(400, ge=50)
     # A sentence longer than this is spoken up to its last clause mark without waiting.
     max_sentence_chars: int = Field(120, ge=8)
-    # Sentences of a session spoken ahead of the one being sent: enough that the next is ready
-    # before the current one has played, few enough that a barge-in wastes little work.
-    lookahead: int = Field(2, ge=1, le=16)
+    # Seconds of audio a session has made (or is making) ahead of what its listener has heard: the
+    # next sentence is submitted when less is left, so it is ready before the one playing ends,
+    # and the workers speak no further ahead, which keeps every session's next sentence near the
+    # front of the queue and makes a barge-in cheap.
+    ahead_s: float = Field(4.0, gt=0)
     idle_timeout_s: float = Field(60.0, gt=0)
     max_session_s: float = Field(3600.0, gt=0)
     max_chars: int = Field(100_000, ge=1)

@@ -16,6 +16,7 @@ class Session:
         self._connection = connect(base_url.replace("http", "ws", 1) + path, open_timeout=10, **connect_options)
         self.ws = self._connection.__enter__()
         self.items: list = []  # bytes (audio) and dicts (events), in the order they came
+        self.times: list[float] = []  # when each came (monotonic)
         self.close_code: int | None = None
 
     def start(self, **options) -> dict:
@@ -44,6 +45,7 @@ class Session:
             self.close_code = exc.rcvd.code if exc.rcvd else 1006
             return False
         self.items.append(message if isinstance(message, bytes) else json.loads(message))
+        self.times.append(time.monotonic())
         return True
 
     def next_event(self, timeout: float = 30) -> dict:

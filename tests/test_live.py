@@ -231,3 +231,26 @@ def test_a_plain_request_to_a_websocket_path_is_told_to_upgrade(cluster, path):
     answer = requests.get(cluster.url + path, timeout=10)
     assert answer.status_code == 426 and answer.headers["Upgrade"] == "websocket"
     assert answer.json()["error"]["code"] == "upgrade_required"
+
+
+def test_sentences_are_made_as_the_listener_needs_them_and_it_never_runs_dry(cluster, session, sample_rate):
+    session.start(format="pcm")
+    session.send(type="text", text=LONG[:156])  # six sentences, 30 s of speech, at once
+    session.send(type="finish")
+    session.until_event("finished", timeout=120)
+    begun = [e for e in session.events if e["type"] == "sentence_started"]
+    accepted = [requests.get(f"{cluster.url}/v1/jobs/{e['job_id']}", params={"timings": 1},
+                             timeout=10).json()["timings"]["accepted"] for e in begun]
+    # Paced by what the listener hears (VOXQ_LIVE_AHEAD_S, 4 s by default): a sentence whose audio
+    # starts well past that is submitted about that much later, not with the first.
+    for event, at in zip(begun, accepted):
+        if event["audio_start_ms"] > 8000:
+            assert at - accepted[0] > event["audio_start_ms"] / 1000 - 4 - 2
+    # A client that plays from the first frame never runs dry: each frame comes before it is needed
+    # (a quarter of a second of leeway for a busy test machine; the session keeps 4 s ahead).
+    frames = [(at, len(item)) for at, item in zip(session.times, session.items) if isinstance(item, bytes)]
+    played = 0.0
+    for at, size in frames:
+        assert at - frames[0][0] <= played + 0.25, f"ran dry at {played:.2f} s"
+        played += size / 2 / sample_rate
+    assert played > 25

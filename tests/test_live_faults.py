@@ -22,7 +22,10 @@ API_KEYS = f"acme:{keys.hash_key(ACME)},other:{keys.hash_key(OTHER)}"
 pytestmark = [pytest.mark.slow, pytest.mark.live_cluster(
     worker_concurrency=2,
     api_env={"VOXQ_API_KEYS": API_KEYS, "VOXQ_LIVE_SESSIONS_PER_TENANT": 2, "VOXQ_LIVE_BUFFER_BYTES": 262144,
-             "VOXQ_LIVE_SEND_TIMEOUT_S": 3, "VOXQ_LIVE_IDLE_TIMEOUT_S": 3, "VOXQ_LIVE_LEASE_S": 2},
+             "VOXQ_LIVE_SEND_TIMEOUT_S": 3, "VOXQ_LIVE_IDLE_TIMEOUT_S": 3, "VOXQ_LIVE_LEASE_S": 2,
+             # Sessions here speak as fast as the workers can, not as a listener hears (test_live.py
+             # tests the pacing): a fault's test need not last as long as its speech.
+             "VOXQ_LIVE_AHEAD_S": 600},
     worker_env={"VOXQ_API_KEYS": API_KEYS, "VOXQ_CHUNK_TIMEOUT_S": 8, "VOXQ_VISIBILITY_TIMEOUT_S": 4})]
 
 LONG = "随着人工智能技术的快速发展，越来越多的企业开始使用智能语音助手。今天的天气非常好，我们一起去公园散步吧。" * 6

@@ -56,7 +56,7 @@ DOCUMENTED = {
     "XDG_STATE_HOME": ("/srv/state", lambda s: str(s.cli.xdg_state_home)),
     "VOXQ_LIVE_PAUSE_MS": ("250", lambda s: str(s.live.pause_ms)),
     "VOXQ_LIVE_MAX_SENTENCE_CHARS": ("80", lambda s: str(s.live.max_sentence_chars)),
-    "VOXQ_LIVE_LOOKAHEAD": ("3", lambda s: str(s.live.lookahead)),
+    "VOXQ_LIVE_AHEAD_S": ("6.0", lambda s: str(s.live.ahead_s)),
     "VOXQ_LIVE_IDLE_TIMEOUT_S": ("30.0", lambda s: str(s.live.idle_timeout_s)),
     "VOXQ_LIVE_MAX_SESSION_S": ("600.0", lambda s: str(s.live.max_session_s)),
     "VOXQ_LIVE_MAX_CHARS": ("9000", lambda s: str(s.live.max_chars)),
