@@ -586,6 +586,14 @@ class LiveSession:
             self.saved.append(record.id)
         return record.id
 
+    def _promote(self, record) -> None:
+        try:
+            if submission.promote(record):
+                log.info("live session %s: sentence job %s promoted, its listener is about to run dry",
+                         self.id, record.id)
+        except Exception:  # noqa: BLE001 - the queue away: the copy already queued still runs it
+            log.warning("live session %s: could not promote job %s", self.id, record.id, exc_info=True)
+
     def _cancel_job(self, job_id: str) -> None:
         try:
             submission.cancel(job_id)
@@ -641,7 +649,15 @@ class LiveSession:
         record = svc.store.jobs.get(sentence.job_id)
         if record is None:
             return
-        record, rate, _ = first_audio(record, self.settings.limits.speech_timeout_s)
+        # Submitted while the listener had time, at the lower priority: if it still waits in the
+        # queue when the listener is about to run dry, it goes to the front (earliest deadline first,
+        # as near as the queue's priorities allow).
+        due = self.play_end - URGENT_S - time.monotonic()
+        promoter = gevent.spawn_later(max(0.0, due), self._in_app, self._promote, record)
+        try:
+            record, rate, _ = first_audio(record, self.settings.limits.speech_timeout_s)
+        finally:
+            promoter.kill(block=False)
         if generation != self.generation:
             return
         started = False

@@ -40,6 +40,17 @@ def submit(job: JobRequest, owner: str, replicate: bool = True, via: str | None 
     return record
 
 
+def promote(record: JobRecord) -> bool:
+    """Send a job's first task again at first-chunk priority, while it still waits in the queue at
+    a lower one: its listener has almost nothing left to play (api/live_session.py). Whichever copy
+    a worker takes first runs the job; the other is skipped (worker/runner.py, Runner.run)."""
+    svc = services.get()
+    if svc.store.jobs.status(record.id) != "queued":
+        return False
+    tasks.send_first_task(svc.celery, svc.store, svc.settings, record.id, record.priority, record.text_chars)
+    return True
+
+
 def replicated(record: JobRecord) -> None:
     """Before a 202: wait until the job (its record, its message, anything written before) is on
     the replicas VOXQ_REDIS_WAIT_REPLICAS asks for, so a failover right after cannot lose it. When
