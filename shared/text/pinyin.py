@@ -43,6 +43,9 @@ PHRASES = {
     "大夫": "dai4 fu5", "年假": "nian2 jia4", "病假": "bing4 jia4", "事假": "shi4 jia4", "婚假": "hun1 jia4",
     "产假": "chan3 jia4", "休假": "xiu1 jia4", "系好": "ji4 hao3", "系上": "ji4 shang4", "系紧": "ji4 jin3",
     "拨打的": "bo1 da3 de5",
+    # pypinyin's phrase list has these wrong (majiang1, yuanfen1); 打的去 is taking a taxi.
+    "麻将": "ma2 jiang4", "缘分": "yuan2 fen4", "打的去": "da3 di1 qu4", "打的回": "da3 di1 hui2",
+    "果实累累": "guo3 shi2 lei2 lei2",
 }
 
 
