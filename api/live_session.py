@@ -145,7 +145,6 @@ class Outbox:
         self.closing: tuple[int, str] | None = None
         self.broken = False
         self.cut_off = False  # the client took nothing for send_timeout_s
-        self.last_audio_at: float | None = None
         self.writer = gevent.spawn(self._write)
 
     def put(self, frames: list[str | bytes], valid: Callable[[], bool] | None = None) -> bool:
@@ -210,8 +209,6 @@ class Outbox:
                     _drop(self.ws)
                     return
                 self.drained.set()
-                if isinstance(frame, bytes):
-                    self.last_audio_at = time.monotonic()
         except Exception:  # noqa: BLE001 - the client went away: nothing more can be sent
             self.broken = True
         finally:
@@ -313,7 +310,6 @@ class LiveSession:
         self.pending = ""  # text after the last sentence cut
         self.pending_at = 0  # its offset
         self.sentences: collections.deque[Sentence] = collections.deque()
-        self.submitted: list[Sentence] = []  # sentences with a job, not yet sent whole
         self.count = 0  # sentences cut so far
         self.generation = 0  # moves on with each cancel: audio of an older one is not sent
         self.wake = gevent.event.Event()
@@ -436,9 +432,8 @@ class LiveSession:
         acknowledgement. The cluster's work on it stops at its next piece. The session stays open."""
         self.generation += 1
         self.play_end = time.monotonic()  # the client stops playing on a barge-in
-        dropped = [s for s in self.submitted if s.job_id]
+        dropped = self._in_flight()
         self.sentences.clear()
-        self.submitted = []
         self.pending_at += len(self.pending)
         self.pending = ""
         self.outbox.drop_audio()
@@ -467,9 +462,9 @@ class LiveSession:
         for greenlet in (self.pause_timer, self.sender):
             if greenlet is not None and greenlet is not gevent.getcurrent():
                 greenlet.kill(block=False)
-        for sentence in self.submitted:
-            if sentence.job_id:
-                self._cancel_job(sentence.job_id)
+        for sentence in self._in_flight():
+            self._cancel_job(sentence.job_id)
+        self.sentences.clear()  # one still being submitted is canceled as its submit returns
         if self.own_outbox:
             self.outbox.abort(CLOSE_GOING_AWAY, reason)  # its writer ends; a gone client gets nothing
         svc = services.get()
@@ -533,6 +528,10 @@ class LiveSession:
         if not self.ended:
             self._cut(plan.last_clause_end(self.pending))
 
+    def _in_flight(self) -> list[Sentence]:
+        """The sentences with a job whose audio has not all been sent."""
+        return [sentence for sentence in self.sentences if sentence.job_id]
+
     def _ahead_s(self) -> float:
         """Seconds of audio made or being made ahead of the listener: what it has yet to play of
         what was sent, and what the sentences submitted and not yet sent will make."""
@@ -563,7 +562,8 @@ class LiveSession:
                 continue
             finally:
                 sentence.settled.set()
-            self.submitted.append(sentence)
+            if sentence not in self.sentences:  # canceled (or the session ended) while it was submitted
+                self._cancel_job(sentence.job_id)
 
     def _submit(self, sentence: Sentence) -> str:
         problem = plan.check_text(sentence.text, self.settings.limits.max_chars)
@@ -642,8 +642,6 @@ class LiveSession:
             self._send_sentence(svc, sentence, generation)
             if generation == self.generation and self.sentences and self.sentences[0] is sentence:
                 self.sentences.popleft()
-                if sentence in self.submitted:
-                    self.submitted.remove(sentence)
 
     def _send_sentence(self, svc, sentence: Sentence, generation: int) -> None:
         record = svc.store.jobs.get(sentence.job_id)

@@ -266,33 +266,38 @@ def cmd_live(args) -> int:
         rate = probe.rate
         probe.close()
         _latency(cluster.url, 1, 3)  # warm both API processes and the workers
-        firsts, dry = _latency(cluster.url, 1, args.turns)
-        rows.append(("1 session: sentence text complete -> first audio frame (first of each turn)", _ms(firsts),
-                     "p50 <= 150 ms, p99 <= 300 ms"))
-        rows.append(("1 session: turns that ran dry", f"{sum(1 for d in dry if d)} of {len(dry)}", "0"))
-        firsts, dry = _latency(cluster.url, 10, args.turns_each)
-        rows.append(("10 sessions fed as token streams: the same", _ms(firsts), "p50 <= 400 ms"))
-        rows.append(("10 sessions: turns that ran dry", f"{sum(1 for d in dry if d)} of {len(dry)}", "0"))
+        if args.turns:
+            firsts, dry = _latency(cluster.url, 1, args.turns)
+            rows.append(("1 session: sentence text complete -> first audio frame (first of each turn)", _ms(firsts),
+                         "p50 <= 150 ms, p99 <= 300 ms"))
+            rows.append(("1 session: turns that ran dry", f"{sum(1 for d in dry if d)} of {len(dry)}", "0"))
+        if args.turns_each:
+            firsts, dry = _latency(cluster.url, 10, args.turns_each)
+            rows.append(("10 sessions fed as token streams: the same", _ms(firsts), "p50 <= 400 ms"))
+            rows.append(("10 sessions: turns that ran dry", f"{sum(1 for d in dry if d)} of {len(dry)}", "0"))
         best = 0
-        for sessions in args.real_time:
+        for sessions in args.real_time if args.real_time != [0] else []:
             dry_sessions, failed = _real_time(cluster.url, sessions, rate, args.arrival_s)
             rows.append((f"{sessions} sessions, one arriving every {args.arrival_s:g} s, ~30 s of speech each",
                          f"{dry_sessions} ran dry, {failed} did not finish", "0 ran dry"))
             if dry_sessions or failed:
                 break
             best = sessions
-        rows.append(("concurrent real-time sessions with no underrun", f"{best} (most tried: {max(args.real_time)})",
-                     ">= 20"))
+        if args.real_time != [0]:
+            rows.append(("concurrent real-time sessions with no underrun",
+                         f"{best} (most tried: {max(args.real_time)})", ">= 20"))
         if args.burst:
             dry_sessions, failed = _real_time(cluster.url, args.burst, rate, 0.05)
             rows.append((f"{args.burst} sessions arriving within {args.burst * 0.05:g} s",
                          f"{dry_sessions} ran dry, {failed} did not finish", "printed"))
-        lags, late = _cancel(cluster.url, args.cancels)
-        rows.append(("cancel -> last audio frame before its acknowledgement",
-                     f"{_ms(lags)}, max {max(lags) * 1000:.0f} ms; {late} frames after it", "<= 50 ms; 0 after"))
-        before, after = _idle_memory(cluster, args.idle)
-        rows.append((f"API memory, {args.idle} idle sessions", f"{before:.0f} -> {after:.0f} MB "
-                     f"({(after - before) * 1024 / args.idle:.0f} KB a session)", "printed, bounded"))
+        if args.cancels:
+            lags, late = _cancel(cluster.url, args.cancels)
+            rows.append(("cancel -> last audio frame before its acknowledgement",
+                         f"{_ms(lags)}, max {max(lags) * 1000:.0f} ms; {late} frames after it", "<= 50 ms; 0 after"))
+        if args.idle:
+            before, after = _idle_memory(cluster, args.idle)
+            rows.append((f"API memory, {args.idle} idle sessions", f"{before:.0f} -> {after:.0f} MB "
+                         f"({(after - before) * 1024 / args.idle:.0f} KB a session)", "printed, bounded"))
     finally:
         cluster.stop()
     _print(rows)
@@ -302,12 +307,12 @@ def cmd_live(args) -> int:
 def add_parser(which) -> None:
     live = which.add_parser("live", help="live sessions over WebSocket: first audio, concurrency, cancel, memory")
     live.add_argument("--workers", type=int, default=2, help="worker processes")
-    live.add_argument("--turns", type=int, default=20, help="turns of the single session")
-    live.add_argument("--turns-each", type=int, default=4, help="turns of each of the 10 sessions")
+    live.add_argument("--turns", type=int, default=20, help="turns of the single session (0: skip)")
+    live.add_argument("--turns-each", type=int, default=4, help="turns of each of the 10 sessions (0: skip)")
     live.add_argument("--real-time", type=lambda s: [int(x) for x in s.split(",")], default=[10, 15, 20, 25, 30],
-                      help="session counts to try, in order (stops at the first that runs dry)")
+                      help="session counts to try, in order (stops at the first that runs dry; 0: skip)")
     live.add_argument("--arrival-s", type=float, default=0.5, help="seconds between two sessions' arrivals")
     live.add_argument("--burst", type=int, default=20, help="sessions arriving at once, for the record (0: none)")
-    live.add_argument("--cancels", type=int, default=20, help="cancels to time")
-    live.add_argument("--idle", type=int, default=200, help="idle sessions for the memory figure")
+    live.add_argument("--cancels", type=int, default=20, help="cancels to time (0: skip)")
+    live.add_argument("--idle", type=int, default=200, help="idle sessions for the memory figure (0: skip)")
     live.set_defaults(func=cmd_live, quiet_native=True)
