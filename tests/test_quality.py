@@ -39,6 +39,47 @@ def test_scoring_forgives_homophones_and_written_digits_not_mishearings():
     assert error_rates.score(want, "请于三月十五日前还款了").syllable_errors == 1
 
 
+def test_a_code_written_as_digits_is_read_digit_by_digit_when_the_expected_reading_is():
+    want = error_rates.expected("您的验证码是482916，5分钟内有效。", "您的验证码是四八二九幺六，五分钟内有效。")
+    # Whisper writes the code as digits, even run together with the 5 after it; 1 stands for 幺.
+    for transcript in ("您的验证码是482916,5分钟内有效", "您的验证马是4829165分钟内有效"):
+        heard = error_rates.score(want, transcript)
+        assert heard.syllable_errors == 0, heard.differences
+        assert heard.transcript == transcript
+    # ... but a wrong digit is still a wrong digit.
+    wrong = error_rates.score(want, "您的验证码是482917,5分钟内有效")
+    assert wrong.syllable_errors == 1 and wrong.differences == ["六 liu4→qi1 (七)"]
+    assert wrong.char_errors == 1
+    # Digits the listener spelled out itself are its hearing: 一 is not 幺.
+    assert error_rates.score(want, "您的验证码是四八二九一六,五分钟内有效").syllable_errors == 1
+
+
+def test_an_amount_written_as_digits_is_read_as_an_amount_when_the_expected_reading_is():
+    want = error_rates.expected("本店满120元。", "本店满一百二十元。")
+    for transcript in ("本店满120元", "本店满一百二十元"):
+        heard = error_rates.score(want, transcript)
+        assert (heard.syllable_errors, heard.char_errors) == (0, 0), heard.differences
+    assert error_rates.score(want, "本店满130元").syllable_errors == 1
+    # A code context the listener got wrong does not turn a code into an amount, nor the reverse.
+    code = error_rates.expected("尾号8866。", "尾号八八六六。")
+    assert error_rates.score(code, "维号8866").syllable_errors == 1  # 维 wei2 for 尾 wei3
+    # A time written with a point, a percentage, a date.
+    assert error_rates.score(error_rates.expected("14:25起飞。", "十四点二十五分起飞。"),
+                             "14.25分起飞").syllable_errors == 0
+    assert error_rates.score(error_rates.expected("及格率是85%。", "及格率[lv4]是百分之八十五。"),
+                             "及格率是85%").syllable_errors == 0
+    assert error_rates.score(error_rates.expected("截至2024年12月31日。", "截至二零二四年十二月三十一日。"),
+                             "截至2024年12月31日").syllable_errors == 0
+
+
+def test_an_old_transcript_gets_its_numerals_written_as_digits_again():
+    assert error_rates.written_again("验证马是四百八十二万九千一百六十五分钟") == "验证马是4829165分钟"
+    assert error_rates.written_again("单号是七八五六三四幺二请") == "单号是78563412请"
+    assert error_rates.written_again("金额为一千二百八十点五元") == "金额为1280.5元"
+    # A lone numeral is as it was.
+    assert error_rates.written_again("一楼挂号") == "一楼挂号"
+
+
 def test_front_end_misreadings_are_found_and_sandhi_is_not_one():
     want = error_rates.expected("请把音量调小一点。", "请把音量调[tiao2]小一点。")
     planned = [("请", "qing3", False), ("把", "ba3", False), ("音", "yin1", False), ("量", "liang4", False),

@@ -50,6 +50,7 @@ class Heard:
     differences: list[str]
     ovrl: float | None
     p808: float | None
+    transcript: str = ""  # what the listener wrote; "heard" is it as compared (numbers read)
 
 
 def _planned(text: str, settings) -> list[tuple[str, str, bool]]:
@@ -133,7 +134,7 @@ def run(sentences: int | None = None, variants: list[str] | None = None, threads
                     control.append(predictor.mos(_noisy(audio, CONTROL_SNR_DB, n)))
                 heard.append(Heard(want.text, found.ser, found.syllable_errors, found.syllables,
                                    found.char_errors, found.chars, found.heard, found.differences,
-                                   scores["ovrl"], scores["p808"]))
+                                   scores["ovrl"], scores["p808"], found.transcript))
                 if progress:
                     progress(variant, n + 1, len(wanted))
             result["variants"][variant] = _summary(heard)
@@ -163,7 +164,8 @@ def _summary(heard: list[Heard]) -> dict:
 
 def rescore(result: dict) -> dict:
     """An earlier run's figures scored again by today's rules, from what it heard: a change to the
-    scoring then never passes for a change in the voice."""
+    scoring then never passes for a change in the voice. A run from before the transcript was kept
+    has only the normalised text, whose numerals are written as digits again (an approximation)."""
     from voxq.bench import error_rates
     from voxq.bench.corpus import quality_corpus
 
@@ -172,9 +174,11 @@ def rescore(result: dict) -> dict:
         heard = []
         for s in variant["sentences"]:
             if s["text"] in wanted:
-                found = error_rates.score(wanted[s["text"]], s["heard"])
-                s.update(ser=found.ser, syllable_errors=found.syllable_errors, syllables=found.syllables,
-                         char_errors=found.char_errors, chars=found.chars, differences=found.differences)
+                transcript = s.get("transcript") or error_rates.written_again(s["heard"])
+                found = error_rates.score(wanted[s["text"]], transcript)
+                s.update(heard=found.heard, ser=found.ser, syllable_errors=found.syllable_errors,
+                         syllables=found.syllables, char_errors=found.char_errors, chars=found.chars,
+                         differences=found.differences)
             heard.append(Heard(**s))
         result["variants"][name] = _summary(heard)
     return result
@@ -225,7 +229,7 @@ def report(result: dict, before: dict | None = None, worst: int = 10) -> str:
         for s in rows:
             if s["ser"] == 0:
                 break
-            lines.append(f"  {_pct(s['ser']):>7}  {s['text']}\n           heard {s['heard']}\n"
+            lines.append(f"  {_pct(s['ser']):>7}  {s['text']}\n           heard {s.get('transcript') or s['heard']}\n"
                          f"           {'; '.join(s['differences'])}")
     if fe["sentences"]:
         lines.append("\nfront end misreadings:")
