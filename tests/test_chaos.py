@@ -228,7 +228,9 @@ def _rss(up: UpCluster) -> dict[int, tuple[str, int]]:
     for proc in psutil.Process(up.proc.pid).children(recursive=True):
         try:
             cmdline = proc.cmdline()
-            name = "redis" if "redis-server" in cmdline[0] else " ".join(cmdline[2:4]).replace("-c python:", "")
+            # Flower by its subcommand: its cmdline begins "celery -A shared.flower_app", like a worker's.
+            name = ("redis" if "redis-server" in cmdline[0] else "celery flower" if "flower" in cmdline
+                    else " ".join(cmdline[2:4]).replace("-c python:", ""))
             out[proc.pid] = (f"{name} {proc.pid}", proc.memory_info().rss)
         except psutil.Error:
             continue
