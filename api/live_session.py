@@ -768,7 +768,6 @@ class LiveSession:
         path = storage.audio_path(self.id, fmt)
         temp = storage.temp_path(path)
         rate = records[0].result.sample_rate
-        digest = hashlib.sha256()
         if fmt == "wav":
             with wave.open(str(temp), "wb") as out:
                 out.setnchannels(1)
@@ -781,8 +780,10 @@ class LiveSession:
             with open(temp, "wb") as out:
                 for record in records:
                     out.write(storage.audio_path(record.id, fmt).read_bytes())
-        data = temp.read_bytes()
-        digest.update(data)
+        # Hashed a block at a time: an hour's session is hundreds of MB, never held in the API.
+        with open(temp, "rb") as saved:
+            digest = hashlib.file_digest(saved, "sha256")
+        size = temp.stat().st_size
         storage.publish(temp, path)
         return AudioResult(format=fmt, sample_rate=rate, duration_s=round(sum(r.result.duration_s for r in records), 3),
-                           bytes=len(data), sha256=digest.hexdigest())
+                           bytes=size, sha256=digest.hexdigest())
