@@ -84,6 +84,50 @@ def test_poison_job_fails_after_max_attempts(client, redis_url, data_dir, tmp_pa
         again.stop()
 
 
+def test_a_step_run_again_after_a_redis_outage_is_no_new_attempt(redis_url, data_dir, engine):
+    # A failover refuses a task's writes once for each pooled connection still on the old master,
+    # and worker/tasks.py runs the step again each time: one live delivery, however many runs.
+    # With one attempt allowed, each job below fails `worker_lost` only on a second delivery.
+    from shared.config import Settings
+    from shared.jobs import JobRequest
+    from shared.storage import Storage
+    from shared.store import Store
+    from worker.runner import Counted, Runner
+
+    settings = Settings.load(redis_url=redis_url, data_dir=data_dir, jobs={"max_attempts": 1})
+    store = Store(redis.Redis.from_url(redis_url, decode_responses=True), result_ttl_s=600)
+    runner = Runner(settings, store, Storage(data_dir), engine, notify=lambda job_id: None,
+                    publish=lambda *args: None)
+    speak, refusals = runner.pipeline.speak_into, [0]
+
+    def refused_while(times: int):
+        def speak_into(*args, **kwargs):
+            if refusals[0] < times:
+                refusals[0] += 1
+                raise redis.ConnectionError("NOREPLICAS")  # what a stale master's refusal raises (Transient)
+            return speak(*args, **kwargs)
+        refusals[0] = 0
+        runner.pipeline.speak_into = speak_into
+
+    job_id = store.jobs.create(JobRequest(text="第一位客户您好。"), "acme").id
+    refused_while(3)
+    counted = Counted()
+    for fresh in (True, False, False):
+        with pytest.raises(redis.ConnectionError):
+            runner.run(job_id, fresh=fresh, counted=counted)
+    assert runner.run(job_id, counted=counted) == "succeeded"
+    assert store.jobs.get(job_id).attempts == 1
+    assert store.chunks.attempts(job_id) == {0: 4}  # every run its own temporaries, all one delivery
+
+    other = store.jobs.create(JobRequest(text="第二位客户您好。"), "acme").id
+    refused_while(1)
+    with pytest.raises(redis.ConnectionError):
+        runner.run(other, fresh=True, counted=Counted())
+    # The broker hands the message back (its worker died): that is a second delivery.
+    assert runner.run(other, counted=Counted()) == "failed"
+    assert store.jobs.get(other).error.code == "worker_lost"
+
+
 def test_redis_down_answers_503_quickly(tmp_path):
     from api.app import create_app
 

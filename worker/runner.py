@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 from shared.chunk_files import META, PCM, ChunkAttempt, ChunkFiles
@@ -49,10 +49,12 @@ class Runner:
         self.cache = ResultCache(store, storage, settings.jobs.result_ttl_s)
 
     # the job's first task
-    def run(self, job_id: str, fresh: bool = False) -> str:
+    def run(self, job_id: str, fresh: bool = False, counted: "Counted | None" = None) -> str:
         """Plan the job and speak its first chunk; return its status after that (or why nothing
         was done). `fresh`: this message was sent, not handed back by the broker (a redelivery
-        after a worker died) nor retried by Celery."""
+        after a worker died) nor retried by Celery. `counted`: what this delivery of the message
+        has counted already, when this is its step run again after a Redis outage."""
+        counted = counted if counted is not None else Counted()
         jobs = self.jobs
         record = jobs.get(job_id)
         if record is None:
@@ -71,7 +73,9 @@ class Runner:
                 return "skipped"
             return "skipped" if status else "missing"
         jobs.mark(job_id, "picked_up")
-        attempts = jobs.start_attempt(job_id)
+        if counted.job is None:
+            counted.job = jobs.start_attempt(job_id)
+        attempts = counted.job
         if attempts > self.settings.jobs.max_attempts:
             return self._fail(record, "worker_lost",
                               f"the job was interrupted {attempts - 1} times (a worker died while planning it)")
@@ -95,7 +99,7 @@ class Runner:
             if EARLY_FIRST_CHUNK and first.end < len(text) and self.store.chunks.layout(job_id)[0] is None:
                 # A long text: its first chunk is spoken before the rest is planned (a cancel
                 # stops either), so planning the whole text never delays the first audio.
-                early = self._speak_early(record, self.pipeline.chunks(first.segments, options)[0])
+                early = self._speak_early(record, self.pipeline.chunks(first.segments, options)[0], counted)
                 if isinstance(early, str):
                     return early
             segments = first.segments + self.pipeline.rest(text, first, record.text_type, lexicons, should_stop=stopped)
@@ -124,10 +128,10 @@ class Runner:
                                        options.sample_rate or self.engine.sample_rate, queue, key, time.time()):
             log.info("job %s planned: %d segments in %d chunk(s)", job_id, len(segments), len(chunks))
         self._dispatch(record.owner)
-        return self._speak(record, 0, early)
+        return self._speak(record, 0, counted, early)
 
     # every later chunk
-    def run_chunk(self, job_id: str, index: int, owner: str) -> str:
+    def run_chunk(self, job_id: str, index: int, owner: str, counted: "Counted | None" = None) -> str:
         record = self.jobs.get(job_id)
         if record is None or record.status in TERMINAL:
             # Its job ended (or was deleted) since the chunk was dispatched.
@@ -135,9 +139,9 @@ class Runner:
             return "skipped" if record else "missing"
         if record.status == "queued":
             self.jobs.mark_running(job_id)
-        return self._speak(record, index)
+        return self._speak(record, index, counted if counted is not None else Counted())
 
-    def _speak(self, record: JobRecord, index: int, early: "Early | None" = None) -> str:
+    def _speak(self, record: JobRecord, index: int, counted: "Counted", early: "Early | None" = None) -> str:
         job_id, owner, options = record.id, record.owner, record.options
         chunks = self.store.chunks
         total, out_rate, key = chunks.layout(job_id)
@@ -150,7 +154,7 @@ class Runner:
         files = ChunkFiles(self.storage, job_id, options.format)
         if not chunks.has_landed(job_id, index):
             if early is None:
-                early = self._speak_now(record, files, Chunk.decode(spec), index, total)
+                early = self._speak_now(record, files, Chunk.decode(spec), index, total, counted)
                 if isinstance(early, str):
                     return early
             if not chunks.open_to(job_id, index):
@@ -215,28 +219,30 @@ class Runner:
             self._let_go(job_id, owner, index)
         return "skipped"
 
-    def _speak_early(self, record: JobRecord, chunk: Chunk) -> "Early | str":
+    def _speak_early(self, record: JobRecord, chunk: Chunk, counted: "Counted") -> "Early | str":
         """The first chunk spoken before the job is fully planned (so not published yet)."""
-        return self._speak_now(record, ChunkFiles(self.storage, record.id, record.options.format), chunk, 0, None)
+        return self._speak_now(record, ChunkFiles(self.storage, record.id, record.options.format), chunk, 0, None,
+                               counted)
 
     def _speak_now(self, record: JobRecord, files: ChunkFiles, chunk: Chunk, index: int,
-                   total: int | None) -> "Early | str":
+                   total: int | None, counted: "Counted") -> "Early | str":
         """Speak chunk `index` (of `total`; None while the job is being planned, when the chunk
         is the first and not the last) into an attempt's files, for the caller to publish; or the
         job's status when it ended meanwhile."""
         job_id, owner = record.id, record.owner
-        attempts = self.store.chunks.start(job_id, index)
+        number, deliveries = self.store.chunks.start(job_id, index, rerun=index in counted.chunks)
+        counted.chunks.add(index)
         shown_total = total if total is not None else "?"
-        if attempts > self.settings.jobs.max_attempts:
+        if deliveries > self.settings.jobs.max_attempts:
             return self._fail(record, "worker_lost",
-                              f"chunk {index + 1} of {shown_total} was interrupted {attempts - 1} times (a worker "
+                              f"chunk {index + 1} of {shown_total} was interrupted {deliveries - 1} times (a worker "
                               "died while speaking it each time)", index)
         started = time.perf_counter()
         # The first chunk goes out piece by piece as it is spoken: that is the job's first audio.
-        live = LivePieces(self.store, record, attempts) if index == 0 else None
+        live = LivePieces(self.store, record, number) if index == 0 else None
         # Its own temporaries: an earlier attempt may still be alive (a paused worker), and what
         # a dead one left goes when the job's chunks have all landed (_assemble) or it ends.
-        attempt = files.attempt(index, attempts)
+        attempt = files.attempt(index, number)
         try:
             spoken = self.pipeline.speak_into(attempt, chunk, record.options, total is not None and index == total - 1,
                                               should_stop=self._stopped(job_id), live=live)
@@ -409,6 +415,19 @@ class Runner:
 
 def _storage_message(problem: str) -> str:
     return f"{problem}; its chunks are removed, submit it again once there is space"
+
+
+@dataclass
+class Counted:
+    """What one delivery of a task's message has counted toward the attempt bound (max_attempts),
+    kept by worker/tasks.py across the runs of its step. A step run again after a Redis outage is
+    this live worker going on, not a delivery after a worker died: were each run counted, a
+    failover's refused writes (one for each pooled connection still on the old master, each a run
+    again), with the copy of the message the broker hands back as the consumer reconnects, would
+    fail a job `worker_lost` although no worker died."""
+
+    job: int | None = None  # the job's count of deliveries, this one included, once it counted itself
+    chunks: set[int] = field(default_factory=set)  # the chunks whose runs this delivery has counted
 
 
 @dataclass

@@ -37,6 +37,8 @@ SPEECH_TASK = dict(acks_late=True, reject_on_worker_lost=True, acks_on_timeout=F
 @shared_task(bind=True, name=tasks.SYNTHESIZE, **SPEECH_TASK)
 def synthesize(self, job_id: str) -> str:
     """A job's first task: plan it, dispatch its chunks, speak chunk 0."""
+    from worker.runner import Counted  # not at import: a webhooks worker never loads the runner
+
     started = time.perf_counter()
     # kombu marks a message it hands back (its worker died, or its time limit killed the process)
     # redelivered, and Celery's retry counts: either is this job again, to run even though it is
@@ -45,10 +47,12 @@ def synthesize(self, job_id: str) -> str:
     # taken the job before Redis went away.
     request = self.request
     fresh = [not (request.delivery_info or {}).get("redelivered") and not request.retries]
+    # Yet the step again is no new delivery of it either: the attempt bound counts this one once.
+    counted = Counted()
 
     def step() -> str:
         try:
-            return context.runner().run(job_id, fresh=fresh[0])
+            return context.runner().run(job_id, fresh=fresh[0], counted=counted)
         finally:
             fresh[0] = False
 
@@ -58,8 +62,11 @@ def synthesize(self, job_id: str) -> str:
 
 @shared_task(name=tasks.SYNTHESIZE_CHUNK, **SPEECH_TASK)
 def synthesize_chunk(job_id: str, index: int, owner: str) -> str:
+    from worker.runner import Counted
+
     started = time.perf_counter()
-    status = _through_outages(lambda: context.runner().run_chunk(job_id, index, owner))
+    counted = Counted()  # this delivery, counted once by the attempt bound however often its step runs
+    status = _through_outages(lambda: context.runner().run_chunk(job_id, index, owner, counted))
     return _end(job_id, status, started, f"spoke chunk {index}")
 
 
@@ -69,8 +76,9 @@ OUTAGE_WAIT_S = 120
 
 def _through_outages(step: Callable[[], str]) -> str:
     """Run a step again when Redis goes away under it, once Redis is back: the step is idempotent
-    (a chunk that landed is not spoken again). Celery's own retry cannot do this: it publishes the
-    retry to the broker that is down, fails, and then rejects the message, losing the task."""
+    (a chunk that landed is not spoken again), and a run again is no new attempt (Counted).
+    Celery's own retry cannot do this: it publishes the retry to the broker that is down, fails,
+    and then rejects the message, losing the task."""
     delay, waited = 0.5, 0.0
     while True:
         try:

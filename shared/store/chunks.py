@@ -156,9 +156,21 @@ class ChunkStore:
                               args=[now, stale_s, window, keyspace.job("")])
         return [(flat[i], int(flat[i + 1]), flat[i + 2]) for i in range(0, len(flat), 3)]
 
-    def start(self, job_id: str, index: int) -> int:
-        """Count a run of this chunk; the count survives a worker's death (the attempt bound)."""
-        return int(self.client.hincrby(keyspace.job(job_id), f"chunk_attempts:{index}", 1))
+    def start(self, job_id: str, index: int, rerun: bool = False) -> tuple[int, int]:
+        """Count a run of this chunk, in its job's record (so the counts survive a worker's death):
+        (this run's number, which no other run of the chunk has, for its temporaries; the
+        deliveries that have run it, which the attempt bound counts). `rerun`: the same delivery's
+        step run again after a Redis outage (worker/tasks.py), a live worker going on: it takes a
+        number of its own, and is no new delivery."""
+        key = keyspace.job(job_id)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hincrby(key, f"chunk_attempts:{index}", 1)
+        if rerun:
+            pipe.hincrby(key, f"chunk_reruns:{index}", 1)
+        else:
+            pipe.hget(key, f"chunk_reruns:{index}")
+        number, reruns = pipe.execute()
+        return int(number), int(number) - int(reruns or 0)
 
     def attempts(self, job_id: str) -> dict[int, int]:
         """How many times each chunk has been started."""
