@@ -6,8 +6,9 @@ import pytest
 
 from voxq.bench.frontend import planned_readings, polyphone_cases, right_reading
 
-# 99.7 % on 2026-12-07 (637 of 639; 88.6 % before the context rules); one point of slack for a
-# change that trades one reading for another, not for a rule that breaks a class of them.
+# 99.2 % on 2026-12-07 (826 of 833, a second held-out batch included; 88.1 % before the context
+# rules); slack for a change that trades one reading for another, not for a rule that breaks a
+# class of them.
 BOUND = 0.987
 
 
@@ -57,6 +58,14 @@ def reading_at(text: str, char: str) -> str:
     ("他用两只手抱着箱子。", "只", "zhi1"),
     ("我们在公园里转了一圈。", "转", "zhuan4"),
     ("请帮我盛一碗饭。", "盛", "cheng2"),
+    ("借的钱他早就还了。", "还", "huan2"),  # a debt paid
+    ("他还了解一些情况。", "还", "hai2"),  # but "still" before 了解
+    ("他在金融这一行干了二十年。", "行", "hang2"),  # a trade
+    ("这一行为很危险。", "行", "xing2"),
+    ("论业绩，全公司数他最好。", "数", "shu3"),
+    ("这件事我得问问领导。", "得", "dei3"),  # "must" before a doubled verb
+    ("他这次买彩票中了一等奖。", "中", "zhong4"),
+    ("其中奖金为五千元。", "中", "zhong1"),
 ])
 def test_representative_readings(text, char, expected):
     assert reading_at(text, char) == expected

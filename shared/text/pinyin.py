@@ -46,6 +46,8 @@ PHRASES = {
     # pypinyin's phrase list has these wrong (majiang1, yuanfen1); 打的去 is taking a taxi.
     "麻将": "ma2 jiang4", "缘分": "yuan2 fen4", "打的去": "da3 di1 qu4", "打的回": "da3 di1 hui2",
     "果实累累": "guo3 shi2 lei2 lei2",
+    # 相差 "differ by" (cha1, as 差别), and blood given (xue4, as in every compound: 献血, 验血).
+    "相差": "xiang1 cha1", "献血": "xian4 xue4", "验血": "yan4 xue4", "输血": "shu1 xue4",
 }
 
 

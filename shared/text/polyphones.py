@@ -35,6 +35,8 @@ RULES: tuple[tuple[str, str, str], ...] = (
     # 还 (hai2) always has something after it.
     ("huan2", r"还(?=[给书钱款贷债账]|清(?!楚|晰)|完(?!成|全|善|整|美)|[你我他她]们?(?:$|[钱书一两个的]))", ANYWHERE),
     ("huan2", r"还$", ANYWHERE),
+    # 还了 is a debt paid (早就还了, 还了一半), but for 还了得, 还了解, 还了不起 (hai2).
+    ("huan2", r"还(?=了(?![得解不]))", ANYWHERE),
     ("huan2", r"(?<=[按准及如到][时期])还(?![没不是有在要能会可])", ANYWHERE),
     # 调 is tiao2 when something is set to a level: 调小, 调低, 调到二十六度, 调成静音.
     ("tiao2", rf"调(?=[小低高大亮暗快慢好成至]|一下|到[{NUMERALS}])", ANYWHERE),
@@ -45,6 +47,8 @@ RULES: tuple[tuple[str, str, str], ...] = (
     # 数 counting things (a verb, shu3): 数一数, 数了数, 数钱, 数不清.
     ("shu3", r"数(?=[一了]数|钱|不清|得清|一下)", ANYWHERE),
     ("shu3", r"(?<=数[一了])数", ANYWHERE),
+    # 数 "to rank as" (shu3) before who ranks first: 全公司数他最好, 数你第一.
+    ("shu3", r"数(?=[你我他她它]最|[你我他她它]第一)", ANYWHERE),
     # 量 measuring (liang2): 量一下, 量体温.
     ("liang2", r"量(?=一下|一量|体温|血压|身高|体重|尺寸)", ANYWHERE),
     ("liang2", r"(?<=量一)量", ANYWHERE),
@@ -53,8 +57,11 @@ RULES: tuple[tuple[str, str, str], ...] = (
     # 行 counting lines of text (hang2): 一行字, 排成两行.
     ("hang2", rf"(?<=[{NUMERALS}几])行(?=字|诗|代码|$)", ANYWHERE),
     ("hang2", rf"(?<=第[{NUMERALS}])行", ANYWHERE),
+    # 这一行 is a line or a trade (hang2); not 这一行为, 这一行动, 这一行人 (xing2).
+    ("hang2", r"(?<=[这那哪]一)行(?![为动驶进李程人])", ANYWHERE),
     # 得 as "must" (dei3) between a person and what they must do: 你得去, 我们得走了.
-    ("dei3", r"(?<=[你我他她们咱])得(?=去|走|跟|赶|马上|先|好好|再|快|早|自己|多[休吃喝穿注练])", ANYWHERE),
+    ("dei3", r"(?<=[你我他她们咱])得(?=去|走|跟|赶|马上|先|好好|再|快|早|自己|多[休吃喝穿注练]|([\u4e00-\u9fff])\1)",
+     ANYWHERE),  # …or before a doubled verb: 我得问问, 你得想想
     # 得 linking a verb to how it went (de5): 跑得很快, 考得不错; not 获得, 取得 (de2).
     ("de5", r"(?<![获取赢博求所难使心习应])得(?=很|太|真|非常|挺|特别|十分|那么|这么|更|越|有点|不错)",
      ANYWHERE),
@@ -66,6 +73,8 @@ RULES: tuple[tuple[str, str, str], ...] = (
     ("zhao2", r"(?<=[睡找够摸猜见用犯][不得])着", ANYWHERE),
     # 重 "again" (chong2) before an action done over: 重试, 重启, 重置.
     ("chong2", r"重(?=试|启|置|播|填|装|来|输|发|选)", WORD_START),
+    # 中 "to hit, win" (zhong4) before a prize: 中了一等奖; not 其中奖金 (zhong1).
+    ("zhong4", r"(?<![其之家空心手途当集])中(?=了?(?:[一二三特头]等)?奖)", ANYWHERE),
     # 背 carrying on the back (bei1): 背起, 背着书包.
     ("bei1", r"背(?=起|着(?:书包|包|孩子|行李|背包|老人|篓))", ANYWHERE),
     # 转 going round (zhuan4): 转了一圈, 转来转去.

@@ -95,7 +95,7 @@ class PolyphoneCase:
     text: str  # the sentence, without the marks
     at: int  # where the polyphone sits in it
     reading: str  # what a Putonghua speaker says there, tone-numbered
-    held_out: bool  # written after the rules were, to see how they generalise
+    held_out: int  # 0, or which batch written after the rules were (1, 2, …), to see how they generalise
 
     @property
     def char(self) -> str:
@@ -105,11 +105,11 @@ class PolyphoneCase:
 def polyphone_cases() -> list[PolyphoneCase]:
     """The hand-checked polyphone set (polyphones.txt beside this file), one case per marked character."""
     source = resources.files("voxq.bench").joinpath("polyphones.txt").read_text(encoding="utf-8")
-    cases, held_out = [], False
+    cases, held_out = [], 0
     for line in source.splitlines():
         line = line.strip()
         if line.startswith("# Held out"):
-            held_out = True
+            held_out += 1
         if not line or line.startswith("#"):
             continue
         text, marks, pos = "", [], 0
@@ -210,16 +210,21 @@ def cmd_polyphones(args) -> int:
             configurations.insert(0, (f"before ({BEFORE_COMMIT}): jieba + pypinyin", before_root, []))
         else:
             print(f"before ({BEFORE_COMMIT}): not measured, no git checkout here ({archive.stderr.strip()})")
-        held = [i for i, c in enumerate(cases) if c.held_out]
+        batches = sorted({c.held_out for c in cases} - {0})
+        held = {b: [i for i, c in enumerate(cases) if c.held_out == b] for b in batches}
         print(f"polyphone accuracy on {len(cases)} readings of {len(set(texts))} sentences, "
-              f"{len({c.char for c in cases})} characters ({len(held)} held out); target >= {POLYPHONE_TARGET:.0%}")
-        print(f"{'configuration':<42} {'all':>7} {'held out':>9} {'load s':>7} {'RSS MB':>7} {'chars/s':>9}")
+              f"{len({c.char for c in cases})} characters ({', '.join(str(len(held[b])) for b in batches)} "
+              f"held out, by batch); target >= {POLYPHONE_TARGET:.0%}")
+        print(f"{'configuration':<42} {'all':>7}" + "".join(f" {f'held out {b}':>11}" for b in batches)
+              + f" {'load s':>7} {'RSS MB':>7} {'chars/s':>9}")
         for name, root, phrase_data in configurations:
             result = _in_child(root, {**request, "phrase_data": phrase_data})
             right, total, misses = _score(cases, result["readings"])
-            held_right, held_total, _ = _score([cases[i] for i in held], [result["readings"][i] for i in held])
-            print(f"{name:<42} {right / total:>7.1%} {held_right / max(1, held_total):>9.1%} "
-                  f"{result['load_s']:>7.1f} {result['rss_mb']:>7.0f} {result['chars_per_s']:>9,.0f}")
+            row = f"{name:<42} {right / total:>7.1%}"
+            for b in batches:
+                held_right, held_total, _ = _score([cases[i] for i in held[b]], [result["readings"][i] for i in held[b]])
+                row += f" {held_right / max(1, held_total):>11.1%}"
+            print(row + f" {result['load_s']:>7.1f} {result['rss_mb']:>7.0f} {result['chars_per_s']:>9,.0f}")
             for miss in misses if args.misses else ():
                 print(f"    {miss}")
     print(f"chars/s: plan + per-character pinyin of {args.speed_chars:,} run-on characters (the worst class), "
