@@ -89,3 +89,20 @@ def test_front_end_misreadings_are_found_and_sandhi_is_not_one():
     # 请把 is said qing2 ba3 (third-tone sandhi): what a speaker does, not a misreading.
     planned[0] = ("请", "qing2", True)
     assert error_rates.front_end_misreadings(want, planned) == ["调 tiao2→diao4 (调)"]
+
+
+def test_the_report_splits_the_telephone_path_and_states_the_listeners_spread():
+    def variant(ser: float) -> dict:
+        return {"ser": ser, "cer": 2 * ser, "ovrl": None, "p808": None, "sentences": []}
+
+    result = {"sentences": 2, "syllables": 20, "front_end": {"syllable_errors": 0, "sentences": []},
+              "variants": {"wideband": variant(0.05), "narrowband": variant(0.08), "mulaw": variant(0.085),
+                           "wideband-1db": variant(0.06)},
+              "control": None, "seconds": 1.0}
+    printed = quality.report(result)
+    assert "the 8 kHz band limit +3.0 points, voxq's G.711 path on top of it (filter, level, mu-law) +0.5" in printed
+    assert "own spread (wideband against the same speech 1 dB quieter): 1.0 points" in printed
+    assert "target mulaw SER <= 5 %: 8.5 %, missed" in printed
+    # Without the variants it is made of, neither line is printed.
+    del result["variants"]["narrowband"], result["variants"]["wideband-1db"]
+    assert "band limit" not in quality.report(result) and "spread" not in quality.report(result)

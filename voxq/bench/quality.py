@@ -21,6 +21,13 @@ logger = logging.getLogger(__name__)
 # Each variant's options on top of the defaults; "wideband" is the voice as a file gets it.
 VARIANTS: dict[str, dict] = {
     "wideband": {},
+    # The 8 kHz band limit alone (16-bit WAV, no G.711): what any telephone line costs, whatever
+    # its codec. mulaw against it is what voxq's G.711 path adds (filter, level, companding).
+    "narrowband": {"format": "wav", "sample_rate": 8000},
+    # The same speech 1 dB quieter, which no listener would hear differently: Whisper's greedy
+    # decoding still flips on it, and its distance from wideband is the figures' own spread, the
+    # smallest change in the voice that they can show.
+    "wideband-1db": {"loudness": -24.0},
     "mulaw": {"format": "mulaw", "sample_rate": 8000},
     "alaw": {"format": "alaw", "sample_rate": 8000},
     "happy": {"emotion": "happy"},
@@ -217,6 +224,16 @@ def report(result: dict, before: dict | None = None, worst: int = 10) -> str:
         c = result["control"]
         lines.append(f"{'control':>10} {'':>10} {'':>8} {_mos(c['ovrl']):>7} {_mos(c['p808']):>6}"
                      f"   (wideband + white noise at {c['snr_db']:g} dB SNR: the predictor responds)")
+    found = result["variants"]
+    if all(name in found for name in ("wideband", "narrowband", "mulaw")):
+        band = found["narrowband"]["ser"] - found["wideband"]["ser"]
+        line = found["mulaw"]["ser"] - found["narrowband"]["ser"]
+        lines.append(f"telephone path: the 8 kHz band limit {100 * band:+.1f} points, voxq's G.711 path on "
+                     f"top of it (filter, level, mu-law) {100 * line:+.1f} points")
+    if "wideband" in found and "wideband-1db" in found:
+        spread = abs(found["wideband-1db"]["ser"] - found["wideband"]["ser"])
+        lines.append(f"the listener's own spread (wideband against the same speech 1 dB quieter): "
+                     f"{100 * spread:.1f} points; a smaller change is no change")
     for name, target in TARGETS.items():
         if name in result["variants"]:
             ser = result["variants"][name]["ser"]
