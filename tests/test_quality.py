@@ -106,3 +106,23 @@ def test_the_report_splits_the_telephone_path_and_states_the_listeners_spread():
     # Without the variants it is made of, neither line is printed.
     del result["variants"]["narrowband"], result["variants"]["wideband-1db"]
     assert "band limit" not in quality.report(result) and "spread" not in quality.report(result)
+
+
+def test_the_corpus_is_what_the_issue_asks_for_and_the_front_end_reads_all_of_it_as_expected():
+    from shared.config import Settings
+    from voxq.bench.corpus import quality_corpus
+
+    lines = quality_corpus()
+    assert len(lines) >= 100
+    # Numbers and dates as users write them, and polyphones with the reading they must have.
+    assert sum(any(c.isdigit() for c in text) for text, _ in lines) >= 30
+    assert sum("[" in (reading or "") for _, reading in lines) >= 10
+    settings = Settings.load()
+    misread = {}
+    for text, reading in lines:
+        want = error_rates.expected(text, reading)  # each reading says the text, syllable for syllable
+        found = error_rates.front_end_misreadings(want, quality._planned(text, settings))
+        if found:
+            misread[text] = found
+    # What the benchmark's figures rest on: every error left is the voice's or the listener's.
+    assert misread == {}
